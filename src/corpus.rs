@@ -1,0 +1,280 @@
+//! Text -> token ids -> windows -> train/test split -> batch order.
+//!
+//! Everything random here draws from streams of the run's one seed (see [`crate::rng`]), so
+//! every configuration of one `compare` sees the same split and the same batches.
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Project Gutenberg eBook 35, the edition the course downloads (header and licence included).
+pub const TIME_MACHINE_URL: &str = "https://www.gutenberg.org/files/35/35-0.txt";
+
+/// A tokenizer: GPT-2's BPE (compiled in, works offline) or a donor's own `tokenizer.json`.
+pub enum Tokenizer {
+    Gpt2(Box<tiktoken_rs::CoreBPE>),
+    HuggingFace { tok: Box<tokenizers::Tokenizer>, path: PathBuf },
+}
+
+/// GPT-2's vocabulary: 50 000 merges + 256 bytes + `<|endoftext|>` (id 50256).
+pub const GPT2_VOCAB: usize = 50257;
+
+impl Tokenizer {
+    pub fn gpt2() -> Result<Self> {
+        let bpe = tiktoken_rs::r50k_base().map_err(|e| Error::Tokenizer(format!("GPT-2 BPE: {e}")))?;
+        Ok(Tokenizer::Gpt2(Box::new(bpe)))
+    }
+
+    /// Loads a Hugging Face `tokenizer.json`, with padding and truncation switched off: a corpus
+    /// is one long stream, not a batch of 128-token sentences.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let mut tok = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+            Error::Tokenizer(format!("cannot read tokenizer {}: {e}; pass --tokenizer gpt2 or another tokenizer.json", path.display()))
+        })?;
+        tok.with_padding(None);
+        tok.with_truncation(None)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf() })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Tokenizer::Gpt2(_) => "gpt2 (r50k_base BPE)".into(),
+            Tokenizer::HuggingFace { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// Number of ids the tokenizer can emit: the rows an embedding matrix needs.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Tokenizer::Gpt2(_) => GPT2_VOCAB,
+            Tokenizer::HuggingFace { tok, .. } => tok.get_vocab_size(true),
+        }
+    }
+
+    /// Encodes running text. Special tokens are never added, and text that merely looks like
+    /// `<|endoftext|>` is encoded as ordinary text.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Tokenizer::Gpt2(bpe) => Ok(bpe.encode_ordinary(text)),
+            Tokenizer::HuggingFace { tok, .. } => {
+                // Encoding a whole book at once is slow for WordPiece (quadratic offsets work);
+                // lines are independent for these tokenizers, so encode line by line.
+                let mut ids = Vec::with_capacity(text.len() / 3);
+                for line in text.lines() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let enc = tok.encode(line, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+                    ids.extend_from_slice(enc.get_ids());
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match self {
+            Tokenizer::Gpt2(bpe) => bpe.decode(ids.to_vec()).unwrap_or_else(|_| "<undecodable>".into()),
+            Tokenizer::HuggingFace { tok, .. } => tok.decode(ids, true).unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads a UTF-8 text file; invalid UTF-8 is an error that says where.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("cannot read corpus {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Input(format!(
+            "corpus {} is not valid UTF-8 (byte {at}, line {line}); convert it to UTF-8 first",
+            path.display()
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(Error::Input(format!("corpus {} is empty; pass a text file with content", path.display())));
+    }
+    Ok(text)
+}
+
+/// The default corpus: The Time Machine, downloaded once into the user's cache.
+pub fn time_machine() -> Result<PathBuf> {
+    let dir = dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("embgraft");
+    let path = dir.join("timemachine.txt");
+    if path.exists() {
+        return Ok(path);
+    }
+    eprintln!("downloading The Time Machine from {TIME_MACHINE_URL} into {}", path.display());
+    let fail = |why: String| {
+        Error::Download(format!(
+            "cannot download The Time Machine ({why}); you may be offline: pass --corpus PATH with a local text file"
+        ))
+    };
+    let resp = ureq::get(TIME_MACHINE_URL).call().map_err(|e| fail(e.to_string()))?;
+    let text = resp.into_string().map_err(|e| fail(e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    crate::util::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// The course: a random 90/10 split of the (overlapping) windows. Test windows share text
+    /// with training windows, so the test loss is optimistic.
+    Windows,
+    /// The first 90 % of the token stream trains, the last 10 % tests; no window crosses the cut.
+    Contiguous,
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Split::Windows => "windows",
+            Split::Contiguous => "contiguous",
+        })
+    }
+}
+
+/// Token stream cut into windows: window `s` has inputs `tokens[s..s+L]` and targets
+/// `tokens[s+1..s+L+1]`. Windows are stored as start offsets, never copied.
+pub struct Dataset {
+    pub tokens: Vec<u32>,
+    pub seq_len: usize,
+    pub train: Vec<usize>,
+    pub test: Vec<usize>,
+    pub split: Split,
+}
+
+/// Start offsets of every window of `seq_len` (+1 target) inside `lo..hi`, `stride` apart.
+fn window_starts(lo: usize, hi: usize, seq_len: usize, stride: usize) -> Vec<usize> {
+    if hi < lo + seq_len + 1 {
+        return Vec::new();
+    }
+    (lo..=hi - seq_len - 1).step_by(stride).collect()
+}
+
+impl Dataset {
+    pub fn new(
+        tokens: Vec<u32>,
+        seq_len: usize,
+        stride: usize,
+        split: Split,
+        test_fraction: f64,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Self> {
+        if seq_len == 0 || stride == 0 {
+            return Err(Error::Input("--seq-len and --stride must be at least 1".into()));
+        }
+        let n = tokens.len();
+        let (train, test) = match split {
+            Split::Windows => {
+                let mut all = window_starts(0, n, seq_len, stride);
+                all.shuffle(rng);
+                // As torch.utils.data.random_split(ds, [0.9, 0.1]): floor each share, and hand
+                // the remainder to the first split.
+                let n_test = (all.len() as f64 * test_fraction).floor() as usize;
+                let test = all.split_off(all.len() - n_test);
+                (all, test)
+            }
+            Split::Contiguous => {
+                let cut = ((n as f64) * (1.0 - test_fraction)).round() as usize;
+                (window_starts(0, cut, seq_len, stride), window_starts(cut, n, seq_len, stride))
+            }
+        };
+        if train.is_empty() || test.is_empty() {
+            return Err(Error::Input(format!(
+                "corpus too short: {n} tokens give {} train and {} test windows of --seq-len {seq_len}; \
+                 use a longer corpus or a smaller --seq-len",
+                train.len(),
+                test.len()
+            )));
+        }
+        Ok(Dataset { tokens, seq_len, train, test, split })
+    }
+
+    pub fn inputs(&self, start: usize) -> &[u32] {
+        &self.tokens[start..start + self.seq_len]
+    }
+
+    pub fn targets(&self, start: usize) -> &[u32] {
+        &self.tokens[start + 1..start + 1 + self.seq_len]
+    }
+
+    /// (input, target) pairs of a list of windows, flattened position by position.
+    pub fn pairs(&self, windows: &[usize]) -> (Vec<u32>, Vec<u32>) {
+        let mut xs = Vec::with_capacity(windows.len() * self.seq_len);
+        let mut ys = Vec::with_capacity(windows.len() * self.seq_len);
+        for &w in windows {
+            xs.extend_from_slice(self.inputs(w));
+            ys.extend_from_slice(self.targets(w));
+        }
+        (xs, ys)
+    }
+
+    /// Train windows in this epoch's order; the caller's RNG makes it the same for every config.
+    pub fn epoch_order(&self, rng: &mut impl rand::Rng) -> Vec<usize> {
+        let mut order = self.train.clone();
+        order.shuffle(rng);
+        order
+    }
+
+    pub fn max_token(&self) -> u32 {
+        self.tokens.iter().copied().max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn gpt2_ids_match_openai() {
+        let t = Tokenizer::gpt2().unwrap();
+        assert_eq!(t.encode("Hello world").unwrap(), vec![15496, 995]);
+        assert_eq!(t.vocab_size(), 50257);
+        // Literal special-token text is ordinary text, never id 50256.
+        assert!(!t.encode("<|endoftext|>").unwrap().contains(&50256));
+        assert_eq!(t.decode(&[50256]), "<|endoftext|>");
+        assert_eq!(t.decode(&[15496, 995]), "Hello world");
+    }
+
+    #[test]
+    fn windows_and_targets_are_shifted_by_one() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let tokens: Vec<u32> = (0..100).collect();
+        let d = Dataset::new(tokens, 8, 2, Split::Windows, 0.1, &mut rng).unwrap();
+        // (100 - 9) / 2 + 1 = 46 windows, floor(4.6) = 4 test.
+        assert_eq!(d.train.len() + d.test.len(), 46);
+        assert_eq!(d.test.len(), 4);
+        let w = d.train[0];
+        assert_eq!(d.inputs(w), &(w as u32..w as u32 + 8).collect::<Vec<_>>()[..]);
+        assert_eq!(d.targets(w), &(w as u32 + 1..w as u32 + 9).collect::<Vec<_>>()[..]);
+        let mut all: Vec<usize> = d.train.iter().chain(&d.test).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..=90).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn contiguous_split_never_shares_a_token_position() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let d = Dataset::new((0..1000).collect(), 8, 2, Split::Contiguous, 0.1, &mut rng).unwrap();
+        let train_last = d.train.iter().map(|&s| s + 8).max().unwrap(); // last target position
+        let test_first = *d.test.iter().min().unwrap();
+        assert!(train_last < test_first, "train reaches {train_last}, test starts {test_first}");
+        assert_eq!(test_first, 900);
+        assert!(d.test.iter().all(|&s| s + 9 <= 1000));
+    }
+
+    #[test]
+    fn too_short_corpus_is_an_error() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let err = Dataset::new((0..12).collect(), 8, 2, Split::Windows, 0.1, &mut rng).err().unwrap();
+        assert!(err.to_string().contains("corpus too short"), "{err}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Finding and reading a donor: the pretrained model whose token embedding gets grafted.
+//!
+//! A donor is `gpt2` (fetched from the Hugging Face Hub into its standard cache, reused when
+//! already there), a `.safetensors` file, or a folder holding `model.safetensors` and perhaps
+//! its own `tokenizer.json`. The file is memory-mapped; only the embedding is converted to f32.
+
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub const GPT2_REPO: &str = "openai-community/gpt2";
+
+/// Embedding tensor names of common checkpoints, tried in this order. A name also matches
+/// with any prefix (`bert.embeddings.word_embeddings.weight`).
+pub const EMBEDDING_NAMES: &[&str] = &[
+    "wte.weight",
+    "transformer.wte.weight",
+    "model.embed_tokens.weight",
+    "embeddings.word_embeddings.weight",
+    "gpt_neox.embed_in.weight",
+    "transformer.word_embeddings.weight",
+    "model.decoder.embed_tokens.weight",
+    "tok_embeddings.weight",
+    "token_embedding.weight",
+    "shared.weight",
+];
+
+/// Where a donor's files are on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct DonorFiles {
+    /// `gpt2` or the path the user gave.
+    pub spec: String,
+    pub weights: PathBuf,
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Resolves `--donor`: `gpt2` goes through the hub cache, anything else is a local path.
+pub fn locate(spec: &str) -> Result<DonorFiles> {
+    if spec == "gpt2" || spec == GPT2_REPO {
+        return Ok(DonorFiles { spec: spec.into(), weights: fetch_gpt2()?, tokenizer: None });
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        return Err(Error::Donor(format!(
+            "donor {spec} does not exist; pass --donor gpt2, a .safetensors file, or a folder with model.safetensors"
+        )));
+    }
+    if path.is_dir() {
+        let weights = path.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(Error::Donor(format!(
+                "donor folder {spec} has no model.safetensors; pass the .safetensors file itself with --donor"
+            )));
+        }
+        let tok = path.join("tokenizer.json");
+        return Ok(DonorFiles { spec: spec.into(), weights, tokenizer: tok.is_file().then_some(tok) });
+    }
+    let tok = path.parent().map(|p| p.join("tokenizer.json")).filter(|t| t.is_file());
+    Ok(DonorFiles { spec: spec.into(), weights: path.to_path_buf(), tokenizer: tok })
+}
+
+fn fetch_gpt2() -> Result<PathBuf> {
+    let cache = hf_hub::Cache::from_env();
+    if let Some(p) = cache.model(GPT2_REPO.to_string()).get("model.safetensors") {
+        return Ok(p);
+    }
+    eprintln!("downloading {GPT2_REPO} model.safetensors (548 MB) into {}", cache.path().display());
+    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build();
+    let got = api.and_then(|api| api.model(GPT2_REPO.to_string()).get("model.safetensors"));
+    got.map_err(|e| {
+        Error::Download(format!(
+            "cannot download {GPT2_REPO} ({e}); you may be offline: the Hugging Face cache is {}, \
+             or pass --donor PATH with a local model.safetensors",
+            cache.path().display()
+        ))
+    })
+}
+
+/// A memory-mapped safetensors file.
+pub struct Donor {
+    path: PathBuf,
+    mmap: memmap2::Mmap,
+}
+
+/// One tensor's header entry, for `inspect` and for error messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+}
+
+/// The donor's embedding matrix, converted to f32, row-major (rows = vocabulary).
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    pub tensor: String,
+    pub source_dtype: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Donor {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::Donor(format!("cannot open donor {}: {e}", path.display())))?;
+        // SAFETY: the map is read-only; a file changed underneath us would give wrong numbers,
+        // which the graft's copy checksum records.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| Error::Donor(format!("cannot map donor {}: {e}", path.display())))?;
+        let donor = Donor { path: path.to_path_buf(), mmap };
+        donor.parse()?; // validate the header now, so later errors are about content
+        Ok(donor)
+    }
+
+    fn parse(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.mmap).map_err(|e| {
+            Error::Donor(format!(
+                "{} is not a valid safetensors file ({e}); pass a .safetensors file, re-download it if truncated",
+                self.path.display()
+            ))
+        })
+    }
+
+    pub fn tensors(&self) -> Result<Vec<TensorInfo>> {
+        let st = self.parse()?;
+        let mut out: Vec<TensorInfo> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| TensorInfo { name, dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec() })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The tensor that would be grafted: `explicit` if given, else the first known name.
+    pub fn embedding_name(&self, explicit: Option<&str>) -> Result<String> {
+        let infos = self.tensors()?;
+        if let Some(name) = explicit {
+            let info = infos.iter().find(|t| t.name == name).ok_or_else(|| {
+                Error::Donor(format!("{} has no tensor named {name}; run `embgraft inspect {}` to list them", self.path.display(), self.path.display()))
+            })?;
+            if info.shape.len() != 2 {
+                return Err(Error::Donor(format!(
+                    "tensor {name} has shape {:?}, not 2-D (vocabulary x width); pass an embedding matrix with --tensor",
+                    info.shape
+                )));
+            }
+            return Ok(name.to_string());
+        }
+        for known in EMBEDDING_NAMES {
+            let suffix = format!(".{known}");
+            if let Some(t) = infos.iter().find(|t| t.shape.len() == 2 && (t.name == *known || t.name.ends_with(&suffix))) {
+                return Ok(t.name.clone());
+            }
+        }
+        let two_d: Vec<String> =
+            infos.iter().filter(|t| t.shape.len() == 2).map(|t| format!("{} {:?}", t.name, t.shape)).collect();
+        Err(Error::Donor(format!(
+            "no embedding tensor with a known name in {}; 2-D tensors: [{}]; pick one with --tensor NAME",
+            self.path.display(),
+            if two_d.is_empty() { "none".to_string() } else { two_d.join(", ") }
+        )))
+    }
+
+    /// Reads one 2-D tensor as f32 (F32, F16 and BF16 are accepted).
+    pub fn embedding(&self, explicit: Option<&str>) -> Result<Embedding> {
+        let name = self.embedding_name(explicit)?;
+        let st = self.parse()?;
+        let view = st.tensor(&name).map_err(|e| Error::Donor(format!("{name}: {e}")))?;
+        let (rows, cols) = (view.shape()[0], view.shape()[1]);
+        let bytes = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => {
+                return Err(Error::Donor(format!(
+                    "tensor {name} is {other:?}; only F32, F16 and BF16 embeddings can be grafted"
+                )))
+            }
+        };
+        if rows == 0 || cols == 0 {
+            return Err(Error::Donor(format!("tensor {name} is empty ({rows} x {cols})")));
+        }
+        Ok(Embedding { tensor: name, source_dtype: format!("{:?}", view.dtype()), rows, cols, data })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+    use std::collections::HashMap;
+
+    /// Writes a safetensors file with the given (name, dtype, shape, raw bytes).
+    pub fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
+        let views: HashMap<String, TensorView> = tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None, path).unwrap();
+    }
+
+    pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// A file in GPT-2's exact layout (names as in openai-community/gpt2, no `transformer.`
+    /// prefix), with a small width to keep the test fast.
+    pub fn gpt2_layout(path: &Path, d: usize) -> Vec<f32> {
+        let v = 50257;
+        let wte: Vec<f32> = (0..v * d).map(|i| ((i % 977) as f32 - 488.0) * 1e-3).collect();
+        let wpe: Vec<f32> = vec![0.01; 1024 * d];
+        write_safetensors(
+            path,
+            &[
+                ("wte.weight", Dtype::F32, vec![v, d], f32_bytes(&wte)),
+                ("wpe.weight", Dtype::F32, vec![1024, d], f32_bytes(&wpe)),
+                ("h.0.ln_1.weight", Dtype::F32, vec![d], f32_bytes(&vec![1.0; d])),
+                ("h.0.attn.c_attn.weight", Dtype::F32, vec![d, 3 * d], f32_bytes(&vec![0.0; 3 * d * d])),
+                ("ln_f.bias", Dtype::F32, vec![d], f32_bytes(&vec![0.0; d])),
+            ],
+        );
+        wte
+    }
+
+    #[test]
+    fn finds_gpt2_wte_among_other_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("model.safetensors");
+        let wte = gpt2_layout(&p, 8);
+        let files = locate(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(files.weights, p);
+        assert!(files.tokenizer.is_none());
+        let donor = Donor::open(&files.weights).unwrap();
+        let emb = donor.embedding(None).unwrap();
+        assert_eq!(emb.tensor, "wte.weight");
+        assert_eq!((emb.rows, emb.cols), (50257, 8));
+        assert_eq!(emb.data, wte);
+        assert_eq!(donor.tensors().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn prefixed_names_and_half_precision_are_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let vals = [0.5f32, -1.25, 3.0, 0.0, 256.0, -2.0]; // exact in f16 and bf16
+        let f16: Vec<u8> = vals.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
+        let bf16: Vec<u8> = vals.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect();
+        write_safetensors(
+            &p,
+            &[
+                ("bert.embeddings.word_embeddings.weight", Dtype::F16, vec![3, 2], f16),
+                ("other", Dtype::BF16, vec![2, 3], bf16),
+            ],
+        );
+        let donor = Donor::open(&p).unwrap();
+        let emb = donor.embedding(None).unwrap();
+        assert_eq!(emb.tensor, "bert.embeddings.word_embeddings.weight");
+        assert_eq!(emb.source_dtype, "F16");
+        assert_eq!(emb.data, vals);
+        let other = donor.embedding(Some("other")).unwrap();
+        assert_eq!((other.rows, other.cols, other.source_dtype.as_str()), (2, 3, "BF16"));
+        assert_eq!(other.data, vals);
+    }
+
+    #[test]
+    fn unknown_names_list_the_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        write_safetensors(
+            &p,
+            &[("foo", Dtype::F32, vec![4, 2], f32_bytes(&[0.0; 8])), ("bar", Dtype::F32, vec![3], f32_bytes(&[0.0; 3]))],
+        );
+        let donor = Donor::open(&p).unwrap();
+        let msg = donor.embedding(None).unwrap_err().to_string();
+        assert!(msg.contains("foo [4, 2]") && msg.contains("--tensor"), "{msg}");
+        let msg = donor.embedding(Some("bar")).unwrap_err().to_string();
+        assert!(msg.contains("not 2-D"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        std::fs::write(&p, b"this is not a safetensors file at all").unwrap();
+        let msg = Donor::open(&p).err().unwrap().to_string();
+        assert!(msg.contains("not a valid safetensors"), "{msg}");
+        let msg = locate(dir.path().join("nope").to_str().unwrap()).unwrap_err().to_string();
+        assert!(msg.contains("does not exist"), "{msg}");
+    }
+}

@@ -1,0 +1,23 @@
+//! The library's errors. Each message is one line that names the cause and what to do.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Bad user input: paths, sizes, flags, corpora.
+    #[error("{0}")]
+    Input(String),
+    /// A donor file that cannot be used.
+    #[error("{0}")]
+    Donor(String),
+    #[error("{0}")]
+    Tokenizer(String),
+    #[error("{0}")]
+    Download(String),
+    #[error("{0}")]
+    Output(String),
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

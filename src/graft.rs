@@ -1,0 +1,137 @@
+//! Grafting: copy a donor matrix into a model parameter, verify every element, and later prove
+//! that a frozen parameter ended bit for bit where it started.
+
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::donor::Embedding;
+use crate::error::{Error, Result};
+use crate::util::checksum;
+
+/// The result of the copy check over the whole matrix (the course compared row 0 only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CopyCheck {
+    pub tensor: String,
+    pub elements: usize,
+    /// Largest |donor − copy| over every element: must be exactly 0.
+    pub max_abs_delta: f32,
+    /// Elements whose bits differ (catches -0.0 vs 0.0 and NaN payloads that |Δ| misses).
+    pub differing_bits: usize,
+    pub donor_checksum: String,
+    pub copy_checksum: String,
+}
+
+impl CopyCheck {
+    pub fn passed(&self) -> bool {
+        self.max_abs_delta == 0.0 && self.differing_bits == 0 && self.donor_checksum == self.copy_checksum
+    }
+}
+
+/// Compares `expected` with the parameter's current value, element by element.
+pub fn compare(tensor: &str, expected: &[f32], param: &Tensor) -> Result<CopyCheck> {
+    let actual = param.flatten_all()?.to_vec1::<f32>()?;
+    if actual.len() != expected.len() {
+        return Err(Error::Donor(format!("{tensor}: {} elements in the model, {} expected", actual.len(), expected.len())));
+    }
+    let mut max_abs_delta = 0f32;
+    let mut differing_bits = 0;
+    for (a, b) in expected.iter().zip(&actual) {
+        let d = (a - b).abs();
+        if d > max_abs_delta || d.is_nan() {
+            max_abs_delta = if d.is_nan() { f32::INFINITY } else { d };
+        }
+        differing_bits += (a.to_bits() != b.to_bits()) as usize;
+    }
+    Ok(CopyCheck {
+        tensor: tensor.to_string(),
+        elements: expected.len(),
+        max_abs_delta,
+        differing_bits,
+        donor_checksum: format!("{:016x}", checksum(expected)),
+        copy_checksum: format!("{:016x}", checksum(&actual)),
+    })
+}
+
+/// Copies the donor's embedding into `param` (an owned copy, never shared storage) and
+/// verifies the whole matrix. A shape mismatch names both shapes.
+pub fn graft(param: &Var, donor: &Embedding) -> Result<CopyCheck> {
+    let want = param.dims();
+    if want != [donor.rows, donor.cols] {
+        return Err(Error::Donor(format!(
+            "cannot graft {} of shape [{}, {}] into a parameter of shape {:?}",
+            donor.tensor, donor.rows, donor.cols, want
+        )));
+    }
+    param.set(&Tensor::from_slice(&donor.data, (donor.rows, donor.cols), param.device())?)?;
+    compare(&donor.tensor, &donor.data, param.as_tensor())
+}
+
+/// Bit-identity of a frozen parameter after training.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrozenCheck {
+    pub parameter: String,
+    pub elements: usize,
+    pub changed_elements: usize,
+    pub checksum_before: String,
+    pub checksum_after: String,
+}
+
+impl FrozenCheck {
+    pub fn passed(&self) -> bool {
+        self.changed_elements == 0 && self.checksum_before == self.checksum_after
+    }
+
+    pub fn check(parameter: &str, before: &[f32], param: &Tensor) -> Result<Self> {
+        let c = compare(parameter, before, param)?;
+        Ok(FrozenCheck {
+            parameter: parameter.into(),
+            elements: c.elements,
+            changed_elements: c.differing_bits,
+            checksum_before: c.donor_checksum,
+            checksum_after: c.copy_checksum,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn emb(rows: usize, cols: usize) -> Embedding {
+        let data = (0..rows * cols).map(|i| i as f32 * 0.5 - 3.0).collect();
+        Embedding { tensor: "wte.weight".into(), source_dtype: "F32".into(), rows, cols, data }
+    }
+
+    #[test]
+    fn graft_copies_every_element() {
+        let e = emb(6, 4);
+        let p = Var::zeros((6, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let c = graft(&p, &e).unwrap();
+        assert!(c.passed(), "{c:?}");
+        assert_eq!(c.elements, 24);
+        assert_eq!(p.flatten_all().unwrap().to_vec1::<f32>().unwrap(), e.data);
+    }
+
+    #[test]
+    fn one_element_difference_is_caught() {
+        let e = emb(6, 4);
+        let mut off = e.data.clone();
+        off[23] += 1e-6; // the last element: a row-0 check would miss it
+        let p = Var::from_slice(&off, (6, 4), &Device::Cpu).unwrap();
+        let c = compare("wte.weight", &e.data, p.as_tensor()).unwrap();
+        assert!(!c.passed());
+        assert_eq!(c.differing_bits, 1);
+        assert!(c.max_abs_delta > 0.0);
+        // Sign of zero: |Δ| = 0 but the bits differ.
+        let z = Var::from_slice(&[-0.0f32], 1, &Device::Cpu).unwrap();
+        assert!(!compare("z", &[0.0], z.as_tensor()).unwrap().passed());
+    }
+
+    #[test]
+    fn shape_mismatch_names_both_shapes() {
+        let p = Var::zeros((5, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let msg = graft(&p, &emb(6, 4)).unwrap_err().to_string();
+        assert!(msg.contains("[6, 4]") && msg.contains("[5, 4]"), "{msg}");
+    }
+}

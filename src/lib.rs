@@ -1,0 +1,24 @@
+//! embgraft: graft pretrained token embeddings into small language models, freeze or thaw
+//! them, train, and report whether the graft helped and whether freezing hurt.
+//!
+//! The data path, one file per stage:
+//! text -> tokens -> windows ([`corpus`]) -> donor matrix ([`donor`]) -> [`graft`] into the
+//! [`model`] -> [`loss`] -> [`optim`] (AdamW) -> one run ([`train`]) -> the grid of runs
+//! ([`experiment`]) -> [`report`].
+
+pub mod config;
+pub mod corpus;
+pub mod donor;
+pub mod error;
+pub mod experiment;
+pub mod graft;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod report;
+pub mod rng;
+pub mod train;
+pub mod util;
+
+pub use config::{ExperimentConfig, Letter};
+pub use error::{Error, Result};

@@ -1,0 +1,223 @@
+//! Cross-entropy (= log-softmax + NLL, mean over all positions) for models whose logits depend
+//! only on the current token, such as Model 1.
+//!
+//! For such a model, the N = B·T positions of a batch need one logits row per *distinct* input
+//! token u, weighted by how often each target follows it:
+//!
+//!   loss = (1/N) Σ_u [ c_u · logsumexp(z_u) − Σ_y C[u,y] · z_u[y] ]
+//!   dloss/dz_u = (c_u · softmax(z_u) − C[u,·]) / N
+//!
+//! with C[u,y] the count of (u, y) pairs and c_u = Σ_y C[u,y]. This is exact, not an
+//! approximation, and does the large (rows x vocabulary) work once per distinct token.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// (input, target) pairs grouped by input token, in CSR form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCounts {
+    /// Distinct input tokens, ascending.
+    pub tokens: Vec<u32>,
+    /// Row u's targets are `targets[row_start[u]..row_start[u+1]]`.
+    pub row_start: Vec<usize>,
+    pub targets: Vec<u32>,
+    pub counts: Vec<u32>,
+    /// Number of positions N (the mean's denominator).
+    pub positions: usize,
+}
+
+impl TokenCounts {
+    pub fn from_pairs(xs: &[u32], ys: &[u32]) -> Self {
+        assert_eq!(xs.len(), ys.len());
+        let mut pairs: Vec<(u32, u32)> = xs.iter().copied().zip(ys.iter().copied()).collect();
+        pairs.sort_unstable();
+        let mut c = TokenCounts { tokens: vec![], row_start: vec![], targets: vec![], counts: vec![], positions: xs.len() };
+        for (x, y) in pairs {
+            if c.tokens.last() != Some(&x) {
+                c.tokens.push(x);
+                c.row_start.push(c.targets.len());
+            }
+            if c.targets.len() > *c.row_start.last().unwrap() && c.targets.last() == Some(&y) {
+                *c.counts.last_mut().unwrap() += 1;
+            } else {
+                c.targets.push(y);
+                c.counts.push(1);
+            }
+        }
+        c.row_start.push(c.targets.len());
+        c
+    }
+
+    pub fn rows(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn row(&self, u: usize) -> (&[u32], &[u32]) {
+        let r = self.row_start[u]..self.row_start[u + 1];
+        (&self.targets[r.clone()], &self.counts[r])
+    }
+
+    /// Rows `lo..hi` as their own TokenCounts (same denominator), for evaluating in chunks.
+    pub fn slice_rows(&self, lo: usize, hi: usize) -> TokenCounts {
+        let (a, b) = (self.row_start[lo], self.row_start[hi]);
+        TokenCounts {
+            tokens: self.tokens[lo..hi].to_vec(),
+            row_start: self.row_start[lo..=hi].iter().map(|s| s - a).collect(),
+            targets: self.targets[a..b].to_vec(),
+            counts: self.counts[a..b].to_vec(),
+            positions: self.positions,
+        }
+    }
+
+    /// Dense (rows x vocab) count matrix, for the tensor-op path.
+    fn dense(&self, vocab: usize, device: &Device) -> Result<Tensor> {
+        let mut m = vec![0f32; self.rows() * vocab];
+        for u in 0..self.rows() {
+            let (ys, cs) = self.row(u);
+            for (&y, &c) in ys.iter().zip(cs) {
+                m[u * vocab + y as usize] = c as f32;
+            }
+        }
+        Ok(Tensor::from_vec(m, (self.rows(), vocab), device)?)
+    }
+}
+
+/// Sum over positions of −log p(target) (divide by `counts.positions` for the mean), and, when
+/// `grad` is set, the gradient of the *mean* with respect to the logits `z` (rows x vocab).
+/// On the CPU this is one fused pass that overwrites `z` with its gradient; elsewhere it is
+/// built from tensor ops.
+pub fn cross_entropy_sum(z: Tensor, counts: &TokenCounts, grad: bool) -> Result<(f64, Option<Tensor>)> {
+    if z.device().is_cpu() {
+        let z = z.contiguous()?;
+        let op = FusedCrossEntropy { counts, grad, loss: Mutex::new(0.0) };
+        z.inplace_op1(&op)?;
+        let loss = *op.loss.lock().unwrap();
+        Ok((loss, grad.then_some(z)))
+    } else {
+        cross_entropy_sum_ops(&z, counts, grad)
+    }
+}
+
+/// The same computation written with plain tensor ops: the reference the fused pass is tested
+/// against, and the path on devices without a fused kernel.
+pub fn cross_entropy_sum_ops(z: &Tensor, counts: &TokenCounts, grad: bool) -> Result<(f64, Option<Tensor>)> {
+    let vocab = z.dim(1)?;
+    let c = counts.dense(vocab, z.device())?; // (U, V)
+    let logp = candle_nn::ops::log_softmax(z, 1)?; // (U, V)
+    let loss = (&c * &logp)?.sum_all()?.neg()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if !grad {
+        return Ok((loss, None));
+    }
+    let c_u = c.sum_keepdim(1)?; // (U, 1)
+    let g = ((logp.exp()?.broadcast_mul(&c_u)? - c)? / counts.positions as f64)?;
+    Ok((loss, Some(g)))
+}
+
+struct FusedCrossEntropy<'a> {
+    counts: &'a TokenCounts,
+    grad: bool,
+    loss: Mutex<f64>,
+}
+
+impl InplaceOp1 for FusedCrossEntropy<'_> {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(buf) = storage else { candle_core::bail!("fused cross-entropy needs f32 logits") };
+        let (rows, vocab) = layout.shape().dims2()?;
+        let start = layout.start_offset();
+        let z = &mut buf[start..start + rows * vocab];
+        let n = self.counts.positions as f32;
+        let total: f64 = z
+            .par_chunks_mut(vocab)
+            .enumerate()
+            .map(|(u, row)| {
+                let (ys, cs) = self.counts.row(u);
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let picked: f64 = ys.iter().zip(cs).map(|(&y, &c)| c as f64 * row[y as usize] as f64).sum();
+                let c_u: u32 = cs.iter().sum();
+                // Keep exp(z - max) in place: the gradient is that, scaled, minus the counts.
+                let mut sum = 0f64;
+                for v in row.iter_mut() {
+                    *v = (*v - max).exp();
+                    sum += *v as f64;
+                }
+                let lse = max as f64 + sum.ln();
+                if self.grad {
+                    let scale = (c_u as f64 / (sum * n as f64)) as f32;
+                    for v in row.iter_mut() {
+                        *v *= scale;
+                    }
+                    for (&y, &c) in ys.iter().zip(cs) {
+                        row[y as usize] -= c as f32 / n;
+                    }
+                }
+                c_u as f64 * lse - picked
+            })
+            .sum();
+        *self.loss.lock().unwrap() = total;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_group_pairs() {
+        let c = TokenCounts::from_pairs(&[5, 2, 5, 5, 2], &[1, 7, 1, 3, 7]);
+        assert_eq!(c.tokens, vec![2, 5]);
+        assert_eq!(c.row_start, vec![0, 1, 3]);
+        assert_eq!(c.targets, vec![7, 1, 3]);
+        assert_eq!(c.counts, vec![2, 2, 1]);
+        assert_eq!(c.positions, 5);
+        let tail = c.slice_rows(1, 2);
+        assert_eq!((tail.tokens, tail.row_start, tail.targets, tail.counts), (vec![5], vec![0, 2], vec![1, 3], vec![2, 1]));
+    }
+
+    #[test]
+    fn two_logits_by_hand() {
+        // One row z = [0, ln 3]: p = [1/4, 3/4]. Targets: 0 once, 1 twice. N = 3.
+        let c = TokenCounts::from_pairs(&[0, 0, 0], &[0, 1, 1]);
+        let z = Tensor::new(&[[0f32, 3f32.ln()]], &Device::Cpu).unwrap();
+        let (loss, g) = cross_entropy_sum(z, &c, true).unwrap();
+        let want = -(0.25f64.ln() + 2.0 * 0.75f64.ln());
+        assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
+        let g = g.unwrap().to_vec2::<f32>().unwrap();
+        // (3 * p - counts) / 3 = [(0.75 - 1)/3, (2.25 - 2)/3]
+        assert!((g[0][0] + 0.25 / 3.0).abs() < 1e-6 && (g[0][1] - 0.25 / 3.0).abs() < 1e-6, "{g:?}");
+    }
+
+    #[test]
+    fn fused_matches_tensor_ops() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (v, n) = (300, 200);
+        let xs: Vec<u32> = (0..n).map(|_| rng.gen_range(0..40)).collect();
+        let ys: Vec<u32> = (0..n).map(|_| rng.gen_range(0..v as u32)).collect();
+        let c = TokenCounts::from_pairs(&xs, &ys);
+        let z: Vec<f32> = (0..c.rows() * v).map(|_| rng.gen_range(-8.0..8.0)).collect();
+        let z = Tensor::from_vec(z, (c.rows(), v), &Device::Cpu).unwrap();
+        let (l_ops, g_ops) = cross_entropy_sum_ops(&z, &c, true).unwrap();
+        let (l_fused, g_fused) = cross_entropy_sum(z.copy().unwrap(), &c, true).unwrap();
+        assert!((l_ops - l_fused).abs() / l_ops < 1e-6, "{l_ops} vs {l_fused}");
+        let diff = (g_ops.unwrap() - g_fused.unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-7);
+        // And the plain per-position definition: mean over positions of -log softmax.
+        let zz = z.to_vec2::<f32>().unwrap();
+        let mut direct = 0f64;
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let row = &zz[c.tokens.binary_search(&x).unwrap()];
+            let lse = row.iter().map(|&a| (a as f64).exp()).sum::<f64>().ln();
+            direct += lse - row[y as usize] as f64;
+        }
+        assert!((direct - l_fused).abs() / direct < 1e-6, "{direct} vs {l_fused}");
+    }
+}

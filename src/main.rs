@@ -1,0 +1,215 @@
+//! The command line: flags -> a typed [`ExperimentConfig`] -> `experiment::compare`.
+//! Errors are printed as one line and exit with status 1.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use embgraft::config::{parse_letters, ExperimentConfig};
+use embgraft::corpus::Split;
+use embgraft::donor::Donor;
+
+#[derive(Parser)]
+#[command(name = "embgraft", version, about = "Graft pretrained token embeddings into Model 1, train frozen or trainable, and report")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run configurations A (random, trainable), B (copied, frozen), C (copied, trainable) and D (random, frozen)
+    Compare(RunArgs),
+    /// Run one configuration, writing the same files as compare
+    Train {
+        /// A, B, C or D
+        #[arg(long = "config")]
+        letter: String,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// List a safetensors file's tensors and the embedding that would be grafted
+    Inspect {
+        /// A .safetensors file, a model folder, or gpt2
+        path: String,
+        #[arg(long)]
+        tensor: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Corpus text file (UTF-8) [default: The Time Machine, downloaded once and cached]
+    #[arg(long)]
+    corpus: Option<String>,
+    /// gpt2 (Hugging Face Hub, cached) or a .safetensors file / model folder [default: gpt2]
+    #[arg(long)]
+    donor: Option<String>,
+    /// Embedding tensor name in the donor [default: known names]
+    #[arg(long)]
+    tensor: Option<String>,
+    /// auto (the donor's tokenizer.json, else GPT-2), gpt2, or a tokenizer.json path [default: auto]
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// Tokens per window [default: 8]
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Tokens between window starts [default: 2]
+    #[arg(long)]
+    stride: Option<usize>,
+    /// windows (the course: random 90/10 split of windows) or contiguous (last 10 % of the text tests) [default: windows]
+    #[arg(long, value_enum)]
+    split: Option<Split>,
+    /// Share of the windows / text that tests [default: 0.1]
+    #[arg(long)]
+    test_fraction: Option<f64>,
+    /// Windows per batch [default: 64]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// [default: 10]
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Cap on optimizer steps per run
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Also evaluate every N steps (curves for runs shorter than an epoch)
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// AdamW learning rate [default: 0.001]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW decoupled weight decay [default: 0.01]
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Configurations to run [default: A,B,C,D]
+    #[arg(long)]
+    configs: Option<String>,
+    /// First seed [default: 0]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of seeds, S..S+N-1, for every configuration [default: 1]
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Reduced budget with a complete report: 150 steps per run, evaluated every 25
+    #[arg(long)]
+    quick: bool,
+    /// cpu, cuda or cuda:N [default: cpu]
+    #[arg(long)]
+    device: Option<String>,
+    /// Start from a saved config.toml; flags given here override it
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// Output folder [default: runs/<UTC timestamp>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write into an existing non-empty --out folder
+    #[arg(long)]
+    force: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> anyhow::Result<ExperimentConfig> {
+        let mut c = match &self.config_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read --config-file {}", p.display()))?;
+                ExperimentConfig::from_toml(&text)?
+            }
+            None => ExperimentConfig::default(),
+        };
+        if self.quick {
+            c = c.quick();
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
+        }
+        set!(seq_len, stride, split, test_fraction, batch_size, epochs, seed, seeds, device, donor, tokenizer);
+        if self.corpus.is_some() {
+            c.corpus = self.corpus.clone();
+        }
+        if self.tensor.is_some() {
+            c.tensor = self.tensor.clone();
+        }
+        if self.max_steps.is_some() {
+            c.max_steps = self.max_steps;
+        }
+        if self.eval_every.is_some() {
+            c.eval_every = self.eval_every;
+        }
+        if let Some(lr) = self.lr {
+            c.optimizer.lr = lr;
+        }
+        if let Some(wd) = self.weight_decay {
+            c.optimizer.weight_decay = wd;
+        }
+        if let Some(s) = &self.configs {
+            c.configs = parse_letters(s)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(utc_timestamp()))
+    }
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, from the civil-from-days algorithm (no date crate needed).
+fn utc_timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Command::Compare(args) => {
+            let cfg = args.config()?;
+            let out = args.out_dir();
+            let s = embgraft::experiment::compare(&cfg, &out, args.force)?;
+            println!("wrote {} ({} runs, {:.1} s): report.md, loss-curves.png/svg, metrics.csv, summary.json, config.toml", out.display(), s.runs.len(), s.wall_seconds);
+        }
+        Command::Train { letter, args } => {
+            let mut cfg = args.config()?;
+            cfg.configs = parse_letters(&letter)?;
+            if cfg.configs.len() != 1 {
+                anyhow::bail!("train runs one configuration; use compare --configs {letter} for several");
+            }
+            let out = args.out_dir();
+            let s = embgraft::experiment::compare(&cfg, &out, args.force)?;
+            println!("wrote {} ({:.1} s)", out.display(), s.wall_seconds);
+        }
+        Command::Inspect { path, tensor } => {
+            let files = embgraft::donor::locate(&path)?;
+            let donor = Donor::open(&files.weights)?;
+            println!("{}", files.weights.display());
+            for t in donor.tensors()? {
+                println!("  {:<50} {:<5} {:?}", t.name, t.dtype, t.shape);
+            }
+            match donor.embedding_name(tensor.as_deref()) {
+                Ok(name) => println!("embedding: {name}"),
+                Err(e) => println!("embedding: none ({e})"),
+            }
+            match &files.tokenizer {
+                Some(t) => println!("tokenizer: {}", t.display()),
+                None => println!("tokenizer: none (GPT-2 BPE is used)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,251 @@
+//! The run folder's report: `summary.json`, `loss-curves.svg`/`.png` and `report.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::config::{ExperimentConfig, Letter};
+use crate::error::{Error, Result};
+use crate::experiment::Summary;
+use crate::train::RunResult;
+use crate::util::write_atomic;
+
+/// The font the PNG's text is drawn with, carried by the build (no system fonts needed).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> {
+    let json = serde_json::to_string_pretty(s).map_err(|e| Error::Output(e.to_string()))?;
+    write_atomic(&out.join("summary.json"), json.as_bytes())?;
+    let curves = mean_curves(&s.runs);
+    write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, cfg)?.as_bytes())?;
+    plot_png(&out.join("loss-curves.png"), &curves, cfg)?;
+    write_atomic(&out.join("report.md"), markdown(cfg, s).as_bytes())?;
+    Ok(())
+}
+
+/// Per config: (step, mean train, mean test) over the seeds that reached that step.
+type Curves = BTreeMap<Letter, Vec<(f64, f64, f64)>>;
+
+fn mean_curves(runs: &[RunResult]) -> Curves {
+    let mut acc: BTreeMap<Letter, BTreeMap<usize, (f64, f64, usize)>> = BTreeMap::new();
+    for r in runs {
+        for p in &r.points {
+            let e = acc.entry(r.config).or_default().entry(p.step).or_default();
+            e.0 += p.train_loss;
+            e.1 += p.test_loss;
+            e.2 += 1;
+        }
+    }
+    acc.into_iter()
+        .map(|(l, pts)| (l, pts.into_iter().map(|(s, (a, b, n))| (s as f64, a / n as f64, b / n as f64)).collect()))
+        .collect()
+}
+
+fn colour(l: Letter) -> RGBColor {
+    match l {
+        Letter::A => RGBColor(31, 119, 180),
+        Letter::B => RGBColor(214, 39, 40),
+        Letter::C => RGBColor(44, 160, 44),
+        Letter::D => RGBColor(148, 103, 189),
+    }
+}
+
+/// Every config's train (solid) and test (dashed) curve on one shared y-axis.
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, curves: &Curves, cfg: &ExperimentConfig) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
+    root.fill(&WHITE).map_err(err)?;
+    let finite = curves.values().flatten().flat_map(|&(_, a, b)| [a, b]).filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = ((hi - lo) * 0.08).max(0.05);
+    let max_step = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Model 1 loss, {} split (train solid, test dashed)", cfg.split), ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..max_step * 1.02, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("optimizer step").y_desc("loss (mean NLL, nats)").draw().map_err(err)?;
+    for (&l, pts) in curves {
+        let c = colour(l);
+        chart
+            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{l} {} train", l.describe()))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.0, p.2)), 6, 4, c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{l} {} test", l.describe()))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 6, y), (x + 10, y), (x + 16, y)], c.stroke_width(1)));
+        chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.2), 3, c.filled()))).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+const SIZE: (u32, u32) = (960, 600);
+
+fn plot_svg(curves: &Curves, cfg: &ExperimentConfig) -> Result<String> {
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, cfg)?;
+    Ok(svg)
+}
+
+/// Draws the PNG into a temporary file beside `path` (the encoder picks the format from the
+/// extension), then renames it into place.
+fn plot_png(path: &Path, curves: &Curves, cfg: &ExperimentConfig) -> Result<()> {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+    let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
+    let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), curves, cfg);
+    let done = drawn.and_then(|_| {
+        std::fs::rename(&tmp, path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+fn fmt_loss(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.4}"))
+}
+
+fn millions(n: usize) -> String {
+    format!("{:.2} M", n as f64 / 1e6)
+}
+
+/// The final test loss of config `l`, averaged over seeds.
+fn final_test(runs: &[RunResult], l: Letter) -> Option<f64> {
+    let v: Vec<f64> = runs.iter().filter(|r| r.config == l && r.diverged.is_none()).filter_map(|r| r.final_point()).map(|p| p.test_loss).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
+    let i = &s.inputs;
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
+    push(&mut md, "# embgraft report: Model 1 with a grafted token embedding\n".into());
+    push(&mut md, "![loss curves](loss-curves.png)\n".into());
+    push(&mut md, "## Answers\n".into());
+    for line in answers(&s.runs, cfg.seeds) {
+        push(&mut md, format!("- {line}"));
+    }
+    push(&mut md, String::new());
+    push(&mut md, "## Runs\n".into());
+    push(&mut md, "| config | copied? | frozen? | trainable params | steps | final train loss | final test loss | copy check | frozen check | wall time |".into());
+    push(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
+    for r in &s.runs {
+        let p = r.final_point();
+        let copy = r.copy_check.as_ref().map_or("–".into(), |c| {
+            if c.passed() { format!("pass (max Δ {}, {} elements)", c.max_abs_delta, c.elements) } else { format!("**FAIL** (max Δ {:e}, {} differ)", c.max_abs_delta, c.differing_bits) }
+        });
+        let frozen = r.frozen_check.as_ref().map_or("–".into(), |f| {
+            if f.passed() { "pass (bit-identical)".to_string() } else { format!("**FAIL** ({} elements changed)", f.changed_elements) }
+        });
+        let steps = match &r.diverged {
+            Some(d) => format!("{} (diverged)", d.step),
+            None => r.steps.to_string(),
+        };
+        push(&mut md, format!(
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+            r.config,
+            if cfg.seeds > 1 { format!(" seed {}", r.seed) } else { String::new() },
+            if r.copied { "yes" } else { "no" },
+            if r.frozen { "yes" } else { "no" },
+            millions(r.trainable_params),
+            steps,
+            fmt_loss(p.map(|p| p.train_loss)),
+            fmt_loss(p.map(|p| p.test_loss)),
+            copy,
+            frozen,
+            r.wall_seconds
+        ));
+    }
+    push(&mut md, String::new());
+    push(&mut md, format!(
+        "Train loss is the mean of the batch losses since the previous point (the course's definition, measured while the model improves); test loss is the mean over all {} test positions after the step, without gradients. The uniform guess scores ln {} = {:.3}.\n",
+        i.test_positions, i.vocab, (i.vocab as f64).ln()
+    ));
+    push(&mut md, "## Sampled text (prompt \"The\", two sentences at most)\n".into());
+    for r in &s.runs {
+        push(&mut md, format!("- **{}** (seed {}): {}", r.config, r.seed, r.sample.replace('|', "\\|")));
+    }
+    push(&mut md, String::new());
+    push(&mut md, "## Setup\n".into());
+    let split_note = match cfg.split {
+        crate::corpus::Split::Windows => "random split of the overlapping windows, as in the course: test windows share text with training windows, so test loss is optimistic",
+        crate::corpus::Split::Contiguous => "the first part of the text trains and the last part tests; no window crosses the cut",
+    };
+    let rows = [
+        ("corpus", format!("{} ({} tokens)", i.corpus, i.corpus_tokens)),
+        ("tokenizer", i.tokenizer.clone()),
+        ("donor", format!("{} → `{}` ({}, {} x {})", i.donor, i.donor_tensor, i.donor_dtype, i.vocab, i.dim)),
+        ("unused donor rows", i.unused_donor_rows.to_string()),
+        ("split", format!("{} — {split_note}", i.split)),
+        ("windows", format!("seq-len {}, stride {}: {} train, {} test", cfg.seq_len, cfg.stride, i.train_windows, i.test_windows)),
+        ("training", format!(
+            "batch {}, {} epochs{}, AdamW lr {} wd {} betas ({}, {}) eps {}",
+            cfg.batch_size, cfg.epochs,
+            cfg.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps")),
+            cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.beta1, cfg.optimizer.beta2, cfg.optimizer.eps
+        )),
+        ("seeds", format!("{}..{}", cfg.seed, cfg.seed + cfg.seeds as u64 - 1)),
+        ("device", cfg.device.clone()),
+        ("wall time", format!("{:.1} s", s.wall_seconds)),
+    ];
+    push(&mut md, "| | |\n|---|---|".into());
+    for (k, v) in rows {
+        push(&mut md, format!("| {k} | {v} |"));
+    }
+    push(&mut md, "\nEverything needed to rerun is in `config.toml`; every curve point is in `metrics.csv`; all numbers are in `summary.json`.".into());
+    md
+}
+
+/// Plain-language answers to the two questions, from the final test losses.
+fn answers(runs: &[RunResult], seeds: usize) -> Vec<String> {
+    let f = |l| final_test(runs, l);
+    let caveat = if seeds > 1 {
+        format!(" (means over {seeds} seeds)")
+    } else {
+        " (one seed: no error bars; rerun with --seeds N before trusting a small difference)".to_string()
+    };
+    let mut out = Vec::new();
+    let verdict = |name: &str, with: Option<f64>, without: Option<f64>, a: &str, b: &str| -> Option<String> {
+        let (w, wo) = (with?, without?);
+        let d = wo - w;
+        let how = if d > 0.0 { "lower" } else { "higher" };
+        Some(format!("{name}: {a} ends at test loss {w:.4}, {b} at {wo:.4}; {a} is {:.4} {how}{caveat}.", d.abs()))
+    };
+    out.extend(verdict("Did the graft help (trainable)", f(Letter::C), f(Letter::A), "C (copied)", "A (random)"));
+    out.extend(verdict("Did the graft help (frozen)", f(Letter::B), f(Letter::D), "B (copied)", "D (random)"));
+    out.extend(verdict("Did freezing hurt (copied)", f(Letter::C), f(Letter::B), "C (trainable)", "B (frozen)"));
+    out.extend(verdict("Did freezing hurt (random)", f(Letter::A), f(Letter::D), "A (trainable)", "D (frozen)"));
+    if out.is_empty() {
+        out.push("Run both configurations of a pair (A/C, B/D, B/C, A/D) to answer these questions.".into());
+    }
+    for r in runs {
+        if let Some(d) = &r.diverged {
+            out.push(format!("Run {} seed {} diverged at step {} (last finite loss {}).", r.config, r.seed, d.step, fmt_loss(d.last_finite_loss)));
+        }
+    }
+    out
+}

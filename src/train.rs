@@ -1,0 +1,178 @@
+//! One run: one configuration (A-D) with one seed. A flat loop: batches -> loss and gradients
+//! -> AdamW, with an evaluation of the whole test set at every epoch's end (and every
+//! `eval_every` steps when set).
+
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ExperimentConfig, Letter};
+use crate::corpus::Dataset;
+use crate::donor::Embedding;
+use crate::error::Result;
+use crate::graft::{graft, CopyCheck, FrozenCheck};
+use crate::loss::TokenCounts;
+use crate::model::Model1;
+use crate::optim::AdamW;
+use crate::rng::{stream, Stream};
+
+/// Test-set logits are computed this many distinct tokens at a time.
+const EVAL_CHUNK: usize = 512;
+
+/// One point of the loss curves.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Point {
+    pub epoch: usize,
+    pub step: usize,
+    /// Mean of the batch losses since the previous point (the course's train loss).
+    pub train_loss: f64,
+    /// Mean loss over every test position, after the step, without gradients.
+    pub test_loss: f64,
+}
+
+/// Where a run stopped because its loss stopped being a number.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Divergence {
+    pub step: usize,
+    pub last_finite_loss: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    pub config: Letter,
+    pub seed: u64,
+    pub copied: bool,
+    pub frozen: bool,
+    pub total_params: usize,
+    pub trainable_params: usize,
+    pub steps: usize,
+    pub points: Vec<Point>,
+    pub copy_check: Option<CopyCheck>,
+    pub frozen_check: Option<FrozenCheck>,
+    pub diverged: Option<Divergence>,
+    pub wall_seconds: f64,
+    /// Text sampled from the trained model.
+    pub sample: String,
+}
+
+impl RunResult {
+    pub fn final_point(&self) -> Option<&Point> {
+        self.points.last()
+    }
+}
+
+/// What a run reports while it goes.
+pub trait Observer {
+    fn on_step(&mut self, _step: usize, _loss: f64) {}
+    fn on_point(&mut self, _run: (Letter, u64), _p: &Point) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Optimizer steps one run takes under `cfg`.
+pub fn planned_steps(cfg: &ExperimentConfig, train_windows: usize) -> usize {
+    let per_epoch = train_windows.div_ceil(cfg.batch_size);
+    let all = per_epoch * cfg.epochs;
+    cfg.max_steps.map_or(all, |m| m.min(all))
+}
+
+/// Trains one configuration. `donor` is needed for the copied configurations; `test` holds the
+/// test set's (input, target) counts, shared by every run.
+pub fn run(
+    cfg: &ExperimentConfig,
+    letter: Letter,
+    seed: u64,
+    data: &Dataset,
+    test: &TokenCounts,
+    vocab: usize,
+    dim: usize,
+    donor: Option<&Embedding>,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<(RunResult, Model1)> {
+    let started = Instant::now();
+    // Every config draws both init streams, so the head starts identical across A-D and the
+    // random embedding identical across A and D.
+    let model = Model1::random(vocab, dim, &mut stream(seed, Stream::InitEmbedding), &mut stream(seed, Stream::InitHead), device)?;
+    let copy_check = match (letter.copied(), donor) {
+        (true, Some(d)) => Some(graft(&model.wte, d)?),
+        (true, None) => unreachable!("copied configurations need a donor"),
+        _ => None,
+    };
+    let frozen = letter.frozen();
+    let wte_start: Option<Vec<f32>> = if frozen { Some(model.wte.flatten_all()?.to_vec1()?) } else { None };
+
+    // A frozen parameter is not differentiated and not given to the optimizer.
+    let mut trainable = vec![model.lm_head.clone()];
+    if !frozen {
+        trainable.insert(0, model.wte.clone());
+    }
+    let mut opt = AdamW::new(trainable, cfg.optimizer)?;
+
+    let planned = planned_steps(cfg, data.train.len());
+    let mut shuffle = stream(seed, Stream::Shuffle);
+    let mut points = Vec::new();
+    let (mut step, mut acc, mut n_acc) = (0usize, 0f64, 0usize);
+    let mut last_finite = None;
+    let mut diverged = None;
+    'epochs: for epoch in 1..=cfg.epochs {
+        let order = data.epoch_order(&mut shuffle);
+        let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
+        for (b, windows) in batches.iter().enumerate() {
+            if step == planned {
+                break 'epochs;
+            }
+            let (xs, ys) = data.pairs(windows);
+            let counts = TokenCounts::from_pairs(&xs, &ys);
+            let (loss, grads) = model.loss_and_grads(&counts, !frozen)?;
+            if !loss.is_finite() {
+                diverged = Some(Divergence { step: step + 1, last_finite_loss: last_finite });
+                break 'epochs;
+            }
+            last_finite = Some(loss);
+            let mut gs = vec![crate::model::Grad::Dense(grads.lm_head)];
+            if let Some(g) = grads.wte {
+                gs.insert(0, g);
+            }
+            opt.step(&gs.iter().collect::<Vec<_>>())?;
+            step += 1;
+            acc += loss;
+            n_acc += 1;
+            obs.on_step(step, loss);
+            let epoch_end = b + 1 == batches.len();
+            let scheduled = cfg.eval_every.is_some_and(|k| step % k == 0);
+            if epoch_end || scheduled || step == planned {
+                let p = Point { epoch, step, train_loss: acc / n_acc as f64, test_loss: model.eval_loss(test, EVAL_CHUNK)? };
+                obs.on_point((letter, seed), &p)?;
+                points.push(p);
+                (acc, n_acc) = (0.0, 0);
+            }
+        }
+    }
+
+    let frozen_check = match &wte_start {
+        Some(start) => Some(FrozenCheck::check("wte", start, model.wte.as_tensor())?),
+        None => None,
+    };
+    let total_params = 2 * vocab * dim;
+    let result = RunResult {
+        config: letter,
+        seed,
+        copied: letter.copied(),
+        frozen,
+        total_params,
+        trainable_params: opt.trainable_elements(),
+        steps: step,
+        points,
+        copy_check,
+        frozen_check,
+        diverged,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        sample: String::new(),
+    };
+    Ok((result, model))
+}
