@@ -121,10 +121,10 @@ impl Default for ExperimentConfig {
 }
 
 impl ExperimentConfig {
-    /// A reduced budget that still draws every curve: 150 steps per run, evaluated every 25.
+    /// A reduced budget that still draws every curve: 200 steps per run, evaluated every 25.
     /// With GPT-2 (768 x 50257) on a 2-core CPU the four configs take about 10 minutes.
     pub fn quick(mut self) -> Self {
-        self.max_steps = Some(150);
+        self.max_steps = Some(200);
         self.eval_every = Some(25);
         self
     }

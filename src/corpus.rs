@@ -61,17 +61,10 @@ impl Tokenizer {
         match self {
             Tokenizer::Gpt2(bpe) => Ok(bpe.encode_ordinary(text)),
             Tokenizer::HuggingFace { tok, .. } => {
-                // Encoding a whole book at once is slow for WordPiece (quadratic offsets work);
-                // lines are independent for these tokenizers, so encode line by line.
-                let mut ids = Vec::with_capacity(text.len() / 3);
-                for line in text.lines() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let enc = tok.encode(line, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
-                    ids.extend_from_slice(enc.get_ids());
-                }
-                Ok(ids)
+                // One call over the whole text: splitting it first would drop the newline tokens
+                // of byte-level tokenizers.
+                let enc = tok.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+                Ok(enc.get_ids().to_vec())
             }
         }
     }
@@ -242,6 +235,48 @@ mod tests {
         assert!(!t.encode("<|endoftext|>").unwrap().contains(&50256));
         assert_eq!(t.decode(&[50256]), "<|endoftext|>");
         assert_eq!(t.decode(&[15496, 995]), "Hello world");
+    }
+
+    /// A WordLevel tokenizer.json that, like BERT-style donors, pads to 16, truncates at 4 and
+    /// wraps every encoding in [CLS] ... [SEP].
+    const PADDED_TOKENIZER: &str = r#"{
+      "version": "1.0",
+      "truncation": {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0},
+      "padding": {"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": null,
+                  "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"},
+      "added_tokens": [
+        {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 1, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 2, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+      ],
+      "normalizer": {"type": "Lowercase"},
+      "pre_tokenizer": {"type": "Whitespace"},
+      "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 2], "cls": ["[CLS]", 1]},
+      "decoder": null,
+      "model": {"type": "WordLevel", "unk_token": "[UNK]",
+                "vocab": {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3, "the": 4, "time": 5, "machine": 6, ".": 7}}
+    }"#;
+
+    #[test]
+    fn donor_tokenizer_never_pads_truncates_or_adds_specials() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokenizer.json");
+        std::fs::write(&p, PADDED_TOKENIZER).unwrap();
+        let t = Tokenizer::from_file(&p).unwrap();
+        assert_eq!(t.vocab_size(), 8);
+        let text = "The Time Machine. The machine\n\nthe time the time .";
+        assert_eq!(t.encode(text).unwrap(), vec![4, 5, 6, 7, 4, 6, 4, 5, 4, 5, 7]);
+    }
+
+    #[test]
+    fn invalid_utf8_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.txt");
+        std::fs::write(&p, b"line one\nline \xff two").unwrap();
+        let msg = read_text(&p).unwrap_err().to_string();
+        assert!(msg.contains("not valid UTF-8 (byte 14, line 2)"), "{msg}");
+        std::fs::write(&p, b"  \n ").unwrap();
+        assert!(read_text(&p).unwrap_err().to_string().contains("is empty"));
     }
 
     #[test]

@@ -190,6 +190,37 @@ impl Donor {
     }
 }
 
+/// Writes a safetensors file in GPT-2's exact layout (names as in openai-community/gpt2, no
+/// `transformer.` prefix; Conv1D weights stored (in, out)) with seeded N(0, std²) values and
+/// any width. Tests and benchmarks use it where GPT-2 itself cannot be downloaded. Returns the
+/// `wte` values written.
+pub fn write_gpt2_layout(path: &Path, dim: usize, std: f32, seed: u64) -> Result<Vec<f32>> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    use safetensors::tensor::TensorView;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let normal = rand_distr::Normal::new(0.0f32, std).map_err(|e| Error::Input(format!("std {std}: {e}")))?;
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
+    let wte = draw(crate::corpus::GPT2_VOCAB * dim);
+    let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = vec![
+        ("wte.weight", vec![crate::corpus::GPT2_VOCAB, dim], wte.clone()),
+        ("wpe.weight", vec![1024, dim], draw(1024 * dim)),
+        ("h.0.ln_1.weight", vec![dim], vec![1.0; dim]),
+        ("h.0.attn.c_attn.weight", vec![dim, 3 * dim], draw(3 * dim * dim)),
+        ("h.0.attn.c_attn.bias", vec![3 * dim], vec![0.0; 3 * dim]),
+        ("ln_f.bias", vec![dim], vec![0.0; dim]),
+    ];
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.2.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| Ok((t.0.to_string(), TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?)))
+        .collect::<Result<_>>()?;
+    let data = safetensors::serialize(views, None).map_err(|e| Error::Output(e.to_string()))?;
+    crate::util::write_atomic(path, &data)?;
+    Ok(wte)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -209,30 +240,11 @@ pub(crate) mod tests {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    /// A file in GPT-2's exact layout (names as in openai-community/gpt2, no `transformer.`
-    /// prefix), with a small width to keep the test fast.
-    pub fn gpt2_layout(path: &Path, d: usize) -> Vec<f32> {
-        let v = 50257;
-        let wte: Vec<f32> = (0..v * d).map(|i| ((i % 977) as f32 - 488.0) * 1e-3).collect();
-        let wpe: Vec<f32> = vec![0.01; 1024 * d];
-        write_safetensors(
-            path,
-            &[
-                ("wte.weight", Dtype::F32, vec![v, d], f32_bytes(&wte)),
-                ("wpe.weight", Dtype::F32, vec![1024, d], f32_bytes(&wpe)),
-                ("h.0.ln_1.weight", Dtype::F32, vec![d], f32_bytes(&vec![1.0; d])),
-                ("h.0.attn.c_attn.weight", Dtype::F32, vec![d, 3 * d], f32_bytes(&vec![0.0; 3 * d * d])),
-                ("ln_f.bias", Dtype::F32, vec![d], f32_bytes(&vec![0.0; d])),
-            ],
-        );
-        wte
-    }
-
     #[test]
     fn finds_gpt2_wte_among_other_tensors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("model.safetensors");
-        let wte = gpt2_layout(&p, 8);
+        let wte = write_gpt2_layout(&p, 8, 0.1, 0).unwrap();
         let files = locate(dir.path().to_str().unwrap()).unwrap();
         assert_eq!(files.weights, p);
         assert!(files.tokenizer.is_none());
@@ -241,7 +253,7 @@ pub(crate) mod tests {
         assert_eq!(emb.tensor, "wte.weight");
         assert_eq!((emb.rows, emb.cols), (50257, 8));
         assert_eq!(emb.data, wte);
-        assert_eq!(donor.tensors().unwrap().len(), 5);
+        assert_eq!(donor.tensors().unwrap().len(), 6);
     }
 
     #[test]
@@ -281,6 +293,54 @@ pub(crate) mod tests {
         assert!(msg.contains("foo [4, 2]") && msg.contains("--tensor"), "{msg}");
         let msg = donor.embedding(Some("bar")).unwrap_err().to_string();
         assert!(msg.contains("not 2-D"), "{msg}");
+    }
+
+    /// Random files, bit flips, truncations and absurd header lengths: every one is read as
+    /// an error or as a valid file, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        write_safetensors(
+            &p,
+            &[
+                ("wte.weight", Dtype::F32, vec![5, 3], f32_bytes(&[0.25; 15])),
+                ("h.0.x", Dtype::F16, vec![2, 2], vec![0; 8]),
+                ("scalar", Dtype::F32, vec![], f32_bytes(&[1.0])),
+            ],
+        );
+        let valid = std::fs::read(&p).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        for case in 0..1500 {
+            let bytes: Vec<u8> = match case % 4 {
+                0 => (0..rng.gen_range(0..120)).map(|_| rng.gen()).collect(),
+                1 => {
+                    let mut b = valid.clone();
+                    for _ in 0..rng.gen_range(1..4) {
+                        let i = rng.gen_range(0..b.len());
+                        b[i] ^= 1 << rng.gen_range(0..8);
+                    }
+                    b
+                }
+                2 => valid[..rng.gen_range(0..valid.len())].to_vec(),
+                _ => {
+                    let mut b = valid.clone();
+                    b[..8].copy_from_slice(&rng.gen_range(0u64..1 << 40).to_le_bytes());
+                    b
+                }
+            };
+            std::fs::write(&p, &bytes).unwrap();
+            let outcome = std::panic::catch_unwind(|| {
+                if let Ok(d) = Donor::open(&p) {
+                    let _ = d.tensors();
+                    let _ = d.embedding(None);
+                    let _ = d.embedding(Some("h.0.x"));
+                    let _ = d.embedding(Some("scalar"));
+                }
+            });
+            assert!(outcome.is_ok(), "case {case} panicked on {} bytes", bytes.len());
+        }
     }
 
     #[test]

@@ -133,8 +133,8 @@ impl Inputs {
     }
 }
 
-/// Refuses an existing non-empty folder unless `force`, then creates it.
-pub fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
+/// Refuses an existing non-empty folder unless `force`. Creates nothing.
+pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         if !out.is_dir() {
             return Err(Error::Output(format!("--out {} is a file; give a folder path", out.display())));
@@ -147,8 +147,12 @@ pub fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
             )));
         }
     }
+    Ok(())
+}
+
+/// Creates the output folder and makes sure it can be written, before hours of training.
+pub fn create_out_dir(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::Output(format!("cannot create --out {}: {e}", out.display())))?;
-    // Probe that it is writable before hours of training.
     crate::util::write_atomic(&out.join(".embgraft-write-test"), b"")?;
     std::fs::remove_file(out.join(".embgraft-write-test")).ok();
     Ok(())
@@ -196,7 +200,9 @@ pub struct Summary {
 /// Runs every configuration and seed of `cfg` and writes the run folder `out`.
 pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summary> {
     let started = Instant::now();
+    // Every input is checked before the output folder is created: bad input leaves no files.
     let dev = device(&cfg.device)?;
+    check_out_dir(out, force)?;
     let inputs = load_inputs(cfg)?;
     let info = inputs.summary(cfg);
 
@@ -219,7 +225,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
         eprintln!("note: the tokenizer reaches {} of the donor's {} rows; {} rows are never used", info.vocab - inputs.unused_rows, info.vocab, inputs.unused_rows);
     }
 
-    prepare_out_dir(out, force)?;
+    create_out_dir(out)?;
     crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     let csv_path = out.join("metrics.csv");
     let mut csv = std::fs::File::create(&csv_path).map_err(|e| Error::Output(format!("cannot create {}: {e}", csv_path.display())))?;

@@ -90,7 +90,7 @@ struct RunArgs {
     /// Number of seeds, S..S+N-1, for every configuration [default: 1]
     #[arg(long)]
     seeds: Option<usize>,
-    /// Reduced budget with a complete report: 150 steps per run, evaluated every 25
+    /// Reduced budget with a complete report: 200 steps per run, evaluated every 25
     #[arg(long)]
     quick: bool,
     /// cpu, cuda or cuda:N [default: cpu]

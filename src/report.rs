@@ -15,6 +15,11 @@ use crate::util::write_atomic;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> {
+    // Text is measured with this font for the SVG too, so register it before any drawing.
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
     let json = serde_json::to_string_pretty(s).map_err(|e| Error::Output(e.to_string()))?;
     write_atomic(&out.join("summary.json"), json.as_bytes())?;
     let curves = mean_curves(&s.runs);
@@ -51,47 +56,57 @@ fn colour(l: Letter) -> RGBColor {
     }
 }
 
-/// Every config's train (solid) and test (dashed) curve on one shared y-axis.
+/// Every config's train (solid) and test (dashed) curve on one shared y-axis, with the legend
+/// in its own column so it never hides a curve.
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, curves: &Curves, cfg: &ExperimentConfig) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
     root.fill(&WHITE).map_err(err)?;
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - 230);
     let finite = curves.values().flatten().flat_map(|&(_, a, b)| [a, b]).filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.08).max(0.05);
     let max_step = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Model 1 loss, {} split (train solid, test dashed)", cfg.split), ("sans-serif", 22))
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption(format!("Model 1 loss, {} split", cfg.split), ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
         .build_cartesian_2d(0.0..max_step * 1.02, (lo - pad)..(hi + pad))
         .map_err(err)?;
-    chart.configure_mesh().x_desc("optimizer step").y_desc("loss (mean NLL, nats)").draw().map_err(err)?;
-    for (&l, pts) in curves {
-        let c = colour(l);
-        chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{l} {} train", l.describe()))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart
-            .draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.0, p.2)), 6, 4, c.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{l} {} test", l.describe()))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 6, y), (x + 10, y), (x + 16, y)], c.stroke_width(1)));
-        chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.2), 3, c.filled()))).map_err(err)?;
-    }
     chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .configure_mesh()
+        .x_desc("optimizer step")
+        .y_desc("loss (mean NLL, nats)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(err)?;
+    for (&l, pts) in curves {
+        let c = colour(l);
+        chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2))).map_err(err)?;
+        chart.draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.0, p.2)), 8, 5, c.stroke_width(2))).map_err(err)?;
+        chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.2), 3, c.filled()))).map_err(err)?;
+    }
+
+    let text = ("sans-serif", 16).into_font();
+    let mut y = 60;
+    for &l in curves.keys() {
+        let c = colour(l);
+        legend_area.draw(&PathElement::new(vec![(10, y), (40, y)], c.stroke_width(3))).map_err(err)?;
+        legend_area.draw(&Text::new(format!("{l}: {}", l.describe()), (48, y - 8), text.clone())).map_err(err)?;
+        y += 26;
+    }
+    y += 14;
+    legend_area.draw(&PathElement::new(vec![(10, y), (40, y)], BLACK.stroke_width(2))).map_err(err)?;
+    legend_area.draw(&Text::new("train (batch mean)", (48, y - 8), text.clone())).map_err(err)?;
+    y += 26;
+    for x in [10, 24] {
+        legend_area.draw(&PathElement::new(vec![(x, y), (x + 9, y)], BLACK.stroke_width(2))).map_err(err)?;
+    }
+    legend_area.draw(&Text::new("test (after step)", (48, y - 8), text)).map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -107,10 +122,6 @@ fn plot_svg(curves: &Curves, cfg: &ExperimentConfig) -> Result<String> {
 /// Draws the PNG into a temporary file beside `path` (the encoder picks the format from the
 /// extension), then renames it into place.
 fn plot_png(path: &Path, curves: &Curves, cfg: &ExperimentConfig) -> Result<()> {
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
     let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
     let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), curves, cfg);
     let done = drawn.and_then(|_| {
@@ -206,7 +217,7 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
             "batch {}, {} epochs{}, AdamW lr {} wd {} betas ({}, {}) eps {}",
             cfg.batch_size, cfg.epochs,
             cfg.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps")),
-            cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.beta1, cfg.optimizer.beta2, cfg.optimizer.eps
+            cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.beta1, cfg.optimizer.beta2, format!("{:e}", cfg.optimizer.eps)
         )),
         ("seeds", format!("{}..{}", cfg.seed, cfg.seed + cfg.seeds as u64 - 1)),
         ("device", cfg.device.clone()),

@@ -1,0 +1,197 @@
+//! Whole experiments on a tiny corpus and a GPT-2-layout donor the tests write themselves:
+//! no network, no ../shared, seconds each.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use embgraft::config::{ExperimentConfig, Letter};
+use embgraft::experiment;
+
+/// A few thousand words of deterministic, repetitive English: enough windows for both splits.
+fn tiny_corpus() -> String {
+    let subjects = ["The Time Traveller", "The Medical Man", "Weena", "The Psychologist", "I"];
+    let verbs = ["looked at", "spoke of", "walked towards", "thought about", "laughed at"];
+    let objects = ["the machine", "the sphinx", "the dim light", "the Morlocks", "the garden"];
+    let mut s = String::new();
+    for i in 0..600 {
+        s.push_str(&format!("{} {} {}. ", subjects[i % 5], verbs[(i / 5) % 5], objects[(i * 7 + i / 25) % 5]));
+        if i % 9 == 8 {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    corpus: PathBuf,
+    donor: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let corpus = root.join("corpus.txt");
+    std::fs::write(&corpus, tiny_corpus()).unwrap();
+    let donor = root.join("gpt2-tiny");
+    std::fs::create_dir(&donor).unwrap();
+    embgraft::donor::write_gpt2_layout(&donor.join("model.safetensors"), 8, 0.5, 1).unwrap();
+    Fixture { _dir: dir, root, corpus, donor }
+}
+
+fn small_config(f: &Fixture) -> ExperimentConfig {
+    let mut c = ExperimentConfig::default();
+    c.corpus = Some(f.corpus.display().to_string());
+    c.donor = f.donor.display().to_string();
+    c.batch_size = 16;
+    c.epochs = 2;
+    c.max_steps = Some(12);
+    c.eval_every = Some(4);
+    c.optimizer.weight_decay = 0.1; // large, so a frozen parameter given to AdamW would move
+    c.optimizer.lr = 1e-2;
+    c.sample_tokens = 10;
+    c
+}
+
+#[test]
+fn compare_writes_every_file_with_checks_passing() {
+    let f = fixture();
+    let out = f.root.join("run");
+    let s = experiment::compare(&small_config(&f), &out, false).unwrap();
+    for file in ["config.toml", "metrics.csv", "summary.json", "loss-curves.svg", "loss-curves.png", "report.md"] {
+        let len = std::fs::metadata(out.join(file)).unwrap_or_else(|_| panic!("{file} missing")).len();
+        assert!(len > 0, "{file} is empty");
+    }
+    assert_eq!(s.runs.len(), 4);
+    for r in &s.runs {
+        assert_eq!(r.steps, 12);
+        assert_eq!(r.points.iter().map(|p| p.step).collect::<Vec<_>>(), vec![4, 8, 12]);
+        assert_eq!(r.copy_check.as_ref().map(|c| c.passed()), r.config.copied().then_some(true), "{:?}", r.config);
+        assert_eq!(r.frozen_check.as_ref().map(|c| c.passed()), r.config.frozen().then_some(true), "{:?}", r.config);
+        assert!(r.points.iter().all(|p| p.test_loss.is_finite()));
+        assert!(!r.sample.is_empty());
+    }
+    // Frozen configs train only the head: half the parameters.
+    let b = s.runs.iter().find(|r| r.config == Letter::B).unwrap();
+    assert_eq!(b.trainable_params * 2, b.total_params);
+    // The random configs learn this repetitive text fast: loss falls well below uniform (10.8).
+    let a = s.runs.iter().find(|r| r.config == Letter::A).unwrap();
+    assert!(a.points.last().unwrap().test_loss < a.points[0].test_loss);
+
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("config,seed,epoch,step,split,loss\n"));
+    assert_eq!(csv.lines().count(), 1 + 4 * 3 * 2);
+    assert!(csv.contains("\nB,0,1,4,test,"));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in ["| B | yes | yes |", "pass (bit-identical)", "pass (max Δ 0", "Did freezing hurt", "loss-curves.png"] {
+        assert!(report.contains(needle), "report lacks {needle}:\n{report}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(json["inputs"]["donor_tensor"], "wte.weight");
+    let svg = std::fs::read_to_string(out.join("loss-curves.svg")).unwrap();
+    assert!(svg.contains("A: random, trainable") && svg.contains("D: random, frozen"));
+    assert_eq!(svg.matches("<circle").count(), 4 * 3, "one marker per test point");
+    let png = std::fs::read(out.join("loss-curves.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // config.toml reruns the same experiment.
+    let back = ExperimentConfig::from_toml(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(back, small_config(&f));
+}
+
+#[test]
+fn same_seed_gives_identical_metrics_and_configs_are_paired() {
+    let f = fixture();
+    let mut c = small_config(&f);
+    c.configs = vec![Letter::A, Letter::D];
+    c.max_steps = Some(3);
+    c.eval_every = Some(1);
+    let read = |p: &Path| std::fs::read_to_string(p.join("metrics.csv")).unwrap();
+    experiment::compare(&c, &f.root.join("one"), false).unwrap();
+    experiment::compare(&c, &f.root.join("two"), false).unwrap();
+    assert_eq!(read(&f.root.join("one")), read(&f.root.join("two")));
+    c.seed = 1;
+    experiment::compare(&c, &f.root.join("three"), false).unwrap();
+    assert_ne!(read(&f.root.join("one")), read(&f.root.join("three")));
+    // A and D start from the same random embedding and see the same batches, so their first
+    // step's loss is identical (they differ only from the update on).
+    let csv = read(&f.root.join("one"));
+    let first = |l: &str| csv.lines().find(|r| r.starts_with(&format!("{l},0,1,1,train"))).unwrap().rsplit(',').next().unwrap().to_string();
+    assert_eq!(first("A"), first("D"));
+}
+
+#[test]
+fn contiguous_split_runs_and_is_reported() {
+    let f = fixture();
+    let mut c = small_config(&f);
+    c.split = embgraft::corpus::Split::Contiguous;
+    c.configs = vec![Letter::C];
+    c.max_steps = Some(2);
+    let out = f.root.join("contig");
+    let s = experiment::compare(&c, &out, false).unwrap();
+    assert_eq!(s.inputs.split, "contiguous");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| split | contiguous"));
+}
+
+fn embgraft(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_embgraft")).args(args).output().unwrap()
+}
+
+#[test]
+fn cli_train_runs_one_config_and_refuses_to_overwrite() {
+    let f = fixture();
+    let out = f.root.join("cli");
+    let args = [
+        "train", "--config", "B", "--corpus", f.corpus.to_str().unwrap(), "--donor", f.donor.to_str().unwrap(),
+        "--max-steps", "3", "--batch-size", "8", "--out", out.to_str().unwrap(),
+    ];
+    let o = embgraft(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("plan: 1 runs"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["runs"][0]["config"], "B");
+    assert_eq!(s["runs"][0]["steps"], 3);
+
+    let o = embgraft(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already holds files") && err.contains("--force"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+}
+
+#[test]
+fn cli_bad_input_is_one_line_and_writes_nothing() {
+    let f = fixture();
+    let out = f.root.join("never");
+    let corpus = f.corpus.to_str().unwrap();
+    let donor = f.donor.to_str().unwrap();
+    let missing = f.root.join("missing").display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--donor", &missing, "--corpus", corpus], "does not exist"),
+        (vec!["--donor", donor, "--corpus", &missing], "cannot read corpus"),
+        (vec!["--donor", donor, "--corpus", corpus, "--configs", "A,X"], "unknown configuration 'X'"),
+        (vec!["--donor", donor, "--corpus", corpus, "--seq-len", "0"], "--seq-len must be at least 1"),
+        (vec!["--donor", donor, "--corpus", corpus, "--seq-len", "100000"], "corpus too short"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["compare", "--out", out.to_str().unwrap()];
+        all.extend(args);
+        let o = embgraft(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{all:?}: {err}");
+        assert!(err.contains(want), "{all:?}: expected '{want}' in {err}");
+        assert!(err.starts_with("error: ") && err.trim().lines().count() == 1, "{err}");
+        assert!(!out.exists(), "{all:?} left {}", out.display());
+    }
+}
+
+#[test]
+fn inspect_lists_tensors_and_the_embedding() {
+    let f = fixture();
+    let o = embgraft(&["inspect", f.donor.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(text.contains("wte.weight") && text.contains("[50257, 8]") && text.contains("embedding: wte.weight"), "{text}");
+}
