@@ -129,6 +129,13 @@ impl ExperimentConfig {
         self
     }
 
+    /// Steps between curve points besides epoch ends: `eval_every` if set; otherwise, for a
+    /// run that ends before five epochs (a `--max-steps` run), about ten points over the run,
+    /// so even a short run draws curves.
+    pub fn eval_interval(&self, planned_steps: usize, steps_per_epoch: usize) -> Option<usize> {
+        self.eval_every.or_else(|| (planned_steps < 5 * steps_per_epoch).then(|| planned_steps.div_ceil(10).max(1)))
+    }
+
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("--seq-len", self.seq_len),
@@ -149,7 +156,9 @@ impl ExperimentConfig {
             return Err(Error::Input(format!("--test-fraction must be between 0 and 1, not {}", self.test_fraction)));
         }
         let o = &self.optimizer;
-        if !(o.lr > 0.0 && o.lr.is_finite()) || !(o.weight_decay >= 0.0) {
+        let lr_ok = o.lr > 0.0 && o.lr.is_finite();
+        let wd_ok = o.weight_decay >= 0.0 && o.weight_decay.is_finite();
+        if !(lr_ok && wd_ok) {
             return Err(Error::Input("--lr must be positive and --weight-decay non-negative".into()));
         }
         if self.configs.is_empty() {

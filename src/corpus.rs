@@ -32,11 +32,13 @@ impl Tokenizer {
     /// is one long stream, not a batch of 128-token sentences.
     pub fn from_file(path: &Path) -> Result<Self> {
         let mut tok = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-            Error::Tokenizer(format!("cannot read tokenizer {}: {e}; pass --tokenizer gpt2 or another tokenizer.json", path.display()))
+            Error::Tokenizer(format!(
+                "cannot read tokenizer {}: {e}; pass --tokenizer gpt2 or another tokenizer.json",
+                path.display()
+            ))
         })?;
         tok.with_padding(None);
-        tok.with_truncation(None)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        tok.with_truncation(None).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf() })
     }
 
@@ -109,6 +111,9 @@ pub fn time_machine() -> Result<PathBuf> {
     };
     let resp = ureq::get(TIME_MACHINE_URL).call().map_err(|e| fail(e.to_string()))?;
     let text = resp.into_string().map_err(|e| fail(e.to_string()))?;
+    if text.len() < 100_000 || !text.contains("Time Machine") {
+        return Err(fail(format!("{TIME_MACHINE_URL} did not return the book ({} bytes)", text.len())));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
     crate::util::write_atomic(&path, text.as_bytes())?;
     Ok(path)

@@ -141,7 +141,11 @@ impl Donor {
         let infos = self.tensors()?;
         if let Some(name) = explicit {
             let info = infos.iter().find(|t| t.name == name).ok_or_else(|| {
-                Error::Donor(format!("{} has no tensor named {name}; run `embgraft inspect {}` to list them", self.path.display(), self.path.display()))
+                Error::Donor(format!(
+                    "{} has no tensor named {name}; run `embgraft inspect {}` to list them",
+                    self.path.display(),
+                    self.path.display()
+                ))
             })?;
             if info.shape.len() != 2 {
                 return Err(Error::Donor(format!(
@@ -153,7 +157,9 @@ impl Donor {
         }
         for known in EMBEDDING_NAMES {
             let suffix = format!(".{known}");
-            if let Some(t) = infos.iter().find(|t| t.shape.len() == 2 && (t.name == *known || t.name.ends_with(&suffix))) {
+            if let Some(t) =
+                infos.iter().find(|t| t.shape.len() == 2 && (t.name == *known || t.name.ends_with(&suffix)))
+            {
                 return Ok(t.name.clone());
             }
         }
@@ -214,7 +220,12 @@ pub fn write_gpt2_layout(path: &Path, dim: usize, std: f32, seed: u64) -> Result
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|(t, b)| Ok((t.0.to_string(), TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?)))
+        .map(|(t, b)| {
+            Ok((
+                t.0.to_string(),
+                TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let data = safetensors::serialize(views, None).map_err(|e| Error::Output(e.to_string()))?;
     crate::util::write_atomic(path, &data)?;
@@ -229,10 +240,8 @@ pub(crate) mod tests {
 
     /// Writes a safetensors file with the given (name, dtype, shape, raw bytes).
     pub fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
-        let views: HashMap<String, TensorView> = tensors
-            .iter()
-            .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
-            .collect();
+        let views: HashMap<String, TensorView> =
+            tensors.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
         safetensors::serialize_to_file(views, None, path).unwrap();
     }
 
@@ -286,7 +295,10 @@ pub(crate) mod tests {
         let p = dir.path().join("m.safetensors");
         write_safetensors(
             &p,
-            &[("foo", Dtype::F32, vec![4, 2], f32_bytes(&[0.0; 8])), ("bar", Dtype::F32, vec![3], f32_bytes(&[0.0; 3]))],
+            &[
+                ("foo", Dtype::F32, vec![4, 2], f32_bytes(&[0.0; 8])),
+                ("bar", Dtype::F32, vec![3], f32_bytes(&[0.0; 3])),
+            ],
         );
         let donor = Donor::open(&p).unwrap();
         let msg = donor.embedding(None).unwrap_err().to_string();

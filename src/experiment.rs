@@ -53,11 +53,14 @@ pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = s.strip_prefix("cuda:").map_or(Ok(0), |n| n.parse::<usize>()).map_err(|_| {
-                Error::Input(format!("bad --device {s}; use cpu, cuda or cuda:N"))
-            })?;
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), |n| n.parse::<usize>())
+                .map_err(|_| Error::Input(format!("bad --device {s}; use cpu, cuda or cuda:N")))?;
             Device::new_cuda(ordinal).map_err(|e| {
-                Error::Input(format!("cannot use {s} ({e}); build with --features cuda on a machine with a GPU, or use --device cpu"))
+                Error::Input(format!(
+                    "cannot use {s} ({e}); build with --features cuda on a machine with a GPU, or use --device cpu"
+                ))
             })
         }
         s => Err(Error::Input(format!("unknown --device {s}; use cpu, cuda or cuda:N"))),
@@ -102,7 +105,14 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     };
     let text = corpus::read_text(&corpus_path)?;
     let tokens = tokenizer.encode(&text)?;
-    let data = Dataset::new(tokens, cfg.seq_len, cfg.stride, cfg.split, cfg.test_fraction, &mut stream(cfg.seed, Stream::Split))?;
+    let data = Dataset::new(
+        tokens,
+        cfg.seq_len,
+        cfg.stride,
+        cfg.split,
+        cfg.test_fraction,
+        &mut stream(cfg.seed, Stream::Split),
+    )?;
     if data.max_token() as usize >= embedding.rows {
         return Err(Error::Input(format!("token id {} is past the donor's {} rows", data.max_token(), embedding.rows)));
     }
@@ -139,7 +149,10 @@ pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
         if !out.is_dir() {
             return Err(Error::Output(format!("--out {} is a file; give a folder path", out.display())));
         }
-        let non_empty = std::fs::read_dir(out).map_err(|e| Error::Output(format!("cannot read --out {}: {e}", out.display())))?.next().is_some();
+        let non_empty = std::fs::read_dir(out)
+            .map_err(|e| Error::Output(format!("cannot read --out {}: {e}", out.display())))?
+            .next()
+            .is_some();
         if non_empty && !force {
             return Err(Error::Output(format!(
                 "--out {} already holds files; choose another folder or pass --force to overwrite",
@@ -179,7 +192,10 @@ impl Observer for Recorder {
         writeln!(self.csv, "{letter},{seed},{},{},train,{:.6}", p.epoch, p.step, p.train_loss).map_err(fail)?;
         writeln!(self.csv, "{letter},{seed},{},{},test,{:.6}", p.epoch, p.step, p.test_loss).map_err(fail)?;
         self.csv.flush().map_err(fail)?;
-        let line = format!("{} epoch {} step {}: train {:.4}, test {:.4}", self.run_label, p.epoch, p.step, p.train_loss, p.test_loss);
+        let line = format!(
+            "{} epoch {} step {}: train {:.4}, test {:.4}",
+            self.run_label, p.epoch, p.step, p.train_loss, p.test_loss
+        );
         match &self.bar {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),
@@ -210,8 +226,16 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
     let runs = seeds.len() * cfg.configs.len();
     eprintln!(
         "embgraft: {} tokens of {} ({}), donor {} {} [{} x {}], split {}: {} train / {} test windows",
-        info.corpus_tokens, info.corpus, info.tokenizer, info.donor, info.donor_tensor, info.vocab, info.dim, info.split,
-        info.train_windows, info.test_windows
+        info.corpus_tokens,
+        info.corpus,
+        info.tokenizer,
+        info.donor,
+        info.donor_tensor,
+        info.vocab,
+        info.dim,
+        info.split,
+        info.train_windows,
+        info.test_windows
     );
     eprintln!(
         "plan: {runs} runs (configs {} x seeds {:?}), {} steps each of batch {}, {} steps in all",
@@ -222,16 +246,24 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
         runs * info.steps_per_run
     );
     if inputs.unused_rows > 0 {
-        eprintln!("note: the tokenizer reaches {} of the donor's {} rows; {} rows are never used", info.vocab - inputs.unused_rows, info.vocab, inputs.unused_rows);
+        eprintln!(
+            "note: the tokenizer reaches {} of the donor's {} rows; {} rows are never used",
+            info.vocab - inputs.unused_rows,
+            info.vocab,
+            inputs.unused_rows
+        );
     }
 
     create_out_dir(out)?;
     crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     let csv_path = out.join("metrics.csv");
-    let mut csv = std::fs::File::create(&csv_path).map_err(|e| Error::Output(format!("cannot create {}: {e}", csv_path.display())))?;
+    let mut csv = std::fs::File::create(&csv_path)
+        .map_err(|e| Error::Output(format!("cannot create {}: {e}", csv_path.display())))?;
     writeln!(csv, "config,seed,epoch,step,split,loss").map_err(|e| Error::Output(e.to_string()))?;
     let mut rec = Recorder { csv, path: csv_path, bar: None, run_label: String::new() };
 
+    let shared =
+        train::Shared { data: &inputs.data, test: &inputs.test_counts, donor: &inputs.embedding, device: &dev };
     let mut results = Vec::new();
     for &seed in &seeds {
         for (i, &letter) in cfg.configs.iter().enumerate() {
@@ -239,9 +271,11 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
             rec.bar = std::io::stderr().is_terminal().then(|| {
                 let bar = ProgressBar::new(info.steps_per_run as u64);
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}")
-                        .unwrap()
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}",
+                    )
+                    .unwrap()
+                    .progress_chars("=> "),
                 );
                 bar.set_prefix(rec.run_label.clone());
                 bar
@@ -249,9 +283,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
             if rec.bar.is_none() {
                 eprintln!("{} ...", rec.run_label);
             }
-            let donor = letter.copied().then_some(&inputs.embedding);
-            let (mut result, model) =
-                train::run(cfg, letter, seed, &inputs.data, &inputs.test_counts, info.vocab, info.dim, donor, &dev, &mut rec)?;
+            let (mut result, model) = train::run(cfg, letter, seed, &shared, &mut rec)?;
             result.sample = sample_text(&model, &inputs.tokenizer, cfg, seed, i)?;
             if let Some(bar) = rec.bar.take() {
                 bar.finish_and_clear();
@@ -261,13 +293,24 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
         }
     }
 
-    let summary = Summary { embgraft_version: env!("CARGO_PKG_VERSION"), inputs: info, runs: results, wall_seconds: started.elapsed().as_secs_f64() };
+    let summary = Summary {
+        embgraft_version: env!("CARGO_PKG_VERSION"),
+        inputs: info,
+        runs: results,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
     crate::report::write_all(out, cfg, &summary)?;
     Ok(summary)
 }
 
 /// Two sentences (at most `cfg.sample_tokens` tokens) from the trained model, after "The".
-fn sample_text(model: &crate::model::Model1, tok: &Tokenizer, cfg: &ExperimentConfig, seed: u64, config_index: usize) -> Result<String> {
+fn sample_text(
+    model: &crate::model::Model1,
+    tok: &Tokenizer,
+    cfg: &ExperimentConfig,
+    seed: u64,
+    config_index: usize,
+) -> Result<String> {
     let prompt = tok.encode("The")?;
     let mut rng = stream(seed.wrapping_add(1000 * config_index as u64), Stream::Sample);
     let ends_sentence = |id: u32| {

@@ -31,7 +31,11 @@ impl CopyCheck {
 pub fn compare(tensor: &str, expected: &[f32], param: &Tensor) -> Result<CopyCheck> {
     let actual = param.flatten_all()?.to_vec1::<f32>()?;
     if actual.len() != expected.len() {
-        return Err(Error::Donor(format!("{tensor}: {} elements in the model, {} expected", actual.len(), expected.len())));
+        return Err(Error::Donor(format!(
+            "{tensor}: {} elements in the model, {} expected",
+            actual.len(),
+            expected.len()
+        )));
     }
     let mut max_abs_delta = 0f32;
     let mut differing_bits = 0;

@@ -35,7 +35,8 @@ impl TokenCounts {
         assert_eq!(xs.len(), ys.len());
         let mut pairs: Vec<(u32, u32)> = xs.iter().copied().zip(ys.iter().copied()).collect();
         pairs.sort_unstable();
-        let mut c = TokenCounts { tokens: vec![], row_start: vec![], targets: vec![], counts: vec![], positions: xs.len() };
+        let mut c =
+            TokenCounts { tokens: vec![], row_start: vec![], targets: vec![], counts: vec![], positions: xs.len() };
         for (x, y) in pairs {
             if c.tokens.last() != Some(&x) {
                 c.tokens.push(x);
@@ -179,7 +180,10 @@ mod tests {
         assert_eq!(c.counts, vec![2, 2, 1]);
         assert_eq!(c.positions, 5);
         let tail = c.slice_rows(1, 2);
-        assert_eq!((tail.tokens, tail.row_start, tail.targets, tail.counts), (vec![5], vec![0, 2], vec![1, 3], vec![2, 1]));
+        assert_eq!(
+            (tail.tokens, tail.row_start, tail.targets, tail.counts),
+            (vec![5], vec![0, 2], vec![1, 3], vec![2, 1])
+        );
     }
 
     #[test]

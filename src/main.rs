@@ -10,7 +10,11 @@ use embgraft::corpus::Split;
 use embgraft::donor::Donor;
 
 #[derive(Parser)]
-#[command(name = "embgraft", version, about = "Graft pretrained token embeddings into Model 1, train frozen or trainable, and report")]
+#[command(
+    name = "embgraft",
+    version,
+    about = "Graft pretrained token embeddings into Model 1, train frozen or trainable, and report"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -72,7 +76,7 @@ struct RunArgs {
     /// Cap on optimizer steps per run
     #[arg(long)]
     max_steps: Option<usize>,
-    /// Also evaluate every N steps (curves for runs shorter than an epoch)
+    /// Also evaluate every N steps [default: epoch ends; about 10 points for runs under 5 epochs]
     #[arg(long)]
     eval_every: Option<usize>,
     /// AdamW learning rate [default: 0.001]
@@ -111,7 +115,8 @@ impl RunArgs {
     fn config(&self) -> anyhow::Result<ExperimentConfig> {
         let mut c = match &self.config_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read --config-file {}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("cannot read --config-file {}", p.display()))?;
                 ExperimentConfig::from_toml(&text)?
             }
             None => ExperimentConfig::default(),
@@ -175,7 +180,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = args.config()?;
             let out = args.out_dir();
             let s = embgraft::experiment::compare(&cfg, &out, args.force)?;
-            println!("wrote {} ({} runs, {:.1} s): report.md, loss-curves.png/svg, metrics.csv, summary.json, config.toml", out.display(), s.runs.len(), s.wall_seconds);
+            println!(
+                "wrote {} ({} runs, {:.1} s): report.md, loss-curves.png/svg, metrics.csv, summary.json, config.toml",
+                out.display(),
+                s.runs.len(),
+                s.wall_seconds
+            );
         }
         Command::Train { letter, args } => {
             let mut cfg = args.config()?;

@@ -55,7 +55,13 @@ impl Model1 {
     /// PyTorch's default initialisation: Embedding ~ N(0, 1); Linear ~ U(±1/sqrt(d)) (kaiming
     /// uniform with a = sqrt(5) reduces to this bound). Each draws from its own stream, so A
     /// and D start from the same random embedding and all configs from the same head.
-    pub fn random(vocab: usize, dim: usize, emb_rng: &mut impl Rng, head_rng: &mut impl Rng, device: &Device) -> Result<Self> {
+    pub fn random(
+        vocab: usize,
+        dim: usize,
+        emb_rng: &mut impl Rng,
+        head_rng: &mut impl Rng,
+        device: &Device,
+    ) -> Result<Self> {
         let wte: Vec<f32> = (0..vocab * dim).map(|_| StandardNormal.sample(emb_rng)).collect();
         let bound = 1.0 / (dim as f32).sqrt();
         let u = Uniform::new(-bound, bound);
@@ -94,7 +100,7 @@ impl Model1 {
         let (loss_sum, g) = cross_entropy_sum(z, batch, true)?;
         let g = g.expect("gradient requested"); // (U, V) = dloss/dz
         let d_head = g.t()?.matmul(&h)?; // (V, d)
-        // The input gradient is computed only when someone needs it.
+                                         // The input gradient is computed only when someone needs it.
         let d_wte = if train_wte {
             let dh = g.matmul(self.lm_head.as_tensor())?; // (U, d)
             let rows = (dh * gelu_erf_derivative(&e)?)?;
@@ -117,7 +123,11 @@ impl Model1 {
         let loss = candle_nn::loss::cross_entropy(&z, &y)?;
         let grads = loss.backward()?;
         let lm_head = grads.get(self.lm_head.as_tensor()).expect("head gradient").clone();
-        let wte = if train_wte { Some(Grad::Dense(grads.get(self.wte.as_tensor()).expect("wte gradient").clone())) } else { None };
+        let wte = if train_wte {
+            Some(Grad::Dense(grads.get(self.wte.as_tensor()).expect("wte gradient").clone()))
+        } else {
+            None
+        };
         Ok((loss.to_scalar::<f32>()? as f64, Grads { wte, lm_head }))
     }
 
@@ -141,7 +151,14 @@ impl Model1 {
 
     /// Samples `max_tokens` continuation ids after `prompt`, stopping after `sentences` ends of
     /// sentence. Model 1 sees only the last token, so that is all the prompt contributes.
-    pub fn sample(&self, prompt: &[u32], max_tokens: usize, stop: &dyn Fn(u32) -> bool, sentences: usize, rng: &mut impl Rng) -> Result<Vec<u32>> {
+    pub fn sample(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+        stop: &dyn Fn(u32) -> bool,
+        sentences: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         let mut cur = *prompt.last().unwrap_or(&0);
         let mut ends = 0;

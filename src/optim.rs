@@ -163,12 +163,8 @@ impl InplaceOp2 for FusedAdamW<'_> {
         let mut v = self.v.lock().unwrap();
         let (h, cols) = (self.h, self.cols);
         let zeros = vec![0f32; cols];
-        theta
-            .par_chunks_mut(cols)
-            .zip(m.par_chunks_mut(cols))
-            .zip(v.par_chunks_mut(cols))
-            .enumerate()
-            .for_each(|(r, ((p, m), v))| {
+        theta.par_chunks_mut(cols).zip(m.par_chunks_mut(cols)).zip(v.par_chunks_mut(cols)).enumerate().for_each(
+            |(r, ((p, m), v))| {
                 let g = match self.row_of {
                     None => &grad[r * cols..(r + 1) * cols],
                     Some(map) if map[r] == u32::MAX => &zeros[..],
@@ -183,7 +179,8 @@ impl InplaceOp2 for FusedAdamW<'_> {
                     let denom = vi.sqrt() / h.bc2_sqrt + h.eps;
                     p[i] = p[i] * h.decay - h.step_size * (mi / denom);
                 }
-            });
+            },
+        );
         Ok(())
     }
 }

@@ -58,7 +58,11 @@ fn colour(l: Letter) -> RGBColor {
 
 /// Every config's train (solid) and test (dashed) curve on one shared y-axis, with the legend
 /// in its own column so it never hides a curve.
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, curves: &Curves, cfg: &ExperimentConfig) -> Result<()>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    curves: &Curves,
+    cfg: &ExperimentConfig,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -87,7 +91,9 @@ where
     for (&l, pts) in curves {
         let c = colour(l);
         chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2))).map_err(err)?;
-        chart.draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.0, p.2)), 8, 5, c.stroke_width(2))).map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.0, p.2)), 8, 5, c.stroke_width(2)))
+            .map_err(err)?;
         chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.2), 3, c.filled()))).map_err(err)?;
     }
 
@@ -143,7 +149,12 @@ fn millions(n: usize) -> String {
 
 /// The final test loss of config `l`, averaged over seeds.
 fn final_test(runs: &[RunResult], l: Letter) -> Option<f64> {
-    let v: Vec<f64> = runs.iter().filter(|r| r.config == l && r.diverged.is_none()).filter_map(|r| r.final_point()).map(|p| p.test_loss).collect();
+    let v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.config == l && r.diverged.is_none())
+        .filter_map(|r| r.final_point())
+        .map(|p| p.test_loss)
+        .collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
@@ -167,29 +178,40 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
     for r in &s.runs {
         let p = r.final_point();
         let copy = r.copy_check.as_ref().map_or("–".into(), |c| {
-            if c.passed() { format!("pass (max Δ {}, {} elements)", c.max_abs_delta, c.elements) } else { format!("**FAIL** (max Δ {:e}, {} differ)", c.max_abs_delta, c.differing_bits) }
+            if c.passed() {
+                format!("pass (max Δ {}, {} elements)", c.max_abs_delta, c.elements)
+            } else {
+                format!("**FAIL** (max Δ {:e}, {} differ)", c.max_abs_delta, c.differing_bits)
+            }
         });
         let frozen = r.frozen_check.as_ref().map_or("–".into(), |f| {
-            if f.passed() { "pass (bit-identical)".to_string() } else { format!("**FAIL** ({} elements changed)", f.changed_elements) }
+            if f.passed() {
+                "pass (bit-identical)".to_string()
+            } else {
+                format!("**FAIL** ({} elements changed)", f.changed_elements)
+            }
         });
         let steps = match &r.diverged {
             Some(d) => format!("{} (diverged)", d.step),
             None => r.steps.to_string(),
         };
-        push(&mut md, format!(
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
-            r.config,
-            if cfg.seeds > 1 { format!(" seed {}", r.seed) } else { String::new() },
-            if r.copied { "yes" } else { "no" },
-            if r.frozen { "yes" } else { "no" },
-            millions(r.trainable_params),
-            steps,
-            fmt_loss(p.map(|p| p.train_loss)),
-            fmt_loss(p.map(|p| p.test_loss)),
-            copy,
-            frozen,
-            r.wall_seconds
-        ));
+        push(
+            &mut md,
+            format!(
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+                r.config,
+                if cfg.seeds > 1 { format!(" seed {}", r.seed) } else { String::new() },
+                if r.copied { "yes" } else { "no" },
+                if r.frozen { "yes" } else { "no" },
+                millions(r.trainable_params),
+                steps,
+                fmt_loss(p.map(|p| p.train_loss)),
+                fmt_loss(p.map(|p| p.test_loss)),
+                copy,
+                frozen,
+                r.wall_seconds
+            ),
+        );
     }
     push(&mut md, String::new());
     push(&mut md, format!(
@@ -212,13 +234,21 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
         ("donor", format!("{} → `{}` ({}, {} x {})", i.donor, i.donor_tensor, i.donor_dtype, i.vocab, i.dim)),
         ("unused donor rows", i.unused_donor_rows.to_string()),
         ("split", format!("{} — {split_note}", i.split)),
-        ("windows", format!("seq-len {}, stride {}: {} train, {} test", cfg.seq_len, cfg.stride, i.train_windows, i.test_windows)),
-        ("training", format!(
-            "batch {}, {} epochs{}, AdamW lr {} wd {} betas ({}, {}) eps {}",
-            cfg.batch_size, cfg.epochs,
-            cfg.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps")),
-            cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.beta1, cfg.optimizer.beta2, format!("{:e}", cfg.optimizer.eps)
-        )),
+        (
+            "windows",
+            format!(
+                "seq-len {}, stride {}: {} train, {} test",
+                cfg.seq_len, cfg.stride, i.train_windows, i.test_windows
+            ),
+        ),
+        ("training", {
+            let o = &cfg.optimizer;
+            let cap = cfg.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps"));
+            format!(
+                "batch {}, {} epochs{cap}, AdamW lr {} wd {} betas ({}, {}) eps {:e}",
+                cfg.batch_size, cfg.epochs, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
+            )
+        }),
         ("seeds", format!("{}..{}", cfg.seed, cfg.seed + cfg.seeds as u64 - 1)),
         ("device", cfg.device.clone()),
         ("wall time", format!("{:.1} s", s.wall_seconds)),
@@ -255,7 +285,13 @@ fn answers(runs: &[RunResult], seeds: usize) -> Vec<String> {
     }
     for r in runs {
         if let Some(d) = &r.diverged {
-            out.push(format!("Run {} seed {} diverged at step {} (last finite loss {}).", r.config, r.seed, d.step, fmt_loss(d.last_finite_loss)));
+            out.push(format!(
+                "Run {} seed {} diverged at step {} (last finite loss {}).",
+                r.config,
+                r.seed,
+                d.step,
+                fmt_loss(d.last_finite_loss)
+            ));
         }
     }
     out

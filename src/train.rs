@@ -80,29 +80,37 @@ pub fn planned_steps(cfg: &ExperimentConfig, train_windows: usize) -> usize {
     cfg.max_steps.map_or(all, |m| m.min(all))
 }
 
-/// Trains one configuration. `donor` is needed for the copied configurations; `test` holds the
-/// test set's (input, target) counts, shared by every run.
+/// What every run of an experiment shares: the windows, the test set's (input, target)
+/// counts, the donor's matrix (whose shape also sets the random configs' vocabulary and width)
+/// and the device.
+pub struct Shared<'a> {
+    pub data: &'a Dataset,
+    pub test: &'a TokenCounts,
+    pub donor: &'a Embedding,
+    pub device: &'a Device,
+}
+
+/// Trains one configuration with one seed.
 pub fn run(
     cfg: &ExperimentConfig,
     letter: Letter,
     seed: u64,
-    data: &Dataset,
-    test: &TokenCounts,
-    vocab: usize,
-    dim: usize,
-    donor: Option<&Embedding>,
-    device: &Device,
+    shared: &Shared,
     obs: &mut dyn Observer,
 ) -> Result<(RunResult, Model1)> {
+    let Shared { data, test, donor, device } = *shared;
+    let (vocab, dim) = (donor.rows, donor.cols);
     let started = Instant::now();
     // Every config draws both init streams, so the head starts identical across A-D and the
     // random embedding identical across A and D.
-    let model = Model1::random(vocab, dim, &mut stream(seed, Stream::InitEmbedding), &mut stream(seed, Stream::InitHead), device)?;
-    let copy_check = match (letter.copied(), donor) {
-        (true, Some(d)) => Some(graft(&model.wte, d)?),
-        (true, None) => unreachable!("copied configurations need a donor"),
-        _ => None,
-    };
+    let model = Model1::random(
+        vocab,
+        dim,
+        &mut stream(seed, Stream::InitEmbedding),
+        &mut stream(seed, Stream::InitHead),
+        device,
+    )?;
+    let copy_check = if letter.copied() { Some(graft(&model.wte, donor)?) } else { None };
     let frozen = letter.frozen();
     let wte_start: Option<Vec<f32>> = if frozen { Some(model.wte.flatten_all()?.to_vec1()?) } else { None };
 
@@ -114,6 +122,7 @@ pub fn run(
     let mut opt = AdamW::new(trainable, cfg.optimizer)?;
 
     let planned = planned_steps(cfg, data.train.len());
+    let eval_every = cfg.eval_interval(planned, data.train.len().div_ceil(cfg.batch_size));
     let mut shuffle = stream(seed, Stream::Shuffle);
     let mut points = Vec::new();
     let (mut step, mut acc, mut n_acc) = (0usize, 0f64, 0usize);
@@ -144,9 +153,14 @@ pub fn run(
             n_acc += 1;
             obs.on_step(step, loss);
             let epoch_end = b + 1 == batches.len();
-            let scheduled = cfg.eval_every.is_some_and(|k| step % k == 0);
+            let scheduled = eval_every.is_some_and(|k| step % k == 0);
             if epoch_end || scheduled || step == planned {
-                let p = Point { epoch, step, train_loss: acc / n_acc as f64, test_loss: model.eval_loss(test, EVAL_CHUNK)? };
+                let p = Point {
+                    epoch,
+                    step,
+                    train_loss: acc / n_acc as f64,
+                    test_loss: model.eval_loss(test, EVAL_CHUNK)?,
+                };
                 obs.on_point((letter, seed), &p)?;
                 points.push(p);
                 (acc, n_acc) = (0.0, 0);

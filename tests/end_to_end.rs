@@ -41,17 +41,18 @@ fn fixture() -> Fixture {
 }
 
 fn small_config(f: &Fixture) -> ExperimentConfig {
-    let mut c = ExperimentConfig::default();
-    c.corpus = Some(f.corpus.display().to_string());
-    c.donor = f.donor.display().to_string();
-    c.batch_size = 16;
-    c.epochs = 2;
-    c.max_steps = Some(12);
-    c.eval_every = Some(4);
-    c.optimizer.weight_decay = 0.1; // large, so a frozen parameter given to AdamW would move
-    c.optimizer.lr = 1e-2;
-    c.sample_tokens = 10;
-    c
+    ExperimentConfig {
+        corpus: Some(f.corpus.display().to_string()),
+        donor: f.donor.display().to_string(),
+        batch_size: 16,
+        epochs: 2,
+        max_steps: Some(12),
+        eval_every: Some(4),
+        // Large decay, so a frozen parameter handed to AdamW would visibly move.
+        optimizer: embgraft::optim::AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() },
+        sample_tokens: 10,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -84,10 +85,12 @@ fn compare_writes_every_file_with_checks_passing() {
     assert_eq!(csv.lines().count(), 1 + 4 * 3 * 2);
     assert!(csv.contains("\nB,0,1,4,test,"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for needle in ["| B | yes | yes |", "pass (bit-identical)", "pass (max Δ 0", "Did freezing hurt", "loss-curves.png"] {
+    for needle in ["| B | yes | yes |", "pass (bit-identical)", "pass (max Δ 0", "Did freezing hurt", "loss-curves.png"]
+    {
         assert!(report.contains(needle), "report lacks {needle}:\n{report}");
     }
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 4);
     assert_eq!(json["inputs"]["donor_tensor"], "wte.weight");
     let svg = std::fs::read_to_string(out.join("loss-curves.svg")).unwrap();
@@ -117,7 +120,15 @@ fn same_seed_gives_identical_metrics_and_configs_are_paired() {
     // A and D start from the same random embedding and see the same batches, so their first
     // step's loss is identical (they differ only from the update on).
     let csv = read(&f.root.join("one"));
-    let first = |l: &str| csv.lines().find(|r| r.starts_with(&format!("{l},0,1,1,train"))).unwrap().rsplit(',').next().unwrap().to_string();
+    let first = |l: &str| {
+        csv.lines()
+            .find(|r| r.starts_with(&format!("{l},0,1,1,train")))
+            .unwrap()
+            .rsplit(',')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(first("A"), first("D"));
 }
 
@@ -143,14 +154,26 @@ fn cli_train_runs_one_config_and_refuses_to_overwrite() {
     let f = fixture();
     let out = f.root.join("cli");
     let args = [
-        "train", "--config", "B", "--corpus", f.corpus.to_str().unwrap(), "--donor", f.donor.to_str().unwrap(),
-        "--max-steps", "3", "--batch-size", "8", "--out", out.to_str().unwrap(),
+        "train",
+        "--config",
+        "B",
+        "--corpus",
+        f.corpus.to_str().unwrap(),
+        "--donor",
+        f.donor.to_str().unwrap(),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let o = embgraft(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("plan: 1 runs"), "{stderr}");
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["runs"][0]["config"], "B");
     assert_eq!(s["runs"][0]["steps"], 3);
 
@@ -193,5 +216,46 @@ fn inspect_lists_tensors_and_the_embedding() {
     let o = embgraft(&["inspect", f.donor.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    assert!(text.contains("wte.weight") && text.contains("[50257, 8]") && text.contains("embedding: wte.weight"), "{text}");
+    assert!(
+        text.contains("wte.weight") && text.contains("[50257, 8]") && text.contains("embedding: wte.weight"),
+        "{text}"
+    );
+}
+
+#[test]
+fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
+    let f = fixture();
+    let mut cfg = small_config(&f);
+    cfg.optimizer.weight_decay = 0.5;
+    cfg.max_steps = Some(5);
+    let inputs = experiment::load_inputs(&cfg).unwrap();
+    let shared = embgraft::train::Shared {
+        data: &inputs.data,
+        test: &inputs.test_counts,
+        donor: &inputs.embedding,
+        device: &candle_core::Device::Cpu,
+    };
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let donor = &inputs.embedding.data;
+
+    let (b, model_b) = embgraft::train::run(&cfg, Letter::B, 0, &shared, &mut embgraft::train::NoObserver).unwrap();
+    assert!(b.frozen_check.unwrap().passed());
+    assert_eq!(bits(&values(model_b.wte.as_tensor())), bits(donor));
+    // The head, which trains, did move: the optimizer ran.
+    let (_, fresh) = embgraft::train::run(
+        &ExperimentConfig { max_steps: Some(1), ..cfg.clone() },
+        Letter::B,
+        0,
+        &shared,
+        &mut embgraft::train::NoObserver,
+    )
+    .unwrap();
+    assert_ne!(values(model_b.lm_head.as_tensor()), values(fresh.lm_head.as_tensor()));
+
+    let (c, model_c) = embgraft::train::run(&cfg, Letter::C, 0, &shared, &mut embgraft::train::NoObserver).unwrap();
+    assert!(c.frozen_check.is_none());
+    let moved = values(model_c.wte.as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
+    // Decoupled weight decay shrinks every row, seen in the batches or not.
+    assert_eq!(moved, donor.iter().filter(|&&x| x != 0.0).count());
 }
