@@ -16,6 +16,9 @@ pub enum Error {
     Download(String),
     #[error("{0}")]
     Output(String),
+    /// The user stopped the experiment; what was measured is written.
+    #[error("{0}")]
+    Interrupted(String),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -171,15 +171,52 @@ pub fn create_out_dir(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Streams metrics.csv (one line per curve point, flushed) and shows progress.
-struct Recorder {
-    csv: std::fs::File,
-    path: PathBuf,
-    bar: Option<ProgressBar>,
-    run_label: String,
+/// How `compare` treats the output folder and when it stops.
+pub struct Control<'a> {
+    /// Write into an existing non-empty folder.
+    pub force: bool,
+    /// Continue the experiment already in the folder: finished runs are kept, an unfinished
+    /// one continues from its last checkpoint.
+    pub resume: bool,
+    /// Asked after every step; true stops the experiment (Ctrl-C).
+    pub should_stop: &'a dyn Fn() -> bool,
 }
 
-impl Observer for Recorder {
+impl Default for Control<'_> {
+    fn default() -> Self {
+        Control { force: false, resume: false, should_stop: &|| false }
+    }
+}
+
+fn csv_rows(letter: Letter, seed: u64, p: &Point) -> String {
+    format!(
+        "{letter},{seed},{e},{s},train,{:.6}\n{letter},{seed},{e},{s},test,{:.6}\n",
+        p.train_loss,
+        p.test_loss,
+        e = p.epoch,
+        s = p.step
+    )
+}
+
+fn run_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
+    out.join(format!("run-{letter}-{seed}.json"))
+}
+
+fn checkpoint_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
+    out.join(format!("checkpoint-{letter}-{seed}.safetensors"))
+}
+
+/// Streams metrics.csv (one line per curve point, flushed), saves checkpoints and shows
+/// progress.
+struct Recorder<'a> {
+    out: PathBuf,
+    csv: std::fs::File,
+    bar: Option<ProgressBar>,
+    run_label: String,
+    should_stop: &'a dyn Fn() -> bool,
+}
+
+impl Observer for Recorder<'_> {
     fn on_step(&mut self, _step: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!("loss {loss:.3}"));
@@ -188,9 +225,9 @@ impl Observer for Recorder {
     }
 
     fn on_point(&mut self, (letter, seed): (Letter, u64), p: &Point) -> Result<()> {
-        let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", self.path.display()));
-        writeln!(self.csv, "{letter},{seed},{},{},train,{:.6}", p.epoch, p.step, p.train_loss).map_err(fail)?;
-        writeln!(self.csv, "{letter},{seed},{},{},test,{:.6}", p.epoch, p.step, p.test_loss).map_err(fail)?;
+        let fail =
+            |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", self.out.join("metrics.csv").display()));
+        self.csv.write_all(csv_rows(letter, seed, p).as_bytes()).map_err(fail)?;
         self.csv.flush().map_err(fail)?;
         let line = format!(
             "{} epoch {} step {}: train {:.4}, test {:.4}",
@@ -202,10 +239,18 @@ impl Observer for Recorder {
         }
         Ok(())
     }
+
+    fn on_checkpoint(&mut self, (letter, seed): (Letter, u64), c: &train::Checkpoint) -> Result<()> {
+        crate::checkpoint::save(&checkpoint_file(&self.out, letter, seed), c)
+    }
+
+    fn should_stop(&self) -> bool {
+        (self.should_stop)()
+    }
 }
 
 /// Everything `compare` measured, as written to `summary.json`.
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 pub struct Summary {
     pub embgraft_version: &'static str,
     pub inputs: InputSummary,
@@ -213,12 +258,47 @@ pub struct Summary {
     pub wall_seconds: f64,
 }
 
-/// Runs every configuration and seed of `cfg` and writes the run folder `out`.
-pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summary> {
+/// What was already done in a folder being resumed, in the grid's order.
+enum Prior {
+    Finished(Box<RunResult>),
+    Checkpoint(Box<train::Checkpoint>),
+    Nothing,
+}
+
+fn prior(out: &Path, letter: Letter, seed: u64) -> Result<Prior> {
+    let done = run_file(out, letter, seed);
+    if done.exists() {
+        let text =
+            std::fs::read_to_string(&done).map_err(|e| Error::Input(format!("cannot read {}: {e}", done.display())))?;
+        let r: RunResult = serde_json::from_str(&text).map_err(|e| {
+            Error::Input(format!("{} is unreadable ({e}); delete it to rerun that run", done.display()))
+        })?;
+        return Ok(Prior::Finished(Box::new(r)));
+    }
+    let ckpt = checkpoint_file(out, letter, seed);
+    if ckpt.exists() {
+        return Ok(Prior::Checkpoint(Box::new(crate::checkpoint::load(&ckpt)?)));
+    }
+    Ok(Prior::Nothing)
+}
+
+/// Runs every configuration and seed of `cfg` and writes the run folder `out`. Stopped by
+/// `ctl.should_stop`, it writes everything measured so far and returns
+/// [`Error::Interrupted`]; `ctl.resume` then continues where it stopped.
+pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summary> {
     let started = Instant::now();
     // Every input is checked before the output folder is created: bad input leaves no files.
     let dev = device(&cfg.device)?;
-    check_out_dir(out, force)?;
+    if ctl.resume {
+        if !out.join("config.toml").is_file() {
+            return Err(Error::Input(format!(
+                "--resume {}: no config.toml there; give the folder of an earlier compare",
+                out.display()
+            )));
+        }
+    } else {
+        check_out_dir(out, ctl.force)?;
+    }
     let inputs = load_inputs(cfg)?;
     let info = inputs.summary(cfg);
 
@@ -254,42 +334,85 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
         );
     }
 
+    let grid: Vec<(u64, Letter)> = seeds.iter().flat_map(|&s| cfg.configs.iter().map(move |&l| (s, l))).collect();
+    let mut priors = Vec::new();
+    for &(seed, letter) in &grid {
+        priors.push(if ctl.resume { prior(out, letter, seed)? } else { Prior::Nothing });
+    }
+
     create_out_dir(out)?;
     crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+    // metrics.csv restarts from what the kept runs and checkpoints measured, so a resumed
+    // experiment's file equals an uninterrupted one's.
+    let mut head = String::from("config,seed,epoch,step,split,loss\n");
+    for (&(seed, letter), p) in grid.iter().zip(&priors) {
+        let points = match p {
+            Prior::Finished(r) => &r.points,
+            Prior::Checkpoint(c) => &c.points,
+            Prior::Nothing => continue,
+        };
+        points.iter().for_each(|pt| head.push_str(&csv_rows(letter, seed, pt)));
+    }
     let csv_path = out.join("metrics.csv");
-    let mut csv = std::fs::File::create(&csv_path)
-        .map_err(|e| Error::Output(format!("cannot create {}: {e}", csv_path.display())))?;
-    writeln!(csv, "config,seed,epoch,step,split,loss").map_err(|e| Error::Output(e.to_string()))?;
-    let mut rec = Recorder { csv, path: csv_path, bar: None, run_label: String::new() };
+    crate::util::write_atomic(&csv_path, head.as_bytes())?;
+    let csv = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&csv_path)
+        .map_err(|e| Error::Output(format!("cannot open {}: {e}", csv_path.display())))?;
+    let mut rec =
+        Recorder { out: out.to_path_buf(), csv, bar: None, run_label: String::new(), should_stop: ctl.should_stop };
 
     let shared =
         train::Shared { data: &inputs.data, test: &inputs.test_counts, donor: &inputs.embedding, device: &dev };
     let mut results = Vec::new();
-    for &seed in &seeds {
-        for (i, &letter) in cfg.configs.iter().enumerate() {
-            rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, runs, letter.describe());
-            rec.bar = std::io::stderr().is_terminal().then(|| {
-                let bar = ProgressBar::new(info.steps_per_run as u64);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}",
-                    )
-                    .unwrap()
-                    .progress_chars("=> "),
-                );
-                bar.set_prefix(rec.run_label.clone());
-                bar
-            });
-            if rec.bar.is_none() {
-                eprintln!("{} ...", rec.run_label);
+    let mut interrupted = false;
+    for (&(seed, letter), prior) in grid.iter().zip(priors) {
+        rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, runs, letter.describe());
+        let resume = match prior {
+            Prior::Finished(r) => {
+                eprintln!("{} kept from the earlier run", rec.run_label);
+                results.push(*r);
+                continue;
             }
-            let (mut result, model) = train::run(cfg, letter, seed, &shared, &mut rec)?;
-            result.sample = sample_text(&model, &inputs.tokenizer, cfg, seed, i)?;
-            if let Some(bar) = rec.bar.take() {
-                bar.finish_and_clear();
+            Prior::Checkpoint(c) => {
+                eprintln!("{} continues from its checkpoint after epoch {} (step {})", rec.run_label, c.epoch, c.step);
+                Some(*c)
             }
+            Prior::Nothing => None,
+        };
+        rec.bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(info.steps_per_run as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(rec.run_label.clone());
+            bar.set_position(resume.as_ref().map_or(0, |c| c.step as u64));
+            bar
+        });
+        if rec.bar.is_none() {
+            eprintln!("{} ...", rec.run_label);
+        }
+        let (mut result, model) = train::run(cfg, letter, seed, &shared, resume, &mut rec)?;
+        result.sample = sample_text(&model, &inputs.tokenizer, cfg, seed, letter)?;
+        if let Some(bar) = rec.bar.take() {
+            bar.finish_and_clear();
+        }
+        interrupted = result.interrupted;
+        if interrupted {
+            eprintln!("{} interrupted at step {}", rec.run_label, result.steps);
+        } else {
+            let json = serde_json::to_string_pretty(&result).map_err(|e| Error::Output(e.to_string()))?;
+            crate::util::write_atomic(&run_file(out, letter, seed), json.as_bytes())?;
+            let _ = std::fs::remove_file(checkpoint_file(out, letter, seed));
             eprintln!("{} done in {:.1} s", rec.run_label, result.wall_seconds);
-            results.push(result);
+        }
+        results.push(result);
+        if interrupted {
+            break;
         }
     }
 
@@ -300,6 +423,13 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, force: bool) -> Result<Summar
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     crate::report::write_all(out, cfg, &summary)?;
+    if interrupted {
+        return Err(Error::Interrupted(format!(
+            "interrupted: results so far are in {}; continue with --resume {}",
+            out.display(),
+            out.display()
+        )));
+    }
     Ok(summary)
 }
 
@@ -309,10 +439,10 @@ fn sample_text(
     tok: &Tokenizer,
     cfg: &ExperimentConfig,
     seed: u64,
-    config_index: usize,
+    letter: Letter,
 ) -> Result<String> {
     let prompt = tok.encode("The")?;
-    let mut rng = stream(seed.wrapping_add(1000 * config_index as u64), Stream::Sample);
+    let mut rng = stream(seed.wrapping_add(1000 * letter as u64), Stream::Sample);
     let ends_sentence = |id: u32| {
         let s = tok.decode(&[id]);
         s.contains('.') || s.contains('!') || s.contains('?')

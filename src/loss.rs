@@ -135,7 +135,9 @@ impl InplaceOp1 for FusedCrossEntropy<'_> {
         let start = layout.start_offset();
         let z = &mut buf[start..start + rows * vocab];
         let n = self.counts.positions as f32;
-        let total: f64 = z
+        // Per-row losses are summed in row order afterwards, so the total does not depend on
+        // how rayon split the rows (bit-identical results for any thread count).
+        let per_row: Vec<f64> = z
             .par_chunks_mut(vocab)
             .enumerate()
             .map(|(u, row)| {
@@ -161,8 +163,8 @@ impl InplaceOp1 for FusedCrossEntropy<'_> {
                 }
                 c_u as f64 * lse - picked
             })
-            .sum();
-        *self.loss.lock().unwrap() = total;
+            .collect();
+        *self.loss.lock().unwrap() = per_row.iter().sum();
         Ok(())
     }
 }

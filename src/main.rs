@@ -2,12 +2,14 @@
 //! Errors are printed as one line and exit with status 1.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use embgraft::config::{parse_letters, ExperimentConfig};
 use embgraft::corpus::Split;
 use embgraft::donor::Donor;
+use embgraft::experiment::Control;
 
 #[derive(Parser)]
 #[command(
@@ -109,10 +111,30 @@ struct RunArgs {
     /// Write into an existing non-empty --out folder
     #[arg(long)]
     force: bool,
+    /// Continue an interrupted experiment in DIR (its config.toml; only --device may change)
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
 }
 
 impl RunArgs {
     fn config(&self) -> anyhow::Result<ExperimentConfig> {
+        if let Some(dir) = &self.resume {
+            let p = dir.join("config.toml");
+            let text = std::fs::read_to_string(&p).with_context(|| {
+                format!("--resume {}: cannot read {}; give the folder of an earlier run", dir.display(), p.display())
+            })?;
+            let mut c = ExperimentConfig::from_toml(&text)?;
+            if self.changes_experiment() {
+                anyhow::bail!(
+                    "--resume continues the experiment saved in {}; drop the other flags (only --device may change)",
+                    p.display()
+                );
+            }
+            if let Some(d) = &self.device {
+                c.device = d.clone();
+            }
+            return Ok(c);
+        }
         let mut c = match &self.config_file {
             Some(p) => {
                 let text =
@@ -153,9 +175,46 @@ impl RunArgs {
         Ok(c)
     }
 
-    fn out_dir(&self) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(utc_timestamp()))
+    /// Whether any flag that defines the experiment was given.
+    fn changes_experiment(&self) -> bool {
+        let strings = [&self.corpus, &self.donor, &self.tensor, &self.tokenizer, &self.configs];
+        let sizes =
+            [self.seq_len, self.stride, self.batch_size, self.epochs, self.max_steps, self.eval_every, self.seeds];
+        strings.iter().any(|s| s.is_some())
+            || sizes.iter().any(|s| s.is_some())
+            || self.split.is_some()
+            || self.test_fraction.is_some()
+            || self.lr.is_some()
+            || self.weight_decay.is_some()
+            || self.seed.is_some()
+            || self.quick
+            || self.config_file.is_some()
+            || self.out.is_some()
+            || self.force
     }
+
+    fn out_dir(&self) -> PathBuf {
+        self.resume.clone().or_else(|| self.out.clone()).unwrap_or_else(|| PathBuf::from("runs").join(utc_timestamp()))
+    }
+
+    fn run(&self, cfg: &ExperimentConfig) -> anyhow::Result<embgraft::experiment::Summary> {
+        let stop = || STOP.load(Ordering::SeqCst);
+        let ctl = Control { force: self.force, resume: self.resume.is_some(), should_stop: &stop };
+        Ok(embgraft::experiment::compare(cfg, &self.out_dir(), &ctl)?)
+    }
+}
+
+/// Set by the first Ctrl-C (or SIGTERM): the current step finishes, results are written.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting now (result files are written whole or not at all)");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step and writing results; Ctrl-C again to quit at once");
+    });
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC, from the civil-from-days algorithm (no date crate needed).
@@ -179,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => {
             let cfg = args.config()?;
             let out = args.out_dir();
-            let s = embgraft::experiment::compare(&cfg, &out, args.force)?;
+            let s = args.run(&cfg)?;
             println!(
                 "wrote {} ({} runs, {:.1} s): report.md, loss-curves.png/svg, metrics.csv, summary.json, config.toml",
                 out.display(),
@@ -194,7 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("train runs one configuration; use compare --configs {letter} for several");
             }
             let out = args.out_dir();
-            let s = embgraft::experiment::compare(&cfg, &out, args.force)?;
+            let s = args.run(&cfg)?;
             println!("wrote {} ({:.1} s)", out.display(), s.wall_seconds);
         }
         Command::Inspect { path, tensor } => {
@@ -217,8 +276,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses the command line; a usage error becomes one line (clap's own spans several).
+fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            let text = e.render().to_string();
+            let parts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .collect();
+            eprintln!("{}; see embgraft --help", parts.join(" ").trim_end_matches('.'));
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = parse();
+    install_interrupt_handler();
+    if let Err(e) = run(cli) {
+        if let Some(embgraft::Error::Interrupted(msg)) = e.downcast_ref::<embgraft::Error>() {
+            eprintln!("{msg}");
+            std::process::exit(130);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -118,6 +118,33 @@ impl AdamW {
         Ok(())
     }
 
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Puts back the moments of parameter `i` from a checkpoint.
+    pub fn restore(&mut self, i: usize, m_in: Vec<f32>, v_in: Vec<f32>) -> Result<()> {
+        let slot = &mut self.slots[i];
+        let n = slot.param.elem_count();
+        if m_in.len() != n || v_in.len() != n {
+            return Err(crate::error::Error::Input(format!(
+                "checkpoint moments have {} elements, the parameter {n}; the checkpoint belongs to another experiment",
+                m_in.len()
+            )));
+        }
+        slot.moments = match &slot.moments {
+            Moments::Host { .. } => Moments::Host { m: m_in, v: v_in },
+            Moments::Device { .. } => {
+                let (shape, dev) = (slot.param.shape().clone(), slot.param.device().clone());
+                Moments::Device {
+                    m: Tensor::from_vec(m_in, shape.clone(), &dev)?,
+                    v: Tensor::from_vec(v_in, shape, &dev)?,
+                }
+            }
+        };
+        Ok(())
+    }
+
     /// The moments of parameter `i`, for checkpoints and tests.
     pub fn moments(&self, i: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         Ok(match &self.slots[i].moments {

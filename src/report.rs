@@ -35,7 +35,8 @@ type Curves = BTreeMap<Letter, Vec<(f64, f64, f64)>>;
 fn mean_curves(runs: &[RunResult]) -> Curves {
     let mut acc: BTreeMap<Letter, BTreeMap<usize, (f64, f64, usize)>> = BTreeMap::new();
     for r in runs {
-        for p in &r.points {
+        // A diverging run's last points can be infinite: they have no place on the axes.
+        for p in r.points.iter().filter(|p| p.train_loss.is_finite() && p.test_loss.is_finite()) {
             let e = acc.entry(r.config).or_default().entry(p.step).or_default();
             e.0 += p.train_loss;
             e.1 += p.test_loss;
@@ -193,6 +194,7 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
         });
         let steps = match &r.diverged {
             Some(d) => format!("{} (diverged)", d.step),
+            None if r.interrupted => format!("{} (interrupted)", r.steps),
             None => r.steps.to_string(),
         };
         push(

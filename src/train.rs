@@ -51,6 +51,9 @@ pub struct RunResult {
     pub copy_check: Option<CopyCheck>,
     pub frozen_check: Option<FrozenCheck>,
     pub diverged: Option<Divergence>,
+    /// Stopped by the user before its planned steps; `--resume` continues it.
+    #[serde(default)]
+    pub interrupted: bool,
     pub wall_seconds: f64,
     /// Text sampled from the trained model.
     pub sample: String,
@@ -62,11 +65,19 @@ impl RunResult {
     }
 }
 
-/// What a run reports while it goes.
+/// What a run reports while it goes, and how it is told to stop.
 pub trait Observer {
     fn on_step(&mut self, _step: usize, _loss: f64) {}
     fn on_point(&mut self, _run: (Letter, u64), _p: &Point) -> Result<()> {
         Ok(())
+    }
+    /// Called at every epoch's end with everything needed to continue from there.
+    fn on_checkpoint(&mut self, _run: (Letter, u64), _c: &Checkpoint) -> Result<()> {
+        Ok(())
+    }
+    /// Asked after every step; true ends the run there (Ctrl-C).
+    fn should_stop(&self) -> bool {
+        false
     }
 }
 
@@ -80,6 +91,22 @@ pub fn planned_steps(cfg: &ExperimentConfig, train_windows: usize) -> usize {
     cfg.max_steps.map_or(all, |m| m.min(all))
 }
 
+/// A run's state at an epoch's end: parameters, AdamW moments, the batch-order RNG's
+/// position and the curve so far. Restoring it continues the run exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub adam_step: u64,
+    pub shuffle_word_pos: u128,
+    pub points: Vec<Point>,
+    pub last_finite_loss: Option<f64>,
+    pub wte: Vec<f32>,
+    pub lm_head: Vec<f32>,
+    /// (m, v) per trainable parameter, in the optimizer's order.
+    pub moments: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
 /// What every run of an experiment shares: the windows, the test set's (input, target)
 /// counts, the donor's matrix (whose shape also sets the random configs' vocabulary and width)
 /// and the device.
@@ -90,12 +117,13 @@ pub struct Shared<'a> {
     pub device: &'a Device,
 }
 
-/// Trains one configuration with one seed.
+/// Trains one configuration with one seed, from the start or from `resume`.
 pub fn run(
     cfg: &ExperimentConfig,
     letter: Letter,
     seed: u64,
     shared: &Shared,
+    resume: Option<Checkpoint>,
     obs: &mut dyn Observer,
 ) -> Result<(RunResult, Model1)> {
     let Shared { data, test, donor, device } = *shared;
@@ -127,8 +155,20 @@ pub fn run(
     let mut points = Vec::new();
     let (mut step, mut acc, mut n_acc) = (0usize, 0f64, 0usize);
     let mut last_finite = None;
+    let mut first_epoch = 1;
+    if let Some(c) = resume {
+        model.wte.set(&candle_core::Tensor::from_vec(c.wte, (vocab, dim), device)?)?;
+        model.lm_head.set(&candle_core::Tensor::from_vec(c.lm_head, (vocab, dim), device)?)?;
+        for (i, (m, v)) in c.moments.into_iter().enumerate() {
+            opt.restore(i, m, v)?;
+        }
+        opt.step = c.adam_step;
+        shuffle.set_word_pos(c.shuffle_word_pos);
+        (step, points, last_finite, first_epoch) = (c.step, c.points, c.last_finite_loss, c.epoch + 1);
+    }
     let mut diverged = None;
-    'epochs: for epoch in 1..=cfg.epochs {
+    let mut interrupted = false;
+    'epochs: for epoch in first_epoch..=cfg.epochs {
         let order = data.epoch_order(&mut shuffle);
         let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
         for (b, windows) in batches.iter().enumerate() {
@@ -154,7 +194,8 @@ pub fn run(
             obs.on_step(step, loss);
             let epoch_end = b + 1 == batches.len();
             let scheduled = eval_every.is_some_and(|k| step % k == 0);
-            if epoch_end || scheduled || step == planned {
+            interrupted = obs.should_stop() && step < planned;
+            if epoch_end || scheduled || step == planned || interrupted {
                 let p = Point {
                     epoch,
                     step,
@@ -164,6 +205,23 @@ pub fn run(
                 obs.on_point((letter, seed), &p)?;
                 points.push(p);
                 (acc, n_acc) = (0.0, 0);
+            }
+            if interrupted {
+                break 'epochs;
+            }
+            if epoch_end && step < planned {
+                let c = Checkpoint {
+                    epoch,
+                    step,
+                    adam_step: opt.step,
+                    shuffle_word_pos: shuffle.get_word_pos(),
+                    points: points.clone(),
+                    last_finite_loss: last_finite,
+                    wte: model.wte.flatten_all()?.to_vec1()?,
+                    lm_head: model.lm_head.flatten_all()?.to_vec1()?,
+                    moments: (0..opt.slots()).map(|i| opt.moments(i)).collect::<Result<_>>()?,
+                };
+                obs.on_checkpoint((letter, seed), &c)?;
             }
         }
     }
@@ -185,6 +243,7 @@ pub fn run(
         copy_check,
         frozen_check,
         diverged,
+        interrupted,
         wall_seconds: started.elapsed().as_secs_f64(),
         sample: String::new(),
     };

@@ -59,7 +59,7 @@ fn small_config(f: &Fixture) -> ExperimentConfig {
 fn compare_writes_every_file_with_checks_passing() {
     let f = fixture();
     let out = f.root.join("run");
-    let s = experiment::compare(&small_config(&f), &out, false).unwrap();
+    let s = experiment::compare(&small_config(&f), &out, &Default::default()).unwrap();
     for file in ["config.toml", "metrics.csv", "summary.json", "loss-curves.svg", "loss-curves.png", "report.md"] {
         let len = std::fs::metadata(out.join(file)).unwrap_or_else(|_| panic!("{file} missing")).len();
         assert!(len > 0, "{file} is empty");
@@ -111,11 +111,11 @@ fn same_seed_gives_identical_metrics_and_configs_are_paired() {
     c.max_steps = Some(3);
     c.eval_every = Some(1);
     let read = |p: &Path| std::fs::read_to_string(p.join("metrics.csv")).unwrap();
-    experiment::compare(&c, &f.root.join("one"), false).unwrap();
-    experiment::compare(&c, &f.root.join("two"), false).unwrap();
+    experiment::compare(&c, &f.root.join("one"), &Default::default()).unwrap();
+    experiment::compare(&c, &f.root.join("two"), &Default::default()).unwrap();
     assert_eq!(read(&f.root.join("one")), read(&f.root.join("two")));
     c.seed = 1;
-    experiment::compare(&c, &f.root.join("three"), false).unwrap();
+    experiment::compare(&c, &f.root.join("three"), &Default::default()).unwrap();
     assert_ne!(read(&f.root.join("one")), read(&f.root.join("three")));
     // A and D start from the same random embedding and see the same batches, so their first
     // step's loss is identical (they differ only from the update on).
@@ -140,7 +140,7 @@ fn contiguous_split_runs_and_is_reported() {
     c.configs = vec![Letter::C];
     c.max_steps = Some(2);
     let out = f.root.join("contig");
-    let s = experiment::compare(&c, &out, false).unwrap();
+    let s = experiment::compare(&c, &out, &Default::default()).unwrap();
     assert_eq!(s.inputs.split, "contiguous");
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| split | contiguous"));
 }
@@ -239,7 +239,8 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let donor = &inputs.embedding.data;
 
-    let (b, model_b) = embgraft::train::run(&cfg, Letter::B, 0, &shared, &mut embgraft::train::NoObserver).unwrap();
+    let (b, model_b) =
+        embgraft::train::run(&cfg, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(b.frozen_check.unwrap().passed());
     assert_eq!(bits(&values(model_b.wte.as_tensor())), bits(donor));
     // The head, which trains, did move: the optimizer ran.
@@ -248,14 +249,115 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
         Letter::B,
         0,
         &shared,
+        None,
         &mut embgraft::train::NoObserver,
     )
     .unwrap();
     assert_ne!(values(model_b.lm_head.as_tensor()), values(fresh.lm_head.as_tensor()));
 
-    let (c, model_c) = embgraft::train::run(&cfg, Letter::C, 0, &shared, &mut embgraft::train::NoObserver).unwrap();
+    let (c, model_c) =
+        embgraft::train::run(&cfg, Letter::C, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(c.frozen_check.is_none());
     let moved = values(model_c.wte.as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
     // Decoupled weight decay shrinks every row, seen in the batches or not.
     assert_eq!(moved, donor.iter().filter(|&&x| x != 0.0).count());
+}
+
+#[test]
+fn interrupted_then_resumed_equals_uninterrupted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = fixture();
+    let c = ExperimentConfig { max_steps: None, eval_every: None, epochs: 3, ..small_config(&f) };
+    let per_run = experiment::load_inputs(&c).unwrap().summary(&c).steps_per_run;
+    let full = experiment::compare(&c, &f.root.join("full"), &Default::default()).unwrap();
+
+    // Stop inside the second run (B), after its first epoch's checkpoint.
+    let part = f.root.join("part");
+    let steps = AtomicUsize::new(0);
+    let stop_at = per_run + per_run / 2;
+    let stop = || steps.fetch_add(1, Ordering::SeqCst) + 1 >= stop_at;
+    let err =
+        experiment::compare(&c, &part, &experiment::Control { should_stop: &stop, ..Default::default() }).unwrap_err();
+    assert!(matches!(err, embgraft::Error::Interrupted(_)), "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(part.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(s["runs"][1]["interrupted"], true);
+    assert_eq!(s["runs"][1]["steps"], per_run / 2);
+    assert!(part.join("run-A-0.json").is_file() && part.join("checkpoint-B-0.safetensors").is_file());
+    assert!(std::fs::read_to_string(part.join("report.md")).unwrap().contains("interrupted"));
+
+    let resumed = experiment::compare(&c, &part, &experiment::Control { resume: true, ..Default::default() }).unwrap();
+    assert!(!part.join("checkpoint-B-0.safetensors").exists(), "a finished run's checkpoint is removed");
+    let read = |p: &Path| std::fs::read_to_string(p.join("metrics.csv")).unwrap();
+    assert_eq!(read(&part), read(&f.root.join("full")));
+    for (a, b) in full.runs.iter().zip(&resumed.runs) {
+        assert_eq!((a.config, &a.points, a.steps), (b.config, &b.points, b.steps));
+        assert_eq!(a.frozen_check, b.frozen_check);
+        assert_eq!(a.sample, b.sample);
+    }
+}
+
+#[test]
+fn diverging_run_is_stopped_and_reported_while_others_go_on() {
+    let f = fixture();
+    let mut c = small_config(&f);
+    c.configs = vec![Letter::A, Letter::B];
+    c.optimizer.lr = 1e37; // one step sends the weights past f32's range
+    let out = f.root.join("nan");
+    let s = experiment::compare(&c, &out, &Default::default()).unwrap();
+    assert_eq!(s.runs.len(), 2);
+    for r in &s.runs {
+        let d = r.diverged.as_ref().unwrap_or_else(|| panic!("{:?} did not diverge", r.config));
+        assert!(d.step >= 2 && d.step <= 12, "{d:?}");
+        assert!(d.last_finite_loss.unwrap().is_finite());
+        assert_eq!(r.steps, d.step - 1);
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("(diverged)") && report.contains("diverged at step"), "{report}");
+    assert!(out.join("loss-curves.png").is_file());
+}
+
+#[test]
+fn metrics_do_not_depend_on_the_thread_count() {
+    let f = fixture();
+    let run = |threads: &str| {
+        let out = f.root.join(format!("threads-{threads}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["compare", "--corpus", f.corpus.to_str().unwrap(), "--donor", f.donor.to_str().unwrap()])
+            .args(["--configs", "A,C", "--max-steps", "6", "--batch-size", "32", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap()
+    };
+    assert_eq!(run("1"), run("3"));
+}
+
+#[test]
+fn ctrl_c_writes_results_and_exits_nonzero() {
+    let f = fixture();
+    let out = f.root.join("sigint");
+    let child = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .args(["compare", "--corpus", f.corpus.to_str().unwrap(), "--donor", f.donor.to_str().unwrap()])
+        .args(["--epochs", "100000", "--eval-every", "5", "--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let csv = out.join("metrics.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&csv).map_or(0, |s| s.lines().count()) < 5 {
+        assert!(std::time::Instant::now() < deadline, "no metrics within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("continue with --resume"), "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["runs"][0]["interrupted"], true);
+    assert!(out.join("report.md").is_file() && out.join("loss-curves.png").is_file());
 }

@@ -1,0 +1,129 @@
+//! Checkpoints: a run's [`Checkpoint`] as one safetensors file. Tensors hold the parameters
+//! (`wte`, `lm_head`) and AdamW moments (`m.0`, `v.0`, …); the header's metadata holds the
+//! counters, the RNG position and the curve so far as JSON (floats round-trip exactly).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::train::{Checkpoint, Point};
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    epoch: usize,
+    step: usize,
+    adam_step: u64,
+    /// u128 as a decimal string: JSON numbers cannot carry it.
+    shuffle_word_pos: String,
+    points: Vec<Point>,
+    last_finite_loss: Option<f64>,
+    moments: usize,
+}
+
+const META_KEY: &str = "embgraft.checkpoint";
+
+fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes `c` to `path` through a temporary file and a rename: an interrupted write leaves
+/// the previous checkpoint intact.
+pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
+    let meta = Meta {
+        epoch: c.epoch,
+        step: c.step,
+        adam_step: c.adam_step,
+        shuffle_word_pos: c.shuffle_word_pos.to_string(),
+        points: c.points.clone(),
+        last_finite_loss: c.last_finite_loss,
+        moments: c.moments.len(),
+    };
+    let mut named: Vec<(String, Vec<u8>)> =
+        vec![("wte".into(), to_bytes(&c.wte)), ("lm_head".into(), to_bytes(&c.lm_head))];
+    for (i, (m, v)) in c.moments.iter().enumerate() {
+        named.push((format!("m.{i}"), to_bytes(m)));
+        named.push((format!("v.{i}"), to_bytes(v)));
+    }
+    let fail = |e: String| Error::Output(format!("cannot write checkpoint {}: {e}", path.display()));
+    let views: Vec<(String, TensorView)> = named
+        .iter()
+        .map(|(n, b)| {
+            Ok((n.clone(), TensorView::new(Dtype::F32, vec![b.len() / 4], b).map_err(|e| fail(e.to_string()))?))
+        })
+        .collect::<Result<_>>()?;
+    let metadata = HashMap::from([(META_KEY.to_string(), serde_json::to_string(&meta).expect("meta serialises"))]);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
+        .map_err(|e| fail(e.to_string()))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bad = |why: String| {
+        Error::Input(format!(
+            "checkpoint {} is unusable ({why}); delete it to restart that run from scratch",
+            path.display()
+        ))
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let meta_json =
+        header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| bad("no embgraft metadata".into()))?;
+    let meta: Meta = serde_json::from_str(meta_json).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let read = |name: &str| -> Result<Vec<f32>> {
+        let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(bad(format!("{name} is not F32")));
+        }
+        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    };
+    let moments =
+        (0..meta.moments).map(|i| Ok((read(&format!("m.{i}"))?, read(&format!("v.{i}"))?))).collect::<Result<_>>()?;
+    Ok(Checkpoint {
+        epoch: meta.epoch,
+        step: meta.step,
+        adam_step: meta.adam_step,
+        shuffle_word_pos: meta.shuffle_word_pos.parse().map_err(|_| bad("bad RNG position".into()))?,
+        points: meta.points,
+        last_finite_loss: meta.last_finite_loss,
+        wte: read("wte")?,
+        lm_head: read("lm_head")?,
+        moments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_exactly() {
+        let c = Checkpoint {
+            epoch: 2,
+            step: 17,
+            adam_step: 17,
+            shuffle_word_pos: u128::MAX - 5,
+            points: vec![Point { epoch: 1, step: 9, train_loss: 0.1 + 0.2, test_loss: std::f64::consts::PI }],
+            last_finite_loss: Some(1.0 / 3.0),
+            wte: vec![1.5, -0.0, f32::MIN_POSITIVE],
+            lm_head: vec![2.0; 3],
+            moments: vec![(vec![0.1; 3], vec![0.2; 3])],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.safetensors");
+        save(&p, &c).unwrap();
+        let back = load(&p).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.wte[1].to_bits(), (-0.0f32).to_bits());
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("delete it"));
+    }
+}
