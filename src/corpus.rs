@@ -244,23 +244,7 @@ mod tests {
 
     /// A WordLevel tokenizer.json that, like BERT-style donors, pads to 16, truncates at 4 and
     /// wraps every encoding in [CLS] ... [SEP].
-    const PADDED_TOKENIZER: &str = r#"{
-      "version": "1.0",
-      "truncation": {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0},
-      "padding": {"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": null,
-                  "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"},
-      "added_tokens": [
-        {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-        {"id": 1, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-        {"id": 2, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
-      ],
-      "normalizer": {"type": "Lowercase"},
-      "pre_tokenizer": {"type": "Whitespace"},
-      "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 2], "cls": ["[CLS]", 1]},
-      "decoder": null,
-      "model": {"type": "WordLevel", "unk_token": "[UNK]",
-                "vocab": {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3, "the": 4, "time": 5, "machine": 6, ".": 7}}
-    }"#;
+    const PADDED_TOKENIZER: &str = include_str!("../tests/data/wordlevel-padded-tokenizer.json");
 
     #[test]
     fn donor_tokenizer_never_pads_truncates_or_adds_specials() {

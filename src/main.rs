@@ -58,34 +58,34 @@ struct RunArgs {
     #[arg(long)]
     tokenizer: Option<String>,
     /// Tokens per window [default: 8]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seq_len: Option<usize>,
     /// Tokens between window starts [default: 2]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     stride: Option<usize>,
     /// windows (the course: random 90/10 split of windows) or contiguous (last 10 % of the text tests) [default: windows]
     #[arg(long, value_enum)]
     split: Option<Split>,
     /// Share of the windows / text that tests [default: 0.1]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     test_fraction: Option<f64>,
     /// Windows per batch [default: 64]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     /// [default: 10]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     epochs: Option<usize>,
     /// Cap on optimizer steps per run
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_steps: Option<usize>,
     /// Also evaluate every N steps [default: epoch ends; about 10 points for runs under 5 epochs]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     eval_every: Option<usize>,
     /// AdamW learning rate [default: 0.001]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// AdamW decoupled weight decay [default: 0.01]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
     /// Configurations to run [default: A,B,C,D]
     #[arg(long)]
@@ -94,7 +94,7 @@ struct RunArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Number of seeds, S..S+N-1, for every configuration [default: 1]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seeds: Option<usize>,
     /// Reduced budget with a complete report: 200 steps per run, evaluated every 25
     #[arg(long)]
@@ -120,16 +120,16 @@ impl RunArgs {
     fn config(&self) -> anyhow::Result<ExperimentConfig> {
         if let Some(dir) = &self.resume {
             let p = dir.join("config.toml");
-            let text = std::fs::read_to_string(&p).with_context(|| {
-                format!("--resume {}: cannot read {}; give the folder of an earlier run", dir.display(), p.display())
-            })?;
-            let mut c = ExperimentConfig::from_toml(&text)?;
             if self.changes_experiment() {
                 anyhow::bail!(
                     "--resume continues the experiment saved in {}; drop the other flags (only --device may change)",
                     p.display()
                 );
             }
+            let text = std::fs::read_to_string(&p).with_context(|| {
+                format!("--resume {}: cannot read {}; give the folder of an earlier run", dir.display(), p.display())
+            })?;
+            let mut c = ExperimentConfig::from_toml(&text)?;
             if let Some(d) = &self.device {
                 c.device = d.clone();
             }

@@ -184,30 +184,172 @@ fn cli_train_runs_one_config_and_refuses_to_overwrite() {
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
 }
 
+/// Writes a safetensors file with one F32 tensor per (name, shape), zero-filled.
+fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>)]) {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, s)| vec![0u8; 4 * s.iter().product::<usize>()]).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s), b)| {
+            (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
 #[test]
 fn cli_bad_input_is_one_line_and_writes_nothing() {
     let f = fixture();
-    let out = f.root.join("never");
-    let corpus = f.corpus.to_str().unwrap();
-    let donor = f.donor.to_str().unwrap();
-    let missing = f.root.join("missing").display().to_string();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--donor", &missing, "--corpus", corpus], "does not exist"),
-        (vec!["--donor", donor, "--corpus", &missing], "cannot read corpus"),
-        (vec!["--donor", donor, "--corpus", corpus, "--configs", "A,X"], "unknown configuration 'X'"),
-        (vec!["--donor", donor, "--corpus", corpus, "--seq-len", "0"], "--seq-len must be at least 1"),
-        (vec!["--donor", donor, "--corpus", corpus, "--seq-len", "100000"], "corpus too short"),
+    let r = &f.root;
+    let out = r.join("never");
+    let p = |name: &str| r.join(name).display().to_string();
+    // Donors and corpora that are wrong in one way each.
+    std::fs::write(r.join("text.safetensors"), "this is not a safetensors file").unwrap();
+    let valid = std::fs::read(f.donor.join("model.safetensors")).unwrap();
+    std::fs::write(r.join("truncated.safetensors"), &valid[..40]).unwrap();
+    write_tensors(&r.join("unnamed.safetensors"), &[("foo", vec![50257, 8]), ("bar", vec![8])]);
+    write_tensors(&r.join("small.safetensors"), &[("wte.weight", vec![1000, 8])]);
+    let own_tok = r.join("own-tokenizer");
+    std::fs::create_dir(&own_tok).unwrap();
+    write_tensors(&own_tok.join("model.safetensors"), &[("embeddings.word_embeddings.weight", vec![8, 4])]);
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wordlevel-padded-tokenizer.json"),
+        own_tok.join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(r.join("empty.txt"), "\n\n").unwrap();
+    std::fs::write(r.join("latin1.txt"), b"The Time Traveller \xe9tait\n").unwrap();
+    std::fs::write(r.join("a-file"), "").unwrap();
+    std::fs::create_dir(r.join("full")).unwrap();
+    std::fs::write(r.join("full/old.txt"), "keep me").unwrap();
+    let hf_home = r.join("empty-hf-home");
+
+    let corpus = f.corpus.to_str().unwrap().to_string();
+    let donor = f.donor.to_str().unwrap().to_string();
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["--donor".to_string(), donor.clone(), "--corpus".to_string(), corpus.clone()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--donor".into(), p("missing"), "--corpus".into(), corpus.clone()], "does not exist"),
+        (
+            vec!["--donor".into(), p("text.safetensors"), "--corpus".into(), corpus.clone()],
+            "is not a valid safetensors file",
+        ),
+        (
+            vec!["--donor".into(), p("truncated.safetensors"), "--corpus".into(), corpus.clone()],
+            "is not a valid safetensors file",
+        ),
+        (
+            vec!["--donor".into(), p("unnamed.safetensors"), "--corpus".into(), corpus.clone()],
+            "2-D tensors: [foo [50257, 8]]; pick one with --tensor",
+        ),
+        (with(&["--tensor", "h.0.ln_1.weight"]), "has shape [8], not 2-D"),
+        (with(&["--tensor", "nope"]), "has no tensor named nope"),
+        (
+            vec!["--donor".into(), p("small.safetensors"), "--corpus".into(), corpus.clone()],
+            "has 50257 ids but donor tensor wte.weight has 1000 rows",
+        ),
+        (
+            vec![
+                "--donor".into(),
+                own_tok.display().to_string(),
+                "--corpus".into(),
+                corpus.clone(),
+                "--tokenizer".into(),
+                "gpt2".into(),
+            ],
+            "the donor brings its own tokenizer",
+        ),
+        (vec!["--donor".into(), donor.clone(), "--corpus".into(), p("missing.txt")], "cannot read corpus"),
+        (vec!["--donor".into(), donor.clone(), "--corpus".into(), p("empty.txt")], "is empty"),
+        (
+            vec!["--donor".into(), donor.clone(), "--corpus".into(), p("latin1.txt")],
+            "is not valid UTF-8 (byte 19, line 1)",
+        ),
+        (with(&["--seq-len", "100000"]), "corpus too short"),
+        (with(&["--seq-len", "0"]), "--seq-len must be at least 1"),
+        (with(&["--batch-size", "0"]), "--batch-size must be at least 1"),
+        (with(&["--epochs", "-2"]), "invalid value '-2' for '--epochs"),
+        (with(&["--lr", "-0.1"]), "--lr must be positive"),
+        (with(&["--configs", "A,X"]), "unknown configuration 'X'"),
+        (with(&["--split", "random"]), "invalid value 'random' for '--split"),
+        (with(&["--device", "tpu"]), "unknown --device tpu"),
+        (with(&["--out", &p("a-file/run")]), "cannot create --out"),
+        (with(&["--out", &p("full")]), "already holds files; choose another folder or pass --force"),
+        (vec!["--resume".into(), p("missing-run")], "--resume"),
+        (with(&["--resume", &p("full")]), "drop the other flags"),
+        (vec!["--corpus".into(), corpus.clone()], "cannot download openai-community/gpt2"),
     ];
     for (args, want) in cases {
-        let mut all = vec!["compare", "--out", out.to_str().unwrap()];
-        all.extend(args);
-        let o = embgraft(&all);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_embgraft"));
+        cmd.arg("compare").args(&args);
+        if !args.iter().any(|a| a == "--out" || a == "--resume") {
+            cmd.args(["--out", out.to_str().unwrap()]);
+        }
+        // The hub case: an empty cache and an endpoint that refuses at once.
+        cmd.env("HF_HOME", &hf_home).env("HF_ENDPOINT", "http://127.0.0.1:9");
+        let o = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{all:?}: {err}");
-        assert!(err.contains(want), "{all:?}: expected '{want}' in {err}");
-        assert!(err.starts_with("error: ") && err.trim().lines().count() == 1, "{err}");
-        assert!(!out.exists(), "{all:?} left {}", out.display());
+        assert!(matches!(o.status.code(), Some(1 | 2)), "{args:?}: status {:?}, {err}", o.status);
+        let last = err.trim().lines().last().unwrap_or("");
+        assert!(last.contains(want), "{args:?}: expected '{want}' in {err}");
+        assert!(last.starts_with("error: "), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+        assert!(!r.join("a-file/run").exists());
     }
+    assert_eq!(std::fs::read_to_string(r.join("full/old.txt")).unwrap(), "keep me");
+    assert_eq!(std::fs::read_dir(r.join("full")).unwrap().count(), 1);
+    // The hub error names the cache and the way out.
+    let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .args(["compare", "--corpus", &corpus, "--out", out.to_str().unwrap()])
+        .env("HF_HOME", &hf_home)
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&hf_home.join("hub").display().to_string()) && err.contains("--donor PATH"), "{err}");
+}
+
+#[test]
+fn gpt2_comes_from_an_existing_hub_cache_offline() {
+    let f = fixture();
+    // The Hugging Face cache layout: refs/main names a snapshot that holds the file.
+    let repo = f.root.join("hf/hub/models--openai-community--gpt2");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    std::fs::create_dir_all(repo.join("snapshots/0123abcd")).unwrap();
+    std::fs::copy(f.donor.join("model.safetensors"), repo.join("snapshots/0123abcd/model.safetensors")).unwrap();
+    let out = f.root.join("from-cache");
+    let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .args(["compare", "--corpus", f.corpus.to_str().unwrap(), "--configs", "B", "--max-steps", "2"])
+        .args(["--out", out.to_str().unwrap()])
+        .env("HF_HOME", f.root.join("hf"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["inputs"]["donor"], "gpt2");
+    assert!(s["inputs"]["donor_weights"].as_str().unwrap().ends_with("snapshots/0123abcd/model.safetensors"));
+}
+
+#[test]
+fn donor_with_more_rows_than_the_tokenizer_says_how_many_are_unused() {
+    let f = fixture();
+    write_tensors(&f.root.join("wide.safetensors"), &[("wte.weight", vec![50300, 8])]);
+    let out = f.root.join("wide");
+    let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .args(["compare", "--corpus", f.corpus.to_str().unwrap(), "--configs", "C", "--max-steps", "1"])
+        .args(["--donor", f.root.join("wide.safetensors").to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("the tokenizer reaches 50257 of the donor's 50300 rows; 43 rows are never used"), "{err}");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| unused donor rows | 43 |"));
 }
 
 #[test]
