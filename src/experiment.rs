@@ -255,6 +255,8 @@ pub struct Summary {
     pub embgraft_version: &'static str,
     pub inputs: InputSummary,
     pub runs: Vec<RunResult>,
+    /// Per-config means with 95 % intervals, and the paired comparisons with verdicts.
+    pub analysis: crate::stats::Analysis,
     pub wall_seconds: f64,
 }
 
@@ -419,6 +421,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
     let summary = Summary {
         embgraft_version: env!("CARGO_PKG_VERSION"),
         inputs: info,
+        analysis: crate::stats::analyse(&results),
         runs: results,
         wall_seconds: started.elapsed().as_secs_f64(),
     };

@@ -18,6 +18,7 @@ pub mod model;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod stats;
 pub mod train;
 pub mod util;
 

@@ -93,10 +93,10 @@ struct RunArgs {
     /// First seed [default: 0]
     #[arg(long)]
     seed: Option<u64>,
-    /// Number of seeds, S..S+N-1, for every configuration [default: 1]
+    /// Number of seeds, S..S+N-1, for every configuration [default: 3]
     #[arg(long, allow_negative_numbers = true)]
     seeds: Option<usize>,
-    /// Reduced budget with a complete report: 200 steps per run, evaluated every 25
+    /// Reduced budget with a complete report: 80 steps per run, evaluated every 20, 3 seeds
     #[arg(long)]
     quick: bool,
     /// cpu, cuda or cuda:N [default: cpu]

@@ -8,6 +8,7 @@ use plotters::prelude::*;
 use crate::config::{ExperimentConfig, Letter};
 use crate::error::{Error, Result};
 use crate::experiment::Summary;
+use crate::stats::Estimate;
 use crate::train::RunResult;
 use crate::util::write_atomic;
 
@@ -29,22 +30,36 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     Ok(())
 }
 
-/// Per config: (step, mean train, mean test) over the seeds that reached that step.
-type Curves = BTreeMap<Letter, Vec<(f64, f64, f64)>>;
+/// One curve point over seeds: step, train and test loss as mean with interval.
+struct CurvePoint {
+    step: f64,
+    train: Estimate,
+    test: Estimate,
+}
+
+/// Per config, the curve over the seeds that reached each step.
+type Curves = BTreeMap<Letter, Vec<CurvePoint>>;
 
 fn mean_curves(runs: &[RunResult]) -> Curves {
-    let mut acc: BTreeMap<Letter, BTreeMap<usize, (f64, f64, usize)>> = BTreeMap::new();
+    let mut acc: BTreeMap<Letter, BTreeMap<usize, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
     for r in runs {
         // A diverging run's last points can be infinite: they have no place on the axes.
         for p in r.points.iter().filter(|p| p.train_loss.is_finite() && p.test_loss.is_finite()) {
             let e = acc.entry(r.config).or_default().entry(p.step).or_default();
-            e.0 += p.train_loss;
-            e.1 += p.test_loss;
-            e.2 += 1;
+            e.0.push(p.train_loss);
+            e.1.push(p.test_loss);
         }
     }
     acc.into_iter()
-        .map(|(l, pts)| (l, pts.into_iter().map(|(s, (a, b, n))| (s as f64, a / n as f64, b / n as f64)).collect()))
+        .map(|(l, pts)| {
+            let curve = pts
+                .into_iter()
+                .filter_map(|(s, (a, b))| {
+                    Some(CurvePoint { step: s as f64, train: Estimate::of(&a)?, test: Estimate::of(&b)? })
+                })
+                .collect();
+            (l, curve)
+        })
         .collect()
 }
 
@@ -70,11 +85,11 @@ where
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
     root.fill(&WHITE).map_err(err)?;
     let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - 230);
-    let finite = curves.values().flatten().flat_map(|&(_, a, b)| [a, b]).filter(|v| v.is_finite());
+    let finite = curves.values().flatten().flat_map(|p| [p.train.low(), p.train.high(), p.test.low(), p.test.high()]);
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.08).max(0.05);
-    let max_step = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let max_step = curves.values().flatten().map(|p| p.step).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&plot_area)
         .caption(format!("Model 1 loss, {} split", cfg.split), ("sans-serif", 22))
         .margin(12)
@@ -91,11 +106,26 @@ where
         .map_err(err)?;
     for (&l, pts) in curves {
         let c = colour(l);
-        chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2))).map_err(err)?;
+        // With several seeds, a shaded 95 % band around each mean curve.
+        for pick in [|p: &CurvePoint| p.train, |p: &CurvePoint| p.test] {
+            if pts.len() > 1 && pts.iter().all(|p| pick(p).ci95.is_some()) {
+                let upper = pts.iter().map(|p| (p.step, pick(p).high()));
+                let lower = pts.iter().rev().map(|p| (p.step, pick(p).low()));
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        upper.chain(lower).collect::<Vec<_>>(),
+                        c.mix(0.15).filled(),
+                    )))
+                    .map_err(err)?;
+            }
+        }
         chart
-            .draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.0, p.2)), 8, 5, c.stroke_width(2)))
+            .draw_series(LineSeries::new(pts.iter().map(|p| (p.step, p.train.mean)), c.stroke_width(2)))
             .map_err(err)?;
-        chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.2), 3, c.filled()))).map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.step, p.test.mean)), 8, 5, c.stroke_width(2)))
+            .map_err(err)?;
+        chart.draw_series(pts.iter().map(|p| Circle::new((p.step, p.test.mean), 3, c.filled()))).map_err(err)?;
     }
 
     let text = ("sans-serif", 16).into_font();
@@ -148,17 +178,6 @@ fn millions(n: usize) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 
-/// The final test loss of config `l`, averaged over seeds.
-fn final_test(runs: &[RunResult], l: Letter) -> Option<f64> {
-    let v: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.config == l && r.diverged.is_none())
-        .filter_map(|r| r.final_point())
-        .map(|p| p.test_loss)
-        .collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
 fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
     let i = &s.inputs;
     let mut md = String::new();
@@ -169,8 +188,34 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
     push(&mut md, "# embgraft report: Model 1 with a grafted token embedding\n".into());
     push(&mut md, "![loss curves](loss-curves.png)\n".into());
     push(&mut md, "## Answers\n".into());
-    for line in answers(&s.runs, cfg.seeds) {
+    push(
+        &mut md,
+        "Differences are of final test loss, paired by seed (same split, batches and initialisation); \
+         positive means the first configuration's loss is higher.\n"
+            .into(),
+    );
+    for line in answers(s) {
         push(&mut md, format!("- {line}"));
+    }
+    push(&mut md, String::new());
+    push(&mut md, "## Configurations (mean ± 95 % CI over seeds)\n".into());
+    push(&mut md, "| config | copied? | frozen? | seeds | final train loss | final test loss |".into());
+    push(&mut md, "|---|---|---|---|---|---|".into());
+    for c in &s.analysis.configs {
+        let show = |e: &Option<crate::stats::Estimate>| e.map_or("–".to_string(), |e| e.show());
+        let seeds = if c.diverged > 0 { format!("{} ({} diverged)", c.runs, c.diverged) } else { c.runs.to_string() };
+        push(
+            &mut md,
+            format!(
+                "| {} {} | {} | {} | {seeds} | {} | {} |",
+                c.config,
+                c.config.describe(),
+                if c.config.copied() { "yes" } else { "no" },
+                if c.config.frozen() { "yes" } else { "no" },
+                show(&c.final_train),
+                show(&c.final_test)
+            ),
+        );
     }
     push(&mut md, String::new());
     push(&mut md, "## Runs\n".into());
@@ -263,36 +308,26 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
     md
 }
 
-/// Plain-language answers to the two questions, from the final test losses.
-fn answers(runs: &[RunResult], seeds: usize) -> Vec<String> {
-    let f = |l| final_test(runs, l);
-    let caveat = if seeds > 1 {
-        format!(" (means over {seeds} seeds)")
-    } else {
-        " (one seed: no error bars; rerun with --seeds N before trusting a small difference)".to_string()
-    };
-    let mut out = Vec::new();
-    let verdict = |name: &str, with: Option<f64>, without: Option<f64>, a: &str, b: &str| -> Option<String> {
-        let (w, wo) = (with?, without?);
-        let d = wo - w;
-        let how = if d > 0.0 { "lower" } else { "higher" };
-        Some(format!("{name}: {a} ends at test loss {w:.4}, {b} at {wo:.4}; {a} is {:.4} {how}{caveat}.", d.abs()))
-    };
-    out.extend(verdict("Did the graft help (trainable)", f(Letter::C), f(Letter::A), "C (copied)", "A (random)"));
-    out.extend(verdict("Did the graft help (frozen)", f(Letter::B), f(Letter::D), "B (copied)", "D (random)"));
-    out.extend(verdict("Did freezing hurt (copied)", f(Letter::C), f(Letter::B), "C (trainable)", "B (frozen)"));
-    out.extend(verdict("Did freezing hurt (random)", f(Letter::A), f(Letter::D), "A (trainable)", "D (frozen)"));
+/// Plain-language answers: the paired comparisons' verdicts, then anything that went wrong.
+fn answers(s: &Summary) -> Vec<String> {
+    let mut out: Vec<String> = s.analysis.comparisons.iter().map(|c| c.verdict.clone()).collect();
     if out.is_empty() {
-        out.push("Run both configurations of a pair (A/C, B/D, B/C, A/D) to answer these questions.".into());
+        out.push("Run both configurations of a pair (B and C, A and C, D and B) to answer these questions.".into());
     }
-    for r in runs {
+    for r in &s.runs {
         if let Some(d) = &r.diverged {
             out.push(format!(
-                "Run {} seed {} diverged at step {} (last finite loss {}).",
+                "Run {} seed {} diverged at step {} (last finite loss {}); it is left out of the statistics.",
                 r.config,
                 r.seed,
                 d.step,
                 fmt_loss(d.last_finite_loss)
+            ));
+        }
+        if r.interrupted {
+            out.push(format!(
+                "Run {} seed {} was interrupted at step {}; continue with --resume.",
+                r.config, r.seed, r.steps
             ));
         }
     }

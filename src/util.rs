@@ -50,6 +50,37 @@ mod tests {
         assert_ne!(checksum(&[0.0]), checksum(&[-0.0]));
     }
 
+    /// A full disk: the write fails with an error, and the previous file and folder are as
+    /// they were. Needs a small tmpfs, so it runs where mounting is allowed (root, as in CI).
+    #[test]
+    fn full_disk_keeps_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("small");
+        std::fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a small tmpfs here (not root?)");
+            return;
+        }
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _guard = Unmount(&mnt);
+        let p = mnt.join("report.md");
+        write_atomic(&p, b"good report").unwrap();
+        let err = write_atomic(&p, &vec![b'x'; 1 << 20]).unwrap_err().to_string();
+        assert!(err.contains("cannot write") && err.contains("report.md"), "{err}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"good report");
+        assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 1, "the temporary file is removed");
+    }
+
     #[test]
     fn atomic_write_replaces_whole_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -51,6 +51,7 @@ fn small_config(f: &Fixture) -> ExperimentConfig {
         // Large decay, so a frozen parameter handed to AdamW would visibly move.
         optimizer: embgraft::optim::AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() },
         sample_tokens: 10,
+        seeds: 1,
         ..Default::default()
     }
 }
@@ -85,8 +86,15 @@ fn compare_writes_every_file_with_checks_passing() {
     assert_eq!(csv.lines().count(), 1 + 4 * 3 * 2);
     assert!(csv.contains("\nB,0,1,4,test,"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for needle in ["| B | yes | yes |", "pass (bit-identical)", "pass (max Δ 0", "Did freezing hurt", "loss-curves.png"]
-    {
+    for needle in [
+        "| B | yes | yes |",
+        "pass (bit-identical)",
+        "pass (max Δ 0",
+        "B − C = ",
+        "from one seed: no interval, so no verdict",
+        "| B copied, frozen | yes | yes | 1 |",
+        "loss-curves.png",
+    ] {
         assert!(report.contains(needle), "report lacks {needle}:\n{report}");
     }
     let json: serde_json::Value =
@@ -165,6 +173,8 @@ fn cli_train_runs_one_config_and_refuses_to_overwrite() {
         "3",
         "--batch-size",
         "8",
+        "--seeds",
+        "1",
         "--out",
         out.to_str().unwrap(),
     ];
@@ -502,4 +512,37 @@ fn ctrl_c_writes_results_and_exits_nonzero() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["runs"][0]["interrupted"], true);
     assert!(out.join("report.md").is_file() && out.join("loss-curves.png").is_file());
+}
+
+#[test]
+fn several_seeds_give_intervals_bands_and_verdicts() {
+    let f = fixture();
+    let c = ExperimentConfig { seeds: 3, max_steps: Some(8), ..small_config(&f) };
+    let out = f.root.join("seeds");
+    let s = experiment::compare(&c, &out, &Default::default()).unwrap();
+    assert_eq!(s.runs.len(), 12);
+    let keys: Vec<&str> = s.analysis.comparisons.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["freeze_cost", "graft_benefit_trainable", "graft_benefit_frozen"]);
+    for cmp in &s.analysis.comparisons {
+        let d = cmp.difference.unwrap();
+        assert_eq!(d.n, 3);
+        assert!(d.ci95.unwrap() > 0.0);
+        let known = ["hurt", "helped", "not distinguishable at 3 seeds"];
+        assert!(known.iter().any(|k| cmp.verdict.contains(k)), "{}", cmp.verdict);
+    }
+    // The paired difference is the mean of per-seed differences of final test losses.
+    let fin = |l: Letter, seed: u64| {
+        s.runs.iter().find(|r| r.config == l && r.seed == seed).unwrap().points.last().unwrap().test_loss
+    };
+    let mean: f64 = (0..3).map(|k| fin(Letter::B, k) - fin(Letter::C, k)).sum::<f64>() / 3.0;
+    assert!((s.analysis.comparisons[0].difference.unwrap().mean - mean).abs() < 1e-12);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains(" ± "), "{report}");
+    // One shaded band per curve: 4 configs x (train, test).
+    let svg = std::fs::read_to_string(out.join("loss-curves.svg")).unwrap();
+    assert_eq!(svg.matches("<polygon").count(), 8, "bands");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["analysis"]["comparisons"][0]["key"], "freeze_cost");
+    assert!(json["analysis"]["configs"][0]["final_test"]["ci95"].as_f64().unwrap() > 0.0);
 }

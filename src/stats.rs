@@ -1,0 +1,327 @@
+//! Small-sample statistics for the report: means with Student-t confidence intervals, and paired
+//! differences between configurations that share a seed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Letter;
+use crate::train::RunResult;
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9; about 15 significant digits).
+fn ln_gamma(x: f64) -> f64 {
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection keeps the series in its accurate range.
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let mut a = C[0];
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// Continued fraction of the incomplete beta function (modified Lentz).
+fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    d = if d.abs() < TINY { TINY } else { d };
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..300 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        for aa in [m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))] {
+            d = 1.0 + aa * d;
+            d = if d.abs() < TINY { TINY } else { d };
+            c = 1.0 + aa / c;
+            c = if c.abs() < TINY { TINY } else { c };
+            d = 1.0 / d;
+            h *= d * c;
+        }
+        if (d * c - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// Regularized incomplete beta I_x(a, b).
+fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let front = (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_cf(a, b, x) / a
+    } else {
+        1.0 - front * beta_cf(b, a, 1.0 - x) / b
+    }
+}
+
+/// P(T <= t) for Student's t with `df` degrees of freedom.
+pub fn t_cdf(t: f64, df: f64) -> f64 {
+    let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
+    if t >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
+}
+
+/// The t value with P(|T| <= t) = `level` (two-sided), by bisection on the CDF.
+pub fn t_quantile(level: f64, df: f64) -> f64 {
+    let target = 0.5 + level / 2.0;
+    let (mut lo, mut hi) = (0.0, 1e4);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if t_cdf(mid, df) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// A sample's mean with a two-sided 95 % confidence interval.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Estimate {
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation (n − 1); 0 when n = 1.
+    pub sd: f64,
+    /// Half-width of the 95 % interval; None when n < 2 (no interval exists).
+    pub ci95: Option<f64>,
+}
+
+impl Estimate {
+    pub fn of(xs: &[f64]) -> Option<Estimate> {
+        let n = xs.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        if n == 1 {
+            return Some(Estimate { n, mean, sd: 0.0, ci95: None });
+        }
+        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+        let ci95 = Some(t_quantile(0.95, (n - 1) as f64) * sd / (n as f64).sqrt());
+        Some(Estimate { n, mean, sd, ci95 })
+    }
+
+    pub fn low(&self) -> f64 {
+        self.mean - self.ci95.unwrap_or(0.0)
+    }
+
+    pub fn high(&self) -> f64 {
+        self.mean + self.ci95.unwrap_or(0.0)
+    }
+
+    /// `4.1234 ± 0.0123` (or the bare mean when there is no interval).
+    pub fn show(&self) -> String {
+        match self.ci95 {
+            Some(h) => format!("{:.4} ± {:.4}", self.mean, h),
+            None => format!("{:.4}", self.mean),
+        }
+    }
+}
+
+/// One configuration's final losses over its seeds (diverged runs left out and counted).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigStats {
+    pub config: Letter,
+    pub runs: usize,
+    pub diverged: usize,
+    pub final_train: Option<Estimate>,
+    pub final_test: Option<Estimate>,
+}
+
+/// A paired difference of final test losses, `minuend − subtrahend`, over the seeds both ran.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Stable key for scripts: `freeze_cost`, `graft_benefit_trainable`, `graft_benefit_frozen`.
+    pub key: String,
+    pub minuend: Letter,
+    pub subtrahend: Letter,
+    pub difference: Option<Estimate>,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Analysis {
+    pub configs: Vec<ConfigStats>,
+    pub comparisons: Vec<Comparison>,
+}
+
+fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
+    runs.iter()
+        .find(|r| r.config == l && r.seed == seed && r.diverged.is_none() && !r.interrupted)
+        .and_then(|r| r.final_point())
+        .map(|p| p.test_loss)
+}
+
+/// (key, minuend, subtrahend, what a positive difference means, what a negative one means)
+const QUESTIONS: [(&str, Letter, Letter, &str, &str); 3] = [
+    (
+        "freeze_cost",
+        Letter::B,
+        Letter::C,
+        "freezing the grafted embedding hurt",
+        "freezing the grafted embedding helped",
+    ),
+    ("graft_benefit_trainable", Letter::A, Letter::C, "the graft helped (trainable)", "the graft hurt (trainable)"),
+    ("graft_benefit_frozen", Letter::D, Letter::B, "the graft helped (frozen)", "the graft hurt (frozen)"),
+];
+
+pub fn analyse(runs: &[RunResult]) -> Analysis {
+    let mut letters: Vec<Letter> = runs.iter().map(|r| r.config).collect();
+    letters.sort();
+    letters.dedup();
+    let configs = letters
+        .iter()
+        .map(|&l| {
+            let mine: Vec<&RunResult> = runs.iter().filter(|r| r.config == l).collect();
+            let ok: Vec<&RunResult> = mine.iter().copied().filter(|r| r.diverged.is_none() && !r.interrupted).collect();
+            let finals = |f: fn(&crate::train::Point) -> f64| {
+                Estimate::of(&ok.iter().filter_map(|r| r.final_point()).map(f).collect::<Vec<_>>())
+            };
+            ConfigStats {
+                config: l,
+                runs: mine.len(),
+                diverged: mine.iter().filter(|r| r.diverged.is_some()).count(),
+                final_train: finals(|p| p.train_loss),
+                final_test: finals(|p| p.test_loss),
+            }
+        })
+        .collect();
+    let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
+    seeds.sort();
+    seeds.dedup();
+    let comparisons = QUESTIONS
+        .iter()
+        .filter(|q| letters.contains(&q.1) && letters.contains(&q.2))
+        .map(|&(key, a, b, pos, neg)| {
+            let diffs: Vec<f64> =
+                seeds.iter().filter_map(|&s| Some(final_test(runs, a, s)? - final_test(runs, b, s)?)).collect();
+            let difference = Estimate::of(&diffs);
+            let verdict = match difference {
+                None => format!("{a} − {b}: no seed finished both"),
+                Some(e) if e.ci95.is_none() => format!(
+                    "{a} − {b} = {:+.4} from one seed: no interval, so no verdict; run --seeds 3 or more",
+                    e.mean
+                ),
+                Some(e) if e.low() > 0.0 || e.high() < 0.0 => format!(
+                    "{}: {a} − {b} = {:+.4} (95 % CI {:+.4} to {:+.4}, {} seeds)",
+                    if e.mean > 0.0 { pos } else { neg },
+                    e.mean,
+                    e.low(),
+                    e.high(),
+                    e.n
+                ),
+                Some(e) => format!(
+                    "not distinguishable at {} seeds: {a} − {b} = {:+.4} (95 % CI {:+.4} to {:+.4} contains 0)",
+                    e.n,
+                    e.mean,
+                    e.low(),
+                    e.high()
+                ),
+            };
+            Comparison { key: key.to_string(), minuend: a, subtrahend: b, difference, verdict }
+        })
+        .collect();
+    Analysis { configs, comparisons }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_quantiles_match_tables() {
+        // Two-sided 95 % critical values of Student's t, as printed in statistics tables.
+        for (df, want) in [(1.0, 12.7062), (2.0, 4.3027), (4.0, 2.7764), (9.0, 2.2622), (30.0, 2.0423), (1e6, 1.9600)] {
+            let got = t_quantile(0.95, df);
+            assert!((got - want).abs() < 1e-4, "df {df}: {got} vs {want}");
+        }
+        assert!((t_cdf(0.0, 3.0) - 0.5).abs() < 1e-12);
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+    }
+
+    fn run(config: Letter, seed: u64, test_loss: f64) -> RunResult {
+        RunResult {
+            config,
+            seed,
+            copied: config.copied(),
+            frozen: config.frozen(),
+            total_params: 0,
+            trainable_params: 0,
+            steps: 1,
+            points: vec![crate::train::Point { epoch: 1, step: 1, train_loss: test_loss + 1.0, test_loss }],
+            copy_check: None,
+            frozen_check: None,
+            diverged: None,
+            interrupted: false,
+            wall_seconds: 0.0,
+            sample: String::new(),
+        }
+    }
+
+    #[test]
+    fn paired_differences_and_verdicts() {
+        let mut runs = vec![];
+        for (s, (a, c)) in [(5.0, 4.0), (5.1, 4.2), (5.2, 4.1)].into_iter().enumerate() {
+            runs.push(run(Letter::A, s as u64, a));
+            runs.push(run(Letter::C, s as u64, c));
+        }
+        let an = analyse(&runs);
+        assert_eq!(an.configs.len(), 2);
+        assert!((an.configs[0].final_test.unwrap().mean - 5.1).abs() < 1e-12);
+        assert_eq!(an.comparisons.len(), 1, "only A and C ran: one question");
+        let c = &an.comparisons[0];
+        assert_eq!(c.key, "graft_benefit_trainable");
+        // Differences 1.0, 0.9, 1.1: mean 1, sd 0.1, half-width 4.3027 * 0.1 / sqrt 3 = 0.2484.
+        let d = c.difference.unwrap();
+        assert!((d.mean - 1.0).abs() < 1e-12 && (d.ci95.unwrap() - 0.2484).abs() < 1e-4, "{d:?}");
+        assert_eq!(c.verdict, "the graft helped (trainable): A − C = +1.0000 (95 % CI +0.7516 to +1.2484, 3 seeds)");
+
+        // Unpaired seeds are left out; a sign change inside the interval is no verdict.
+        runs.push(run(Letter::A, 7, 9.0));
+        runs[5].points[0].test_loss = 6.0; // C seed 2 now worse than A seed 2
+        let c = &analyse(&runs).comparisons[0];
+        assert_eq!(c.difference.unwrap().n, 3);
+        assert!(c.verdict.starts_with("not distinguishable at 3 seeds"), "{}", c.verdict);
+
+        let one = analyse(&[run(Letter::B, 0, 5.0), run(Letter::C, 0, 4.0)]);
+        assert!(one.comparisons[0].verdict.contains("from one seed: no interval"), "{}", one.comparisons[0].verdict);
+    }
+
+    #[test]
+    fn interval_of_known_samples() {
+        // 1, 2, 3, 4, 5: mean 3, sd sqrt(2.5), half-width 2.7764 * sqrt(2.5) / sqrt(5) = 1.9632.
+        let e = Estimate::of(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert_eq!(e.mean, 3.0);
+        assert!((e.sd - 2.5f64.sqrt()).abs() < 1e-12);
+        assert!((e.ci95.unwrap() - 1.9632).abs() < 1e-3, "{e:?}");
+        assert_eq!(e.show(), "3.0000 ± 1.9632");
+        let one = Estimate::of(&[7.0]).unwrap();
+        assert_eq!((one.ci95, one.show()), (None, "7.0000".to_string()));
+        assert!(Estimate::of(&[]).is_none());
+    }
+}
