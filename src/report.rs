@@ -41,7 +41,9 @@ struct CurvePoint {
 type Curves = BTreeMap<Letter, Vec<CurvePoint>>;
 
 fn mean_curves(runs: &[RunResult]) -> Curves {
-    let mut acc: BTreeMap<Letter, BTreeMap<usize, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
+    // config -> step -> (train losses, test losses) over seeds
+    type Samples = BTreeMap<usize, (Vec<f64>, Vec<f64>)>;
+    let mut acc: BTreeMap<Letter, Samples> = BTreeMap::new();
     for r in runs {
         // A diverging run's last points can be infinite: they have no place on the axes.
         for p in r.points.iter().filter(|p| p.train_loss.is_finite() && p.test_loss.is_finite()) {
