@@ -64,6 +64,16 @@ impl FromStr for Letter {
     }
 }
 
+/// Named presets of the protocol values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// The lecture's: windows of 8, stride 2, random 90/10 split of the windows, batch 64,
+    /// 10 epochs, AdamW lr 1e-3, wd 0.01. Test windows overlap training text.
+    Course,
+    /// The same, with the contiguous split: the last 10 % of the text is never trained on.
+    Honest,
+}
+
 /// Everything that defines an experiment. Two runs with equal configs give equal numbers.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ExperimentConfig {
@@ -128,6 +138,21 @@ impl ExperimentConfig {
         self.max_steps = Some(80);
         self.eval_every = Some(20);
         self.seeds = 3;
+        self
+    }
+
+    /// Sets every value of a protocol at once (flags given alongside still override).
+    pub fn protocol(mut self, p: Protocol) -> Self {
+        self.seq_len = 8;
+        self.stride = 2;
+        self.batch_size = 64;
+        self.epochs = 10;
+        self.optimizer.lr = 1e-3;
+        self.optimizer.weight_decay = 0.01;
+        self.split = match p {
+            Protocol::Course => Split::Windows,
+            Protocol::Honest => Split::Contiguous,
+        };
         self
     }
 

@@ -221,6 +221,25 @@ impl Dataset {
         order
     }
 
+    /// Share of test-window positions (inputs and the last target) that some training window
+    /// also covers at the same place in the text: the course's random window split lets the
+    /// model see most of the test text during training; the contiguous split makes this 0.
+    pub fn leakage(&self) -> f64 {
+        let mut covered = vec![false; self.tokens.len()];
+        for &s in &self.train {
+            covered[s..=s + self.seq_len].iter_mut().for_each(|c| *c = true);
+        }
+        let seen: usize = self.test.iter().map(|&s| covered[s..=s + self.seq_len].iter().filter(|&&c| c).count()).sum();
+        seen as f64 / (self.test.len() * (self.seq_len + 1)) as f64
+    }
+
+    /// A fixed set of training windows as many as the test windows, spread evenly over the
+    /// training list: the train split evaluated exactly as the test split is.
+    pub fn train_eval_windows(&self) -> Vec<usize> {
+        let n = self.test.len().min(self.train.len());
+        (0..n).map(|i| self.train[i * self.train.len() / n]).collect()
+    }
+
     pub fn max_token(&self) -> u32 {
         self.tokens.iter().copied().max().unwrap_or(0)
     }
@@ -293,6 +312,27 @@ mod tests {
         assert!(train_last < test_first, "train reaches {train_last}, test starts {test_first}");
         assert_eq!(test_first, 900);
         assert!(d.test.iter().all(|&s| s + 9 <= 1000));
+    }
+
+    #[test]
+    fn leakage_is_counted_by_text_position() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let contiguous = Dataset::new((0..1000).collect(), 8, 2, Split::Contiguous, 0.1, &mut rng).unwrap();
+        assert_eq!(contiguous.leakage(), 0.0);
+        // By hand: tokens 0..20, L = 2, stride 3: windows at 0, 3, 6, 9, 12, 15 cover 3 positions
+        // each. Train {0, 6, 12} covers 0-2, 6-8, 12-14; test {3, 9, 15}: none of theirs.
+        let mut d = Dataset::new((0..20).collect(), 2, 3, Split::Contiguous, 0.5, &mut rng).unwrap();
+        d.train = vec![0, 6, 12];
+        d.test = vec![3, 9, 15];
+        assert_eq!(d.leakage(), 0.0);
+        d.train = vec![0, 3, 6];
+        d.test = vec![2, 9]; // 2 is covered (by 0), 3 and 4 (by 3): 3 of 6 positions
+        assert_eq!(d.leakage(), 0.5);
+        let windows = Dataset::new((0..1000).collect(), 8, 2, Split::Windows, 0.1, &mut rng).unwrap();
+        assert!(windows.leakage() > 0.9, "overlapping windows leak: {}", windows.leakage());
+        let sub = windows.train_eval_windows();
+        assert_eq!(sub.len(), windows.test.len());
+        assert!(sub.iter().all(|w| windows.train.contains(w)));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Inputs {
     pub embedding: Embedding,
     pub data: Dataset,
     pub test_counts: TokenCounts,
+    pub train_eval_counts: TokenCounts,
+    pub bigram: crate::baseline::Bigram,
     /// Donor rows no token id can reach (tokenizer smaller than the donor's vocabulary).
     pub unused_rows: usize,
 }
@@ -46,6 +48,10 @@ pub struct InputSummary {
     pub train_windows: usize,
     pub test_windows: usize,
     pub test_positions: usize,
+    /// Share of test-window positions that training windows also cover (0 for contiguous).
+    pub test_positions_seen_in_training: f64,
+    /// Count-based references: the train floor H(next | current) and the add-k bigram's test loss.
+    pub bigram: crate::baseline::Bigram,
     pub steps_per_run: usize,
 }
 
@@ -118,7 +124,20 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     }
     let (xs, ys) = data.pairs(&data.test);
     let test_counts = TokenCounts::from_pairs(&xs, &ys);
-    Ok(Inputs { corpus_path, tokenizer, unused_rows: embedding.rows - ids, donor_files, embedding, data, test_counts })
+    let (xs, ys) = data.pairs(&data.train_eval_windows());
+    let train_eval_counts = TokenCounts::from_pairs(&xs, &ys);
+    let bigram = crate::baseline::bigram(&data, embedding.rows);
+    Ok(Inputs {
+        corpus_path,
+        tokenizer,
+        unused_rows: embedding.rows - ids,
+        donor_files,
+        embedding,
+        data,
+        test_counts,
+        train_eval_counts,
+        bigram,
+    })
 }
 
 impl Inputs {
@@ -138,6 +157,8 @@ impl Inputs {
             train_windows: self.data.train.len(),
             test_windows: self.data.test.len(),
             test_positions: self.test_counts.positions,
+            test_positions_seen_in_training: self.data.leakage(),
+            bigram: self.bigram.clone(),
             steps_per_run: train::planned_steps(cfg, self.data.train.len()),
         }
     }
@@ -189,13 +210,13 @@ impl Default for Control<'_> {
 }
 
 fn csv_rows(letter: Letter, seed: u64, p: &Point) -> String {
-    format!(
-        "{letter},{seed},{e},{s},train,{:.6}\n{letter},{seed},{e},{s},test,{:.6}\n",
-        p.train_loss,
-        p.test_loss,
-        e = p.epoch,
-        s = p.step
-    )
+    let (e, s) = (p.epoch, p.step);
+    let mut rows =
+        format!("{letter},{seed},{e},{s},train,{:.6}\n{letter},{seed},{e},{s},test,{:.6}\n", p.train_loss, p.test_loss);
+    if let Some(l) = p.train_eval_loss {
+        rows.push_str(&format!("{letter},{seed},{e},{s},train_eval,{l:.6}\n"));
+    }
+    rows
 }
 
 fn run_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
@@ -364,8 +385,13 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
     let mut rec =
         Recorder { out: out.to_path_buf(), csv, bar: None, run_label: String::new(), should_stop: ctl.should_stop };
 
-    let shared =
-        train::Shared { data: &inputs.data, test: &inputs.test_counts, donor: &inputs.embedding, device: &dev };
+    let shared = train::Shared {
+        data: &inputs.data,
+        test: &inputs.test_counts,
+        train_eval: &inputs.train_eval_counts,
+        donor: &inputs.embedding,
+        device: &dev,
+    };
     let mut results = Vec::new();
     let mut interrupted = false;
     for (&(seed, letter), prior) in grid.iter().zip(priors) {

@@ -6,6 +6,7 @@
 //! [`model`] -> [`loss`] -> [`optim`] (AdamW) -> one run ([`train`]) -> the grid of runs
 //! ([`experiment`]) -> [`report`].
 
+pub mod baseline;
 pub mod checkpoint;
 pub mod config;
 pub mod corpus;

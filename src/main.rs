@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use embgraft::config::{parse_letters, ExperimentConfig};
+use embgraft::config::{parse_letters, ExperimentConfig, Protocol};
 use embgraft::corpus::Split;
 use embgraft::donor::Donor;
 use embgraft::experiment::Control;
@@ -96,6 +96,9 @@ struct RunArgs {
     /// Number of seeds, S..S+N-1, for every configuration [default: 3]
     #[arg(long, allow_negative_numbers = true)]
     seeds: Option<usize>,
+    /// course (the lecture's values, random window split) or honest (the same, contiguous split)
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
     /// Reduced budget with a complete report: 80 steps per run, evaluated every 20, 3 seeds
     #[arg(long)]
     quick: bool,
@@ -143,6 +146,9 @@ impl RunArgs {
             }
             None => ExperimentConfig::default(),
         };
+        if let Some(p) = self.protocol {
+            c = c.protocol(p);
+        }
         if self.quick {
             c = c.quick();
         }
@@ -188,6 +194,7 @@ impl RunArgs {
             || self.weight_decay.is_some()
             || self.seed.is_some()
             || self.quick
+            || self.protocol.is_some()
             || self.config_file.is_some()
             || self.out.is_some()
             || self.force

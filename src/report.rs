@@ -5,6 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::baseline::Bigram;
 use crate::config::{ExperimentConfig, Letter};
 use crate::error::{Error, Result};
 use crate::experiment::Summary;
@@ -24,8 +25,9 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     let json = serde_json::to_string_pretty(s).map_err(|e| Error::Output(e.to_string()))?;
     write_atomic(&out.join("summary.json"), json.as_bytes())?;
     let curves = mean_curves(&s.runs);
-    write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, cfg)?.as_bytes())?;
-    plot_png(&out.join("loss-curves.png"), &curves, cfg)?;
+    let refs = &s.inputs.bigram;
+    write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, refs, cfg)?.as_bytes())?;
+    plot_png(&out.join("loss-curves.png"), &curves, refs, cfg)?;
     write_atomic(&out.join("report.md"), markdown(cfg, s).as_bytes())?;
     Ok(())
 }
@@ -35,6 +37,7 @@ struct CurvePoint {
     step: f64,
     train: Estimate,
     test: Estimate,
+    train_eval: Option<Estimate>,
 }
 
 /// Per config, the curve over the seeds that reached each step.
@@ -42,7 +45,7 @@ type Curves = BTreeMap<Letter, Vec<CurvePoint>>;
 
 fn mean_curves(runs: &[RunResult]) -> Curves {
     // config -> step -> (train losses, test losses) over seeds
-    type Samples = BTreeMap<usize, (Vec<f64>, Vec<f64>)>;
+    type Samples = BTreeMap<usize, (Vec<f64>, Vec<f64>, Vec<f64>)>;
     let mut acc: BTreeMap<Letter, Samples> = BTreeMap::new();
     for r in runs {
         // A diverging run's last points can be infinite: they have no place on the axes.
@@ -50,14 +53,16 @@ fn mean_curves(runs: &[RunResult]) -> Curves {
             let e = acc.entry(r.config).or_default().entry(p.step).or_default();
             e.0.push(p.train_loss);
             e.1.push(p.test_loss);
+            e.2.extend(p.train_eval_loss);
         }
     }
     acc.into_iter()
         .map(|(l, pts)| {
             let curve = pts
                 .into_iter()
-                .filter_map(|(s, (a, b))| {
-                    Some(CurvePoint { step: s as f64, train: Estimate::of(&a)?, test: Estimate::of(&b)? })
+                .filter_map(|(s, (a, b, c))| {
+                    let (train, test, train_eval) = (Estimate::of(&a)?, Estimate::of(&b)?, Estimate::of(&c));
+                    Some(CurvePoint { step: s as f64, train, test, train_eval })
                 })
                 .collect();
             (l, curve)
@@ -79,6 +84,7 @@ fn colour(l: Letter) -> RGBColor {
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     curves: &Curves,
+    refs: &Bigram,
     cfg: &ExperimentConfig,
 ) -> Result<()>
 where
@@ -86,8 +92,13 @@ where
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
     root.fill(&WHITE).map_err(err)?;
-    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - 230);
-    let finite = curves.values().flatten().flat_map(|p| [p.train.low(), p.train.high(), p.test.low(), p.test.high()]);
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - 250);
+    let finite = curves
+        .values()
+        .flatten()
+        .flat_map(|p| [p.train.low(), p.train.high(), p.test.low(), p.test.high()])
+        .chain([refs.train_entropy, refs.test_loss])
+        .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.08).max(0.05);
@@ -128,7 +139,23 @@ where
             .draw_series(DashedLineSeries::new(pts.iter().map(|p| (p.step, p.test.mean)), 8, 5, c.stroke_width(2)))
             .map_err(err)?;
         chart.draw_series(pts.iter().map(|p| Circle::new((p.step, p.test.mean), 3, c.filled()))).map_err(err)?;
+        let like_test: Vec<(f64, f64)> = pts.iter().filter_map(|p| Some((p.step, p.train_eval?.mean))).collect();
+        chart.draw_series(DashedLineSeries::new(like_test, 2, 4, c.stroke_width(2))).map_err(err)?;
     }
+    // The count-based references, across the whole x range.
+    let grey = RGBColor(110, 110, 110);
+    let x_end = max_step * 1.02;
+    chart
+        .draw_series(LineSeries::new([(0.0, refs.train_entropy), (x_end, refs.train_entropy)], grey.stroke_width(1)))
+        .map_err(err)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, refs.test_loss), (x_end, refs.test_loss)],
+            8,
+            5,
+            grey.stroke_width(1),
+        ))
+        .map_err(err)?;
 
     let text = ("sans-serif", 16).into_font();
     let mut y = 60;
@@ -145,24 +172,41 @@ where
     for x in [10, 24] {
         legend_area.draw(&PathElement::new(vec![(x, y), (x + 9, y)], BLACK.stroke_width(2))).map_err(err)?;
     }
-    legend_area.draw(&Text::new("test (after step)", (48, y - 8), text)).map_err(err)?;
+    legend_area.draw(&Text::new("test (after step)", (48, y - 8), text.clone())).map_err(err)?;
+    y += 26;
+    for x in [10, 17, 24, 31] {
+        legend_area.draw(&PathElement::new(vec![(x, y), (x + 2, y)], BLACK.stroke_width(2))).map_err(err)?;
+    }
+    legend_area.draw(&Text::new("train (evaluated as test)", (48, y - 8), text.clone())).map_err(err)?;
+    y += 26;
+    legend_area.draw(&Rectangle::new([(10, y - 6), (40, y + 6)], BLACK.mix(0.15).filled())).map_err(err)?;
+    legend_area.draw(&Text::new("95 % CI over seeds", (48, y - 8), text.clone())).map_err(err)?;
+    y += 40;
+    let grey = RGBColor(110, 110, 110);
+    legend_area.draw(&PathElement::new(vec![(10, y), (40, y)], grey.stroke_width(1))).map_err(err)?;
+    legend_area.draw(&Text::new("train floor H(next|cur)", (48, y - 8), text.clone())).map_err(err)?;
+    y += 26;
+    for x in [10, 24] {
+        legend_area.draw(&PathElement::new(vec![(x, y), (x + 9, y)], grey.stroke_width(1))).map_err(err)?;
+    }
+    legend_area.draw(&Text::new("add-k bigram, test", (48, y - 8), text)).map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }
 
-const SIZE: (u32, u32) = (960, 600);
+const SIZE: (u32, u32) = (1000, 620);
 
-fn plot_svg(curves: &Curves, cfg: &ExperimentConfig) -> Result<String> {
+fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig) -> Result<String> {
     let mut svg = String::new();
-    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, cfg)?;
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, refs, cfg)?;
     Ok(svg)
 }
 
 /// Draws the PNG into a temporary file beside `path` (the encoder picks the format from the
 /// extension), then renames it into place.
-fn plot_png(path: &Path, curves: &Curves, cfg: &ExperimentConfig) -> Result<()> {
+fn plot_png(path: &Path, curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
-    let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), curves, cfg);
+    let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), curves, refs, cfg);
     let done = drawn.and_then(|_| {
         std::fs::rename(&tmp, path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
     });
@@ -201,25 +245,44 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
     }
     push(&mut md, String::new());
     push(&mut md, "## Configurations (mean ± 95 % CI over seeds)\n".into());
-    push(&mut md, "| config | copied? | frozen? | seeds | final train loss | final test loss |".into());
-    push(&mut md, "|---|---|---|---|---|---|".into());
+    let refs = &i.bigram;
+    push(
+        &mut md,
+        "| config | copied? | frozen? | seeds | final train loss | final train loss, evaluated as test | final test loss | train-eval − floor | test − bigram |"
+            .into(),
+    );
+    push(&mut md, "|---|---|---|---|---|---|---|---|---|".into());
     for c in &s.analysis.configs {
         let show = |e: &Option<crate::stats::Estimate>| e.map_or("–".to_string(), |e| e.show());
+        let above = |e: &Option<crate::stats::Estimate>, floor: f64| {
+            e.map_or("–".to_string(), |e| format!("{:+.4}", e.mean - floor))
+        };
         let seeds = if c.diverged > 0 { format!("{} ({} diverged)", c.runs, c.diverged) } else { c.runs.to_string() };
         push(
             &mut md,
             format!(
-                "| {} {} | {} | {} | {seeds} | {} | {} |",
+                "| {} {} | {} | {} | {seeds} | {} | {} | {} | {} | {} |",
                 c.config,
                 c.config.describe(),
                 if c.config.copied() { "yes" } else { "no" },
                 if c.config.frozen() { "yes" } else { "no" },
                 show(&c.final_train),
-                show(&c.final_test)
+                show(&c.final_train_eval),
+                show(&c.final_test),
+                above(&c.final_train_eval, refs.train_entropy),
+                above(&c.final_test, refs.test_loss)
             ),
         );
     }
     push(&mut md, String::new());
+    push(
+        &mut md,
+        format!(
+            "References: no Model 1 can get below H(next | current) = {:.4} on the training pairs (the *floor*; Model 1 sees only the current token); \
+             an add-k bigram table (k = {:.2e}, chosen on training windows only) scores {:.4} on the test split (*bigram*).\n",
+            refs.train_entropy, refs.k, refs.test_loss
+        ),
+    );
     push(&mut md, "## Runs\n".into());
     push(&mut md, "| config | copied? | frozen? | trainable params | steps | final train loss | final test loss | copy check | frozen check | wall time |".into());
     push(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
@@ -264,8 +327,10 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
     }
     push(&mut md, String::new());
     push(&mut md, format!(
-        "Train loss is the mean of the batch losses since the previous point (the course's definition, measured while the model improves); test loss is the mean over all {} test positions after the step, without gradients. The uniform guess scores ln {} = {:.3}.\n",
-        i.test_positions, i.vocab, (i.vocab as f64).ln()
+        "Curves: *train* (solid) is the mean of the batch losses since the previous point — the course's definition, measured while the model improves, so it can sit above test; \
+         *test* (dashed) is the mean over all {} test positions after the step, without gradients; *train, evaluated as test* (dotted) is a fixed set of {} training windows scored exactly like the test set, the like-for-like comparison. \
+         The uniform guess scores ln {} = {:.3}.\n",
+        i.test_positions, i.test_windows, i.vocab, (i.vocab as f64).ln()
     ));
     push(&mut md, "## Sampled text (prompt \"The\", two sentences at most)\n".into());
     for r in &s.runs {
@@ -283,6 +348,13 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
         ("donor", format!("{} → `{}` ({}, {} x {})", i.donor, i.donor_tensor, i.donor_dtype, i.vocab, i.dim)),
         ("unused donor rows", i.unused_donor_rows.to_string()),
         ("split", format!("{} — {split_note}", i.split)),
+        (
+            "test text seen in training",
+            format!(
+                "{:.1} % of test-window positions are covered by some training window at the same place in the text",
+                100.0 * i.test_positions_seen_in_training
+            ),
+        ),
         (
             "windows",
             format!(

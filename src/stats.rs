@@ -150,6 +150,8 @@ pub struct ConfigStats {
     pub runs: usize,
     pub diverged: usize,
     pub final_train: Option<Estimate>,
+    /// The fixed training subset evaluated like the test set.
+    pub final_train_eval: Option<Estimate>,
     pub final_test: Option<Estimate>,
 }
 
@@ -199,15 +201,16 @@ pub fn analyse(runs: &[RunResult]) -> Analysis {
         .map(|&l| {
             let mine: Vec<&RunResult> = runs.iter().filter(|r| r.config == l).collect();
             let ok: Vec<&RunResult> = mine.iter().copied().filter(|r| r.diverged.is_none() && !r.interrupted).collect();
-            let finals = |f: fn(&crate::train::Point) -> f64| {
-                Estimate::of(&ok.iter().filter_map(|r| r.final_point()).map(f).collect::<Vec<_>>())
+            let finals = |f: fn(&crate::train::Point) -> Option<f64>| {
+                Estimate::of(&ok.iter().filter_map(|r| r.final_point()).filter_map(f).collect::<Vec<_>>())
             };
             ConfigStats {
                 config: l,
                 runs: mine.len(),
                 diverged: mine.iter().filter(|r| r.diverged.is_some()).count(),
-                final_train: finals(|p| p.train_loss),
-                final_test: finals(|p| p.test_loss),
+                final_train: finals(|p| Some(p.train_loss)),
+                final_train_eval: finals(|p| p.train_eval_loss),
+                final_test: finals(|p| Some(p.test_loss)),
             }
         })
         .collect();
@@ -273,7 +276,13 @@ mod tests {
             total_params: 0,
             trainable_params: 0,
             steps: 1,
-            points: vec![crate::train::Point { epoch: 1, step: 1, train_loss: test_loss + 1.0, test_loss }],
+            points: vec![crate::train::Point {
+                epoch: 1,
+                step: 1,
+                train_loss: test_loss + 1.0,
+                test_loss,
+                train_eval_loss: None,
+            }],
             copy_check: None,
             frozen_check: None,
             diverged: None,

@@ -29,6 +29,10 @@ pub struct Point {
     pub train_loss: f64,
     /// Mean loss over every test position, after the step, without gradients.
     pub test_loss: f64,
+    /// A fixed training subset (as many windows as the test set) evaluated exactly as the test
+    /// set: the like-for-like counterpart of `test_loss`.
+    #[serde(default)]
+    pub train_eval_loss: Option<f64>,
 }
 
 /// Where a run stopped because its loss stopped being a number.
@@ -113,6 +117,8 @@ pub struct Checkpoint {
 pub struct Shared<'a> {
     pub data: &'a Dataset,
     pub test: &'a TokenCounts,
+    /// (input, target) counts of the fixed training subset evaluated like the test set.
+    pub train_eval: &'a TokenCounts,
     pub donor: &'a Embedding,
     pub device: &'a Device,
 }
@@ -126,7 +132,7 @@ pub fn run(
     resume: Option<Checkpoint>,
     obs: &mut dyn Observer,
 ) -> Result<(RunResult, Model1)> {
-    let Shared { data, test, donor, device } = *shared;
+    let Shared { data, test, train_eval, donor, device } = *shared;
     let (vocab, dim) = (donor.rows, donor.cols);
     let started = Instant::now();
     // Every config draws both init streams, so the head starts identical across A-D and the
@@ -201,6 +207,7 @@ pub fn run(
                     step,
                     train_loss: acc / n_acc as f64,
                     test_loss: model.eval_loss(test, EVAL_CHUNK)?,
+                    train_eval_loss: Some(model.eval_loss(train_eval, EVAL_CHUNK)?),
                 };
                 obs.on_point((letter, seed), &p)?;
                 points.push(p);

@@ -83,7 +83,7 @@ fn compare_writes_every_file_with_checks_passing() {
 
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("config,seed,epoch,step,split,loss\n"));
-    assert_eq!(csv.lines().count(), 1 + 4 * 3 * 2);
+    assert_eq!(csv.lines().count(), 1 + 4 * 3 * 3, "train, test and train_eval rows per point");
     assert!(csv.contains("\nB,0,1,4,test,"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for needle in [
@@ -384,6 +384,7 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     let shared = embgraft::train::Shared {
         data: &inputs.data,
         test: &inputs.test_counts,
+        train_eval: &inputs.train_eval_counts,
         donor: &inputs.embedding,
         device: &candle_core::Device::Cpu,
     };
