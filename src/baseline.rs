@@ -60,10 +60,9 @@ fn counts(data: &Dataset, windows: &[usize]) -> TokenCounts {
 /// the other nine tenths; then the table is refitted on all training windows.
 pub fn bigram(data: &Dataset, vocab: usize) -> Bigram {
     let train = counts(data, &data.train);
-    let (held, kept): (Vec<(usize, usize)>, Vec<(usize, usize)>) =
-        data.train.iter().copied().enumerate().partition(|(i, _)| i % 10 == 9);
-    let held = counts(data, &held.into_iter().map(|(_, w)| w).collect::<Vec<_>>());
-    let kept = counts(data, &kept.into_iter().map(|(_, w)| w).collect::<Vec<_>>());
+    let held: Vec<usize> = data.train.iter().copied().skip(9).step_by(10).collect();
+    let kept: Vec<usize> = data.train.iter().enumerate().filter(|(i, _)| i % 10 != 9).map(|(_, &w)| w).collect();
+    let (held, kept) = (counts(data, &held), counts(data, &kept));
     let grid = (0..=20).map(|i| 10f64.powf(-4.0 + 0.25 * i as f64));
     let k = grid
         .map(|k| (k, add_k_loss(&kept, &held, k, vocab)))
