@@ -9,7 +9,8 @@ use crate::corpus::Split;
 use crate::error::{Error, Result};
 use crate::optim::AdamWConfig;
 
-/// The four configurations of the lecture.
+/// The four configurations of the lecture (A-D) and four controls (E-H) that separate what the
+/// donor's rows mean from how large they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Letter {
     /// Random embedding, trainable.
@@ -20,17 +21,47 @@ pub enum Letter {
     C,
     /// Random embedding, frozen.
     D,
+    /// Donor rows permuted across tokens (a fixed permutation per seed), trainable.
+    E,
+    /// Donor rows permuted across tokens, frozen.
+    F,
+    /// Donor rescaled to standard deviation 1, frozen.
+    G,
+    /// Donor rescaled to standard deviation 1, trainable.
+    H,
+}
+
+/// Where a configuration's starting embedding comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Random,
+    Donor,
+    /// The donor's rows, shuffled across tokens: same values and scale, meaning destroyed.
+    Permuted,
+    /// The donor rescaled to standard deviation 1: same meaning, the random init's scale.
+    Unit,
 }
 
 impl Letter {
     pub const ALL: [Letter; 4] = [Letter::A, Letter::B, Letter::C, Letter::D];
+    pub const WITH_CONTROLS: [Letter; 8] =
+        [Letter::A, Letter::B, Letter::C, Letter::D, Letter::E, Letter::F, Letter::G, Letter::H];
+
+    pub fn source(self) -> Source {
+        match self {
+            Letter::A | Letter::D => Source::Random,
+            Letter::B | Letter::C => Source::Donor,
+            Letter::E | Letter::F => Source::Permuted,
+            Letter::G | Letter::H => Source::Unit,
+        }
+    }
 
     pub fn copied(self) -> bool {
-        matches!(self, Letter::B | Letter::C)
+        self.source() != Source::Random
     }
 
     pub fn frozen(self) -> bool {
-        matches!(self, Letter::B | Letter::D)
+        matches!(self, Letter::B | Letter::D | Letter::F | Letter::G)
     }
 
     pub fn describe(self) -> &'static str {
@@ -39,6 +70,10 @@ impl Letter {
             Letter::B => "copied, frozen",
             Letter::C => "copied, trainable",
             Letter::D => "random, frozen",
+            Letter::E => "permuted donor, trainable",
+            Letter::F => "permuted donor, frozen",
+            Letter::G => "donor at std 1, frozen",
+            Letter::H => "donor at std 1, trainable",
         }
     }
 }
@@ -52,16 +87,27 @@ impl std::fmt::Display for Letter {
 impl FromStr for Letter {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "A" => Ok(Letter::A),
-            "B" => Ok(Letter::B),
-            "C" => Ok(Letter::C),
-            "D" => Ok(Letter::D),
-            _ => Err(Error::Input(format!(
-                "unknown configuration '{s}'; use A (random, trainable), B (copied, frozen), C (copied, trainable) or D (random, frozen)"
-            ))),
-        }
+        let up = s.trim().to_ascii_uppercase();
+        Letter::WITH_CONTROLS.into_iter().find(|l| l.to_string() == up).ok_or_else(|| {
+            Error::Input(format!(
+                "unknown configuration '{s}'; use A (random, trainable), B (copied, frozen), C (copied, trainable), \
+                 D (random, frozen), the controls E-H, or all"
+            ))
+        })
     }
+}
+
+/// The scale the donor's embedding is grafted at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GraftScale {
+    /// The donor's own values.
+    #[default]
+    Keep,
+    /// Rescaled to standard deviation 1.
+    Unit,
+    /// Rescaled to the random initialisation's standard deviation (N(0, 1): also 1 for Model 1).
+    Init,
 }
 
 /// Named presets of the protocol values.
@@ -96,6 +142,9 @@ pub struct ExperimentConfig {
     /// Evaluate every this many steps as well as at each epoch's end (None: epochs only).
     pub eval_every: Option<usize>,
     pub optimizer: AdamWConfig,
+    /// How the donor's values enter B, C, E and F (G and H are always rescaled to std 1).
+    #[serde(default)]
+    pub graft_scale: GraftScale,
     pub configs: Vec<Letter>,
     pub seed: u64,
     pub seeds: usize,
@@ -121,6 +170,7 @@ impl Default for ExperimentConfig {
             max_steps: None,
             eval_every: None,
             optimizer: AdamWConfig::default(),
+            graft_scale: GraftScale::Keep,
             configs: Letter::ALL.to_vec(),
             seed: 0,
             seeds: 3,
@@ -205,6 +255,9 @@ impl ExperimentConfig {
 
 /// Parses `A,B,C,D`.
 pub fn parse_letters(s: &str) -> Result<Vec<Letter>> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(Letter::WITH_CONTROLS.to_vec());
+    }
     let mut out: Vec<Letter> = Vec::new();
     for part in s.split(',').filter(|p| !p.trim().is_empty()) {
         let l: Letter = part.parse()?;
@@ -229,6 +282,8 @@ mod tests {
     #[test]
     fn letters_parse_and_reject() {
         assert_eq!(parse_letters("a, C,c").unwrap(), vec![Letter::A, Letter::C]);
+        assert_eq!(parse_letters("all").unwrap().len(), 8);
+        assert_eq!(parse_letters("h").unwrap(), vec![Letter::H]);
         let msg = parse_letters("A,Q").unwrap_err().to_string();
         assert!(msg.contains("unknown configuration 'Q'"), "{msg}");
     }

@@ -26,6 +26,7 @@ pub struct Inputs {
     pub data: Dataset,
     pub test_counts: TokenCounts,
     pub train_eval_counts: TokenCounts,
+    pub input_freq: Vec<u32>,
     pub bigram: crate::baseline::Bigram,
     /// Donor rows no token id can reach (tokenizer smaller than the donor's vocabulary).
     pub unused_rows: usize,
@@ -127,6 +128,10 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     let (xs, ys) = data.pairs(&data.train_eval_windows());
     let train_eval_counts = TokenCounts::from_pairs(&xs, &ys);
     let bigram = crate::baseline::bigram(&data, embedding.rows);
+    let mut input_freq = vec![0u32; embedding.rows];
+    for &w in &data.train {
+        data.inputs(w).iter().for_each(|&t| input_freq[t as usize] += 1);
+    }
     Ok(Inputs {
         corpus_path,
         tokenizer,
@@ -136,6 +141,7 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
         data,
         test_counts,
         train_eval_counts,
+        input_freq,
         bigram,
     })
 }
@@ -389,6 +395,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
         data: &inputs.data,
         test: &inputs.test_counts,
         train_eval: &inputs.train_eval_counts,
+        input_freq: &inputs.input_freq,
         donor: &inputs.embedding,
         device: &dev,
     };

@@ -4,6 +4,9 @@
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use rand::seq::SliceRandom;
+
+use crate::config::{GraftScale, Source};
 use crate::donor::Embedding;
 use crate::error::{Error, Result};
 use crate::util::checksum;
@@ -54,6 +57,43 @@ pub fn compare(tensor: &str, expected: &[f32], param: &Tensor) -> Result<CopyChe
         donor_checksum: format!("{:016x}", checksum(expected)),
         copy_checksum: format!("{:016x}", checksum(&actual)),
     })
+}
+
+/// The matrix a configuration grafts: the donor's, with its rows shuffled across tokens
+/// (`Permuted`) and/or rescaled (`Unit` always to standard deviation 1; `Donor` and `Permuted`
+/// as `scale` says). Returns it with a one-line description for the report.
+pub fn prepare(
+    donor: &Embedding,
+    source: Source,
+    scale: GraftScale,
+    init_std: f64,
+    rng: &mut impl rand::Rng,
+) -> (Embedding, String) {
+    let mut out = donor.clone();
+    let mut what = format!("donor {}", donor.tensor);
+    if source == Source::Permuted {
+        let mut perm: Vec<usize> = (0..donor.rows).collect();
+        perm.shuffle(rng);
+        for (r, &from) in perm.iter().enumerate() {
+            out.data[r * donor.cols..(r + 1) * donor.cols]
+                .copy_from_slice(&donor.data[from * donor.cols..(from + 1) * donor.cols]);
+        }
+        what.push_str(", rows permuted across tokens");
+    }
+    let target = match (source, scale) {
+        (Source::Unit, _) | (_, GraftScale::Unit) => Some(1.0),
+        (_, GraftScale::Init) => Some(init_std),
+        _ => None,
+    };
+    if let Some(target) = target {
+        let n = out.data.len() as f64;
+        let mean = out.data.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (out.data.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let factor = if std > 0.0 { target / std } else { 1.0 };
+        out.data.iter_mut().for_each(|x| *x = (*x as f64 * factor) as f32);
+        what.push_str(&format!(", scaled x{factor:.3} from std {std:.4} to {target}"));
+    }
+    (out, what)
 }
 
 /// Copies the donor's embedding into `param` (an owned copy, never shared storage) and
@@ -130,6 +170,32 @@ mod tests {
         // Sign of zero: |Δ| = 0 but the bits differ.
         let z = Var::from_slice(&[-0.0f32], 1, &Device::Cpu).unwrap();
         assert!(!compare("z", &[0.0], z.as_tensor()).unwrap().passed());
+    }
+
+    #[test]
+    fn controls_permute_rows_and_rescale() {
+        use rand::SeedableRng;
+        let e = emb(50, 3);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let (p, what) = prepare(&e, Source::Permuted, GraftScale::Keep, 1.0, &mut rng);
+        assert!(what.contains("permuted"));
+        assert_ne!(p.data, e.data);
+        // Same rows, other places: sorting the rows gives the donor back.
+        let rows = |d: &[f32]| {
+            let mut r: Vec<Vec<u32>> = d.chunks(3).map(|c| c.iter().map(|x| x.to_bits()).collect()).collect();
+            r.sort();
+            r
+        };
+        assert_eq!(rows(&p.data), rows(&e.data));
+        let (u, what) = prepare(&e, Source::Unit, GraftScale::Keep, 1.0, &mut rng);
+        let n = u.data.len() as f64;
+        let mean = u.data.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (u.data.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!((std - 1.0).abs() < 1e-6, "{std} ({what})");
+        let (k, what) = prepare(&e, Source::Donor, GraftScale::Keep, 1.0, &mut rng);
+        assert_eq!((k.data, what), (e.data.clone(), "donor wte.weight".to_string()));
+        let (i, _) = prepare(&e, Source::Donor, GraftScale::Init, 0.5, &mut rng);
+        assert!((i.data[1] / e.data[1] - i.data[7] / e.data[7]).abs() < 1e-6, "one factor for all");
     }
 
     #[test]

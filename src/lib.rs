@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod corpus;
 pub mod donor;
+pub mod drift;
 pub mod error;
 pub mod experiment;
 pub mod graft;

@@ -87,9 +87,12 @@ struct RunArgs {
     /// AdamW decoupled weight decay [default: 0.01]
     #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
-    /// Configurations to run [default: A,B,C,D]
+    /// Configurations to run: letters A-H or all (E-H are the scale controls) [default: A,B,C,D]
     #[arg(long)]
     configs: Option<String>,
+    /// keep (the donor's values), unit (rescaled to std 1) or init (to the random init's std) [default: keep]
+    #[arg(long, value_enum)]
+    graft_scale: Option<embgraft::config::GraftScale>,
     /// First seed [default: 0]
     #[arg(long)]
     seed: Option<u64>,
@@ -155,7 +158,20 @@ impl RunArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
-        set!(seq_len, stride, split, test_fraction, batch_size, epochs, seed, seeds, device, donor, tokenizer);
+        set!(
+            seq_len,
+            stride,
+            split,
+            test_fraction,
+            batch_size,
+            epochs,
+            seed,
+            seeds,
+            device,
+            donor,
+            tokenizer,
+            graft_scale
+        );
         if self.corpus.is_some() {
             c.corpus = self.corpus.clone();
         }
@@ -195,6 +211,7 @@ impl RunArgs {
             || self.seed.is_some()
             || self.quick
             || self.protocol.is_some()
+            || self.graft_scale.is_some()
             || self.config_file.is_some()
             || self.out.is_some()
             || self.force

@@ -28,7 +28,11 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     let refs = &s.inputs.bigram;
     write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, refs, cfg)?.as_bytes())?;
     plot_png(&out.join("loss-curves.png"), &curves, refs, cfg)?;
-    write_atomic(&out.join("report.md"), markdown(cfg, s).as_bytes())?;
+    let drift = drift_table(&s.runs);
+    if !drift.is_empty() {
+        write_drift_plots(out, &drift)?;
+    }
+    write_atomic(&out.join("report.md"), markdown(cfg, s, &drift).as_bytes())?;
     Ok(())
 }
 
@@ -76,6 +80,10 @@ fn colour(l: Letter) -> RGBColor {
         Letter::B => RGBColor(214, 39, 40),
         Letter::C => RGBColor(44, 160, 44),
         Letter::D => RGBColor(148, 103, 189),
+        Letter::E => RGBColor(255, 127, 14),
+        Letter::F => RGBColor(140, 86, 75),
+        Letter::G => RGBColor(227, 119, 194),
+        Letter::H => RGBColor(23, 190, 207),
     }
 }
 
@@ -196,6 +204,98 @@ where
 
 const SIZE: (u32, u32) = (1000, 620);
 
+/// Per trainable grafted config: per bucket (tokens, mean L2, mean cosine, mean norm ratio)
+/// averaged over seeds, and the unseen rows' (expected ratio, worst deviation).
+type DriftTable = BTreeMap<Letter, (Vec<(String, usize, f64, f64, f64)>, f64, f64)>;
+
+fn drift_table(runs: &[RunResult]) -> DriftTable {
+    let mut out = DriftTable::new();
+    let mut letters: Vec<Letter> = runs.iter().filter(|r| r.drift.is_some()).map(|r| r.config).collect();
+    letters.dedup();
+    for l in letters {
+        let ds: Vec<&crate::drift::Drift> =
+            runs.iter().filter(|r| r.config == l).filter_map(|r| r.drift.as_ref()).collect();
+        let n = ds.len() as f64;
+        let rows = (0..ds[0].buckets.len())
+            .map(|k| {
+                let mean =
+                    |f: fn(&crate::drift::DriftBucket) -> f64| ds.iter().map(|d| f(&d.buckets[k])).sum::<f64>() / n;
+                let b = &ds[0].buckets[k];
+                (b.bucket.clone(), b.tokens, mean(|b| b.mean_l2), mean(|b| b.mean_cosine), mean(|b| b.mean_norm_ratio))
+            })
+            .collect();
+        let worst = ds.iter().map(|d| d.unseen_max_deviation).fold(0.0, f64::max);
+        out.insert(l, (rows, ds[0].unseen_expected_ratio, worst));
+    }
+    out
+}
+
+/// Grouped bars: mean distance moved from the grafted rows, per frequency bucket and config.
+fn draw_drift<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, table: &DriftTable) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("drift plot: {e}"));
+    root.fill(&WHITE).map_err(err)?;
+    let top =
+        table.values().flat_map(|(rows, _, _)| rows.iter().map(|r| r.2)).filter(|v| v.is_finite()).fold(1e-6, f64::max);
+    let names: Vec<String> = crate::drift::BUCKETS.iter().map(|b| b.0.to_string()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Embedding drift: mean ||final − grafted|| per row, by training frequency", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..names.len() as f64, 0.0..top * 1.15)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let k = (x - 0.5).round();
+            if (x - 0.5 - k).abs() < 1e-6 && k >= 0.0 {
+                names.get(k as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("L2 distance")
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / table.len().max(1) as f64;
+    for (i, (&l, (rows, _, _))) in table.iter().enumerate() {
+        let c = colour(l);
+        let bars = rows.iter().enumerate().filter(|(_, r)| r.2.is_finite()).map(|(k, r)| {
+            let x0 = k as f64 + 0.1 + i as f64 * width;
+            Rectangle::new([(x0, 0.0), (x0 + width * 0.9, r.2)], c.filled())
+        });
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(format!("{l}: {}", l.describe()))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw().map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn write_drift_plots(out: &Path, table: &DriftTable) -> Result<()> {
+    let size = (760, 460);
+    let mut svg = String::new();
+    draw_drift(SVGBackend::with_string(&mut svg, size).into_drawing_area(), table)?;
+    write_atomic(&out.join("drift.svg"), svg.as_bytes())?;
+    let path = out.join("drift.png");
+    let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
+    let done = draw_drift(BitMapBackend::new(&tmp, size).into_drawing_area(), table).and_then(|_| {
+        std::fs::rename(&tmp, &path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
 fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig) -> Result<String> {
     let mut svg = String::new();
     draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, refs, cfg)?;
@@ -224,7 +324,7 @@ fn millions(n: usize) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 
-fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
+fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
     let i = &s.inputs;
     let mut md = String::new();
     let push = |md: &mut String, line: String| {
@@ -332,6 +432,40 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary) -> String {
          The uniform guess scores ln {} = {:.3}.\n",
         i.test_positions, i.test_windows, i.vocab, (i.vocab as f64).ln()
     ));
+    if !drift.is_empty() {
+        push(&mut md, "## Embedding drift (trainable grafted embeddings)\n".into());
+        push(&mut md, "![drift](drift.png)\n".into());
+        push(&mut md, "Rows grouped by how often the token is an input in the training windows; means over rows, then over seeds.\n".into());
+        push(&mut md, "| config | tokens seen | rows | mean ‖final − grafted‖ | mean cosine(final, grafted) | mean ‖final‖ / ‖grafted‖ |".into());
+        push(&mut md, "|---|---|---|---|---|---|".into());
+        for (l, (rows, _, _)) in drift {
+            for (name, n, l2, cos, ratio) in rows {
+                push(&mut md, format!("| {l} | {name} | {n} | {l2:.4} | {cos:.4} | {ratio:.6} |"));
+            }
+        }
+        for (l, (_, expected, worst)) in drift {
+            push(
+                &mut md,
+                format!(
+                    "\n{l}: rows never seen in training get no gradient, yet AdamW's decoupled weight decay shrinks them to \
+                     (1 − lr·wd)^steps = {expected:.6} of their grafted length; measured: within {worst:.1e} of that for every such row."
+                ),
+            );
+        }
+        push(&mut md, String::new());
+    }
+    let transformed: Vec<String> = s
+        .runs
+        .iter()
+        .filter_map(|r| {
+            r.graft.as_ref().filter(|g| g.contains(',')).map(|g| format!("- {} seed {}: {g}", r.config, r.seed))
+        })
+        .collect();
+    if !transformed.is_empty() {
+        push(&mut md, "## Grafted matrices of the controls\n".into());
+        transformed.into_iter().for_each(|line| push(&mut md, line));
+        push(&mut md, String::new());
+    }
     push(&mut md, "## Sampled text (prompt \"The\", two sentences at most)\n".into());
     for r in &s.runs {
         push(&mut md, format!("- **{}** (seed {}): {}", r.config, r.seed, r.sample.replace('|', "\\|")));

@@ -12,6 +12,7 @@ pub enum Stream {
     InitEmbedding = 3,
     InitHead = 4,
     Sample = 5,
+    Permute = 6,
 }
 
 pub fn stream(seed: u64, which: Stream) -> ChaCha8Rng {

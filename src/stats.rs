@@ -180,7 +180,7 @@ fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
 }
 
 /// (key, minuend, subtrahend, what a positive difference means, what a negative one means)
-const QUESTIONS: [(&str, Letter, Letter, &str, &str); 3] = [
+const QUESTIONS: [(&str, Letter, Letter, &str, &str); 7] = [
     (
         "freeze_cost",
         Letter::B,
@@ -190,6 +190,35 @@ const QUESTIONS: [(&str, Letter, Letter, &str, &str); 3] = [
     ),
     ("graft_benefit_trainable", Letter::A, Letter::C, "the graft helped (trainable)", "the graft hurt (trainable)"),
     ("graft_benefit_frozen", Letter::D, Letter::B, "the graft helped (frozen)", "the graft hurt (frozen)"),
+    // The controls: the same values in the wrong rows (content), the same rows at std 1 (scale).
+    (
+        "content_benefit_trainable",
+        Letter::E,
+        Letter::C,
+        "the donor's rows in their own places helped (trainable): content, not only the values' distribution",
+        "the permuted donor did better (trainable): the values' distribution, not their meaning, helped",
+    ),
+    (
+        "content_benefit_frozen",
+        Letter::F,
+        Letter::B,
+        "the donor's rows in their own places helped (frozen): content, not only the values' distribution",
+        "the permuted donor did better (frozen): the values' distribution, not their meaning, helped",
+    ),
+    (
+        "unit_scale_effect_frozen",
+        Letter::B,
+        Letter::G,
+        "rescaling the donor to std 1 helped (frozen)",
+        "rescaling the donor to std 1 hurt (frozen)",
+    ),
+    (
+        "unit_scale_effect_trainable",
+        Letter::C,
+        Letter::H,
+        "rescaling the donor to std 1 helped (trainable)",
+        "rescaling the donor to std 1 hurt (trainable)",
+    ),
 ];
 
 pub fn analyse(runs: &[RunResult]) -> Analysis {
@@ -283,8 +312,10 @@ mod tests {
                 test_loss,
                 train_eval_loss: None,
             }],
+            graft: None,
             copy_check: None,
             frozen_check: None,
+            drift: None,
             diverged: None,
             interrupted: false,
             wall_seconds: 0.0,

@@ -52,8 +52,14 @@ pub struct RunResult {
     pub trainable_params: usize,
     pub steps: usize,
     pub points: Vec<Point>,
+    /// What was grafted: the donor's tensor, and any permutation or rescaling.
+    #[serde(default)]
+    pub graft: Option<String>,
     pub copy_check: Option<CopyCheck>,
     pub frozen_check: Option<FrozenCheck>,
+    /// For a trainable grafted embedding: how far its rows moved, by token frequency.
+    #[serde(default)]
+    pub drift: Option<crate::drift::Drift>,
     pub diverged: Option<Divergence>,
     /// Stopped by the user before its planned steps; `--resume` continues it.
     #[serde(default)]
@@ -119,6 +125,8 @@ pub struct Shared<'a> {
     pub test: &'a TokenCounts,
     /// (input, target) counts of the fixed training subset evaluated like the test set.
     pub train_eval: &'a TokenCounts,
+    /// How often each token id is an input in the training windows.
+    pub input_freq: &'a [u32],
     pub donor: &'a Embedding,
     pub device: &'a Device,
 }
@@ -132,7 +140,7 @@ pub fn run(
     resume: Option<Checkpoint>,
     obs: &mut dyn Observer,
 ) -> Result<(RunResult, Model1)> {
-    let Shared { data, test, train_eval, donor, device } = *shared;
+    let Shared { data, test, train_eval, input_freq, donor, device } = *shared;
     let (vocab, dim) = (donor.rows, donor.cols);
     let started = Instant::now();
     // Every config draws both init streams, so the head starts identical across A-D and the
@@ -144,7 +152,12 @@ pub fn run(
         &mut stream(seed, Stream::InitHead),
         device,
     )?;
-    let copy_check = if letter.copied() { Some(graft(&model.wte, donor)?) } else { None };
+    // Random configs keep their init; the others graft the donor, permuted or rescaled.
+    let grafted = match letter.source() {
+        crate::config::Source::Random => None,
+        source => Some(crate::graft::prepare(donor, source, cfg.graft_scale, 1.0, &mut stream(seed, Stream::Permute))),
+    };
+    let copy_check = grafted.as_ref().map(|(g, _)| graft(&model.wte, g)).transpose()?;
     let frozen = letter.frozen();
     let wte_start: Option<Vec<f32>> = if frozen { Some(model.wte.flatten_all()?.to_vec1()?) } else { None };
 
@@ -237,6 +250,14 @@ pub fn run(
         Some(start) => Some(FrozenCheck::check("wte", start, model.wte.as_tensor())?),
         None => None,
     };
+    let drift = match (&grafted, frozen) {
+        (Some((g, _)), false) => {
+            let fin: Vec<f32> = model.wte.flatten_all()?.to_vec1()?;
+            let o = cfg.optimizer;
+            Some(crate::drift::measure(&g.data, &fin, dim, input_freq, o.lr, o.weight_decay, step))
+        }
+        _ => None,
+    };
     let total_params = 2 * vocab * dim;
     let result = RunResult {
         config: letter,
@@ -247,8 +268,10 @@ pub fn run(
         trainable_params: opt.trainable_elements(),
         steps: step,
         points,
+        graft: grafted.map(|(_, what)| what),
         copy_check,
         frozen_check,
+        drift,
         diverged,
         interrupted,
         wall_seconds: started.elapsed().as_secs_f64(),

@@ -385,6 +385,7 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
         data: &inputs.data,
         test: &inputs.test_counts,
         train_eval: &inputs.train_eval_counts,
+        input_freq: &inputs.input_freq,
         donor: &inputs.embedding,
         device: &candle_core::Device::Cpu,
     };
@@ -546,4 +547,56 @@ fn several_seeds_give_intervals_bands_and_verdicts() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["analysis"]["comparisons"][0]["key"], "freeze_cost");
     assert!(json["analysis"]["configs"][0]["final_test"]["ci95"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn controls_drift_and_references() {
+    let f = fixture();
+    let c = ExperimentConfig { configs: Letter::WITH_CONTROLS.to_vec(), seeds: 2, ..small_config(&f) };
+    let out = f.root.join("controls");
+    let s = experiment::compare(&c, &out, &Default::default()).unwrap();
+    assert_eq!(s.runs.len(), 16);
+    for r in &s.runs {
+        assert_eq!(r.copy_check.as_ref().map(|c| c.passed()), r.config.copied().then_some(true), "{:?}", r.config);
+        assert_eq!(r.frozen_check.as_ref().map(|c| c.passed()), r.config.frozen().then_some(true), "{:?}", r.config);
+        // Drift is measured exactly for the trainable grafted configs: C, E, H.
+        assert_eq!(r.drift.is_some(), matches!(r.config, Letter::C | Letter::E | Letter::H), "{:?}", r.config);
+        if let Some(d) = &r.drift {
+            // Rows never seen shrink by exactly the weight decay's closed form.
+            assert!(d.buckets[0].tokens > 40_000, "most of GPT-2's vocabulary is unseen here");
+            assert!(d.unseen_max_deviation < 1e-6, "{d:?}");
+            assert!((d.unseen_expected_ratio - (1.0 - 1e-2 * 0.1f64).powi(12)).abs() < 1e-12);
+            // Rows that train move further than rows that only decay.
+            assert!(d.buckets[2].mean_l2 > d.buckets[0].mean_l2, "{d:?}");
+        }
+    }
+    let g = s.runs.iter().find(|r| r.config == Letter::G).unwrap().graft.clone().unwrap();
+    assert!(g.contains("to 1"), "{g}");
+    let e = s.runs.iter().find(|r| r.config == Letter::E).unwrap().graft.clone().unwrap();
+    assert!(e.contains("permuted"), "{e}");
+    let keys: Vec<&str> = s.analysis.comparisons.iter().map(|c| c.key.as_str()).collect();
+    for k in [
+        "content_benefit_trainable",
+        "content_benefit_frozen",
+        "unit_scale_effect_frozen",
+        "unit_scale_effect_trainable",
+    ] {
+        assert!(keys.contains(&k), "{keys:?}");
+    }
+    // References: the windows split leaks, and the floor is below every train evaluation.
+    assert!(s.inputs.test_positions_seen_in_training > 0.5);
+    assert!(s.inputs.bigram.train_entropy >= 0.0 && s.inputs.bigram.test_loss > 0.0);
+    for file in ["drift.png", "drift.svg", "loss-curves.png"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "## Embedding drift",
+        "(1 − lr·wd)^steps",
+        "H(next | current)",
+        "test text seen in training",
+        "E permuted donor",
+    ] {
+        assert!(report.contains(needle), "report lacks {needle}");
+    }
 }
