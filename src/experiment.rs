@@ -106,9 +106,10 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
         )));
     }
 
-    let corpus_path = match &cfg.corpus {
-        Some(p) => PathBuf::from(p),
-        None => corpus::time_machine()?,
+    let corpus_path = match cfg.corpora.as_slice() {
+        [] => corpus::time_machine()?,
+        [one] => PathBuf::from(one),
+        _ => unreachable!("one corpus at a time: compare splits the list"),
     };
     let text = corpus::read_text(&corpus_path)?;
     let tokens = tokenizer.encode(&text)?;
@@ -315,6 +316,9 @@ fn prior(out: &Path, letter: Letter, seed: u64) -> Result<Prior> {
 /// `ctl.should_stop`, it writes everything measured so far and returns
 /// [`Error::Interrupted`]; `ctl.resume` then continues where it stopped.
 pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summary> {
+    if cfg.corpora.len() > 1 {
+        return Err(Error::Input("compare takes one corpus; use compare_corpora for several".into()));
+    }
     let started = Instant::now();
     // Every input is checked before the output folder is created: bad input leaves no files.
     let dev = device(&cfg.device)?;
@@ -467,6 +471,70 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
         )));
     }
     Ok(summary)
+}
+
+/// Runs the experiment once per corpus, each into its own subfolder of `out` named after the
+/// file, then writes a top-level report that puts the verdicts side by side. One corpus (or
+/// none: The Time Machine) is a plain [`compare`] into `out`.
+pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
+    if cfg.corpora.len() <= 1 {
+        let name = cfg.corpora.first().map_or("timemachine".into(), |c| corpus_name(c));
+        return Ok(vec![(name, compare(cfg, out, ctl)?)]);
+    }
+    let mut names: Vec<String> = Vec::new();
+    for c in &cfg.corpora {
+        let base = corpus_name(c);
+        let mut name = base.clone();
+        let mut k = 2;
+        while names.contains(&name) {
+            name = format!("{base}-{k}");
+            k += 1;
+        }
+        names.push(name);
+    }
+    let one = |c: &String| ExperimentConfig { corpora: vec![c.clone()], ..cfg.clone() };
+    // Every corpus is read and cut before anything is written: bad input leaves no files.
+    if !ctl.resume {
+        check_out_dir(out, ctl.force)?;
+    }
+    for c in &cfg.corpora {
+        load_inputs(&one(c))?;
+    }
+    create_out_dir(out)?;
+    crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let mut done = Vec::new();
+    for (c, name) in cfg.corpora.iter().zip(names) {
+        eprintln!("== corpus {name} ({c}) ==");
+        let sub = out.join(&name);
+        // A corpus not started before an interruption starts fresh when resuming.
+        let resume = ctl.resume && sub.join("config.toml").is_file();
+        let sub_ctl = Control { force: true, resume, should_stop: ctl.should_stop };
+        match compare(&one(c), &sub, &sub_ctl) {
+            Ok(s) => done.push((name, s)),
+            Err(e @ Error::Interrupted(_)) => {
+                crate::report::write_corpora(out, cfg, &done)?;
+                return Err(Error::Interrupted(format!(
+                    "{e}; the whole comparison continues with --resume {}",
+                    out.display()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    crate::report::write_corpora(out, cfg, &done)?;
+    Ok(done)
+}
+
+/// A folder name for a corpus: its file name without extension, in safe characters.
+fn corpus_name(path: &str) -> String {
+    let stem = Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let clean: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if clean.is_empty() {
+        "corpus".into()
+    } else {
+        clean
+    }
 }
 
 /// Two sentences (at most `cfg.sample_tokens` tokens) from the trained model, after "The".

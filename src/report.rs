@@ -541,3 +541,63 @@ fn answers(s: &Summary) -> Vec<String> {
     }
     out
 }
+
+/// The top-level report of a several-corpus comparison: each question's verdict per corpus,
+/// side by side, and links to each corpus's own report.
+pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summary)]) -> Result<()> {
+    let mut md = String::from("# embgraft report: the same experiment on several corpora\n\n");
+    md.push_str(&format!(
+        "Donor {}, configs {}, {} seeds each; each corpus has its own folder and report. Differences are of final test loss, \
+         paired by seed; positive means the first configuration's loss is higher.\n\n",
+        cfg.donor,
+        cfg.configs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+        cfg.seeds
+    ));
+    md.push_str(
+        "| corpus | tokens | test text seen in training | bigram test loss | report |\n|---|---|---|---|---|\n",
+    );
+    for (name, s) in done {
+        let i = &s.inputs;
+        md.push_str(&format!(
+            "| {name} | {} | {:.1} % | {:.4} | [{name}/report.md]({name}/report.md) |\n",
+            i.corpus_tokens,
+            100.0 * i.test_positions_seen_in_training,
+            i.bigram.test_loss
+        ));
+    }
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for (_, s) in done {
+        for c in &s.analysis.comparisons {
+            let label = format!("{} ({} − {})", c.key, c.minuend, c.subtrahend);
+            if !keys.iter().any(|(k, _)| k == &c.key) {
+                keys.push((c.key.clone(), label));
+            }
+        }
+    }
+    md.push_str("\n## Verdicts side by side\n\n| question |");
+    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
+    md.push_str("\n|---|");
+    done.iter().for_each(|_| md.push_str("---|"));
+    md.push('\n');
+    for (key, label) in &keys {
+        md.push_str(&format!("| {label} |"));
+        for (_, s) in done {
+            let cell = s.analysis.comparisons.iter().find(|c| &c.key == key).map_or("–".to_string(), |c| {
+                let d = c.difference.map_or("–".to_string(), |e| e.show());
+                format!("{d}: {}", c.finding)
+            });
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    md.push_str("\nEach cell: the paired difference (mean ± 95 % CI) and what it shows; see each corpus's report for the full sentence.\n");
+    let json = serde_json::json!({
+        "embgraft_version": env!("CARGO_PKG_VERSION"),
+        "corpora": done.iter().map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis})).collect::<Vec<_>>(),
+    });
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&json).map_err(|e| Error::Output(e.to_string()))?.as_bytes(),
+    )?;
+    write_atomic(&out.join("report.md"), md.as_bytes())
+}

@@ -163,6 +163,11 @@ pub struct Comparison {
     pub minuend: Letter,
     pub subtrahend: Letter,
     pub difference: Option<Estimate>,
+    /// `positive`, `negative` (the interval excludes 0 on that side), `not distinguishable`,
+    /// `one seed` (no interval) or `no data`.
+    pub outcome: String,
+    /// The finding in a few words (`freezing the grafted embedding hurt`, …) or the outcome.
+    pub finding: String,
     pub verdict: String,
 }
 
@@ -253,6 +258,18 @@ pub fn analyse(runs: &[RunResult]) -> Analysis {
             let diffs: Vec<f64> =
                 seeds.iter().filter_map(|&s| Some(final_test(runs, a, s)? - final_test(runs, b, s)?)).collect();
             let difference = Estimate::of(&diffs);
+            let outcome = match difference {
+                None => "no data",
+                Some(e) if e.ci95.is_none() => "one seed",
+                Some(e) if e.low() > 0.0 => "positive",
+                Some(e) if e.high() < 0.0 => "negative",
+                Some(_) => "not distinguishable",
+            };
+            let finding = match outcome {
+                "positive" => pos.to_string(),
+                "negative" => neg.to_string(),
+                other => other.to_string(),
+            };
             let verdict = match difference {
                 None => format!("{a} − {b}: no seed finished both"),
                 Some(e) if e.ci95.is_none() => format!(
@@ -275,7 +292,15 @@ pub fn analyse(runs: &[RunResult]) -> Analysis {
                     e.high()
                 ),
             };
-            Comparison { key: key.to_string(), minuend: a, subtrahend: b, difference, verdict }
+            Comparison {
+                key: key.to_string(),
+                minuend: a,
+                subtrahend: b,
+                difference,
+                outcome: outcome.to_string(),
+                finding,
+                verdict,
+            }
         })
         .collect();
     Analysis { configs, comparisons }
@@ -340,6 +365,7 @@ mod tests {
         let d = c.difference.unwrap();
         assert!((d.mean - 1.0).abs() < 1e-12 && (d.ci95.unwrap() - 0.2484).abs() < 1e-4, "{d:?}");
         assert_eq!(c.verdict, "the graft helped (trainable): A − C = +1.0000 (95 % CI +0.7516 to +1.2484, 3 seeds)");
+        assert_eq!((c.outcome.as_str(), c.finding.as_str()), ("positive", "the graft helped (trainable)"));
 
         // Unpaired seeds are left out; a sign change inside the interval is no verdict.
         runs.push(run(Letter::A, 7, 9.0));

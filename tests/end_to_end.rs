@@ -42,7 +42,7 @@ fn fixture() -> Fixture {
 
 fn small_config(f: &Fixture) -> ExperimentConfig {
     ExperimentConfig {
-        corpus: Some(f.corpus.display().to_string()),
+        corpora: vec![f.corpus.display().to_string()],
         donor: f.donor.display().to_string(),
         batch_size: 16,
         epochs: 2,
@@ -599,4 +599,58 @@ fn controls_drift_and_references() {
     ] {
         assert!(report.contains(needle), "report lacks {needle}");
     }
+}
+
+#[test]
+fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
+    let f = fixture();
+    let second = f.root.join("second.txt");
+    std::fs::write(&second, tiny_corpus().replace("machine", "garden").replace("Weena", "Filby")).unwrap();
+    let corpora = vec![f.corpus.display().to_string(), second.display().to_string()];
+    let c = ExperimentConfig {
+        corpora: corpora.clone(),
+        configs: vec![Letter::B, Letter::C],
+        seeds: 2,
+        ..small_config(&f)
+    };
+
+    // A bad corpus anywhere in the list stops everything before a file is written.
+    let bad = ExperimentConfig {
+        corpora: vec![corpora[0].clone(), f.root.join("nope.txt").display().to_string()],
+        ..c.clone()
+    };
+    let out_bad = f.root.join("bad");
+    assert!(experiment::compare_corpora(&bad, &out_bad, &Default::default()).is_err());
+    assert!(!out_bad.exists());
+
+    let out = f.root.join("many");
+    let done = experiment::compare_corpora(&c, &out, &Default::default()).unwrap();
+    assert_eq!(done.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["corpus", "second"]);
+    for name in ["corpus", "second"] {
+        assert!(out.join(name).join("report.md").is_file() && out.join(name).join("loss-curves.png").is_file());
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| question | corpus | second |"), "{report}");
+    assert!(report.contains("| freeze_cost (B − C) |"), "{report}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["corpora"][1]["name"], "second");
+    assert_eq!(json["corpora"][0]["analysis"]["comparisons"][0]["key"], "freeze_cost");
+    // The CLI takes --corpus several times.
+    let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .args(["compare", "--corpus", &corpora[0], "--corpus", &corpora[1], "--donor", f.donor.to_str().unwrap()])
+        .args([
+            "--configs",
+            "A",
+            "--seeds",
+            "1",
+            "--max-steps",
+            "2",
+            "--out",
+            f.root.join("cli-many").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("on 2 corpus/corpora"));
 }
