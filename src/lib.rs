@@ -7,6 +7,7 @@
 //! ([`experiment`]) -> [`report`].
 
 pub mod baseline;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod corpus;

@@ -34,6 +34,8 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// Time Model 1's training step at one shape (see bench/compare.sh for the PyTorch comparison)
+    Bench(BenchArgs),
     /// List a safetensors file's tensors and the embedding that would be grafted
     Inspect {
         /// A .safetensors file, a model folder, or gpt2
@@ -41,6 +43,68 @@ enum Command {
         #[arg(long)]
         tensor: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// BATCHxSEQ_LEN
+    #[arg(long, default_value = "64x8")]
+    shape: String,
+    /// Train the embedding too (default: frozen, only the unembedding trains)
+    #[arg(long)]
+    trainable: bool,
+    #[arg(long = "impl", value_enum, default_value = "fused")]
+    implementation: embgraft::bench::Impl,
+    #[arg(long, default_value_t = 50257)]
+    vocab: usize,
+    #[arg(long, default_value_t = 768)]
+    dim: usize,
+    /// Timed steps
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Batches shared with bench/model1_bench.py; written from --corpus (GPT-2 BPE) when missing
+    #[arg(long)]
+    batches: PathBuf,
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    fn run(&self) -> anyhow::Result<()> {
+        let (b, t) = self
+            .shape
+            .split_once('x')
+            .and_then(|(b, t)| Some((b.parse::<usize>().ok()?, t.parse::<usize>().ok()?)))
+            .filter(|&(b, t)| b > 0 && t > 0)
+            .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", self.shape))?;
+        if !self.batches.exists() {
+            let corpus = self.corpus.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
+            let tokens = embgraft::corpus::Tokenizer::gpt2()?.encode(&embgraft::corpus::read_text(corpus)?)?;
+            let batches = embgraft::bench::make_batches(&tokens, self.steps + self.warmup, b, t, 0);
+            embgraft::bench::save_batches(&self.batches, &batches, b, t)?;
+        }
+        let (batches, fb, ft) = embgraft::bench::load_batches(&self.batches)?;
+        if (fb, ft) != (b, t) {
+            anyhow::bail!(
+                "{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file",
+                self.batches.display()
+            );
+        }
+        let r = embgraft::bench::run(
+            &batches,
+            b,
+            t,
+            self.vocab,
+            self.dim,
+            self.trainable,
+            self.implementation,
+            self.warmup,
+        )?;
+        println!("{}", serde_json::to_string(&r)?);
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -283,6 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             report_written(&args.out_dir(), &args.run(&cfg)?);
         }
+        Command::Bench(args) => args.run()?,
         Command::Inspect { path, tensor } => {
             let files = embgraft::donor::locate(&path)?;
             let donor = Donor::open(&files.weights)?;

@@ -54,10 +54,20 @@ pub struct AdamW {
 impl AdamW {
     /// `params` are the trainable parameters only.
     pub fn new(params: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
+        Self::with(params, cfg, true)
+    }
+
+    /// The same update written with plain tensor ops on every device: the reference the fused
+    /// CPU pass is tested and benchmarked against.
+    pub fn new_unfused(params: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
+        Self::with(params, cfg, false)
+    }
+
+    fn with(params: Vec<Var>, cfg: AdamWConfig, fused: bool) -> Result<Self> {
         let slots = params
             .into_iter()
             .map(|param| {
-                let moments = if param.device().is_cpu() {
+                let moments = if fused && param.device().is_cpu() {
                     let n = param.elem_count();
                     Moments::Host { m: vec![0.0; n], v: vec![0.0; n] }
                 } else {
@@ -238,9 +248,10 @@ mod tests {
         let theta0 = [1.0f32, -2.0, 0.5, 3.0];
         let gs = [[0.5f32, -1.0, 0.0, 2.0], [-0.25, 0.5, 1e-3, 2.0], [1.0, 1.0, -1.0, 0.0]];
         // First step by hand: θ(1 − lr·wd) − lr·g/(|g| + eps) = 1·0.95 − 0.1 = 0.85 for θ0 = 1, g = 0.5.
-        for dense in [true, false] {
+        for (dense, fused) in [(true, true), (false, true), (true, false), (false, false)] {
             let p = Var::from_slice(&theta0, (2, 2), &Device::Cpu).unwrap();
-            let mut opt = AdamW::new(vec![p.clone()], c).unwrap();
+            let mut opt =
+                if fused { AdamW::new(vec![p.clone()], c) } else { AdamW::new_unfused(vec![p.clone()], c) }.unwrap();
             for g in &gs {
                 let grad = if dense {
                     Grad::Dense(Tensor::from_slice(g, (2, 2), &Device::Cpu).unwrap())

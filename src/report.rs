@@ -27,7 +27,7 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     let curves = mean_curves(&s.runs);
     let refs = &s.inputs.bigram;
     write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, refs, cfg)?.as_bytes())?;
-    plot_png(&out.join("loss-curves.png"), &curves, refs, cfg)?;
+    png_atomic(&out.join("loss-curves.png"), SIZE, |area| draw(area, &curves, refs, cfg))?;
     let drift = drift_table(&s.runs);
     if !drift.is_empty() {
         write_drift_plots(out, &drift)?;
@@ -285,10 +285,19 @@ fn write_drift_plots(out: &Path, table: &DriftTable) -> Result<()> {
     let mut svg = String::new();
     draw_drift(SVGBackend::with_string(&mut svg, size).into_drawing_area(), table)?;
     write_atomic(&out.join("drift.svg"), svg.as_bytes())?;
-    let path = out.join("drift.png");
+    png_atomic(&out.join("drift.png"), size, |area| draw_drift(area, table))
+}
+
+/// Draws a PNG into a temporary file beside `path` (the encoder picks the format from the
+/// extension), then renames it into place; a failed drawing leaves no file behind.
+fn png_atomic(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
-    let done = draw_drift(BitMapBackend::new(&tmp, size).into_drawing_area(), table).and_then(|_| {
-        std::fs::rename(&tmp, &path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
+    let done = draw(BitMapBackend::new(&tmp, size).into_drawing_area()).and_then(|_| {
+        std::fs::rename(&tmp, path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
     });
     if done.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -300,20 +309,6 @@ fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig) -> Result<St
     let mut svg = String::new();
     draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, refs, cfg)?;
     Ok(svg)
-}
-
-/// Draws the PNG into a temporary file beside `path` (the encoder picks the format from the
-/// extension), then renames it into place.
-fn plot_png(path: &Path, curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
-    let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), curves, refs, cfg);
-    let done = drawn.and_then(|_| {
-        std::fs::rename(&tmp, path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
 }
 
 fn fmt_loss(v: Option<f64>) -> String {

@@ -1,0 +1,172 @@
+//! `embgraft bench`: times Model 1's training step (forward, loss, backward, AdamW) at a given
+//! shape, frozen or trainable, the fused way or the plain way, on batches that
+//! `bench/model1_bench.py` (the PyTorch reference) reads too. One (shape, mode) per process, so
+//! the peak RSS belongs to that configuration alone.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::loss::TokenCounts;
+use crate::model::{Grad, Model1};
+use crate::optim::{AdamW, AdamWConfig};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Impl {
+    /// Distinct-token cross-entropy, hand-derived gradients, no input gradient when frozen,
+    /// one-pass AdamW.
+    Fused,
+    /// candle's autograd over every position, `cross_entropy`, tensor-op AdamW.
+    Plain,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    pub implementation: String,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub trainable: bool,
+    pub steps: usize,
+    pub median_step_s: f64,
+    pub tokens_per_s: f64,
+    pub peak_rss_mb: f64,
+    pub final_loss: f64,
+}
+
+/// Batches of `steps` x `batch` windows of `seq_len + 1` tokens, from `tokens` at random places.
+pub fn make_batches(tokens: &[u32], steps: usize, batch: usize, seq_len: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..steps)
+        .map(|_| {
+            (0..batch)
+                .flat_map(|_| {
+                    let s = rng.gen_range(0..tokens.len() - seq_len - 1);
+                    tokens[s..s + seq_len + 1].to_vec()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Writes batches as an I64 tensor (steps, batch, seq_len + 1), the layout the PyTorch script reads.
+pub fn save_batches(path: &Path, batches: &[Vec<u32>], batch: usize, seq_len: usize) -> Result<()> {
+    let bytes: Vec<u8> = batches.iter().flatten().flat_map(|&t| (t as i64).to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::I64, vec![batches.len(), batch, seq_len + 1], &bytes)
+        .map_err(|e| Error::Output(e.to_string()))?;
+    let data =
+        safetensors::serialize([("tokens".to_string(), view)], None).map_err(|e| Error::Output(e.to_string()))?;
+    crate::util::write_atomic(path, &data)
+}
+
+pub fn load_batches(path: &Path) -> Result<(Vec<Vec<u32>>, usize, usize)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    let t = st.tensor("tokens").map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    let &[_, batch, window] = t.shape() else {
+        return Err(Error::Input(format!("{}: tokens must be (steps, batch, seq_len + 1)", path.display())));
+    };
+    let ids: Vec<u32> = t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect();
+    Ok((ids.chunks(batch * window).map(|c| c.to_vec()).collect(), batch, window - 1))
+}
+
+/// Peak resident set size of this process so far, in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Times one step per batch after `warmup` untimed ones.
+pub fn run(
+    batches: &[Vec<u32>],
+    batch: usize,
+    seq_len: usize,
+    vocab: usize,
+    dim: usize,
+    trainable: bool,
+    imp: Impl,
+    warmup: usize,
+) -> Result<BenchResult> {
+    let dev = Device::Cpu;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let model = Model1::random(vocab, dim, &mut rng.clone(), &mut rng, &dev)?;
+    let mut params = vec![model.lm_head.clone()];
+    if trainable {
+        params.insert(0, model.wte.clone());
+    }
+    let mut opt = match imp {
+        Impl::Fused => AdamW::new(params, AdamWConfig::default())?,
+        Impl::Plain => AdamW::new_unfused(params, AdamWConfig::default())?,
+    };
+    let mut times = Vec::new();
+    let mut loss = 0.0;
+    for (i, b) in batches.iter().enumerate() {
+        let (mut xs, mut ys) = (Vec::with_capacity(batch * seq_len), Vec::with_capacity(batch * seq_len));
+        for w in b.chunks(seq_len + 1) {
+            xs.extend_from_slice(&w[..seq_len]);
+            ys.extend_from_slice(&w[1..]);
+        }
+        let t0 = Instant::now();
+        let (l, grads) = match imp {
+            Impl::Fused => model.loss_and_grads(&TokenCounts::from_pairs(&xs, &ys), trainable)?,
+            Impl::Plain => model.loss_and_grads_autograd(&xs, &ys, trainable)?,
+        };
+        let mut gs = vec![Grad::Dense(grads.lm_head)];
+        if let Some(g) = grads.wte {
+            gs.insert(0, g);
+        }
+        opt.step(&gs.iter().collect::<Vec<_>>())?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        loss = l;
+    }
+    if times.is_empty() {
+        return Err(Error::Input("bench needs more batches than --warmup".into()));
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok(BenchResult {
+        implementation: format!("embgraft-{}", serde_json::to_value(imp).unwrap().as_str().unwrap()),
+        batch,
+        seq_len,
+        trainable,
+        steps: times.len(),
+        median_step_s: median,
+        tokens_per_s: (batch * seq_len) as f64 / median,
+        peak_rss_mb: peak_rss_mb(),
+        final_loss: loss,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_fused_matches_plain() {
+        let tokens: Vec<u32> = (0..5000).map(|i| (i * 7 % 97) as u32).collect();
+        let batches = make_batches(&tokens, 6, 4, 5, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.safetensors");
+        save_batches(&p, &batches, 4, 5).unwrap();
+        let (back, b, t) = load_batches(&p).unwrap();
+        assert_eq!((back.clone(), b, t), (batches, 4, 5));
+        for trainable in [false, true] {
+            let fused = run(&back, 4, 5, 97, 16, trainable, Impl::Fused, 1).unwrap();
+            let plain = run(&back, 4, 5, 97, 16, trainable, Impl::Plain, 1).unwrap();
+            assert_eq!(fused.steps, 5);
+            assert!((fused.final_loss - plain.final_loss).abs() < 1e-4, "{} vs {}", fused.final_loss, plain.final_loss);
+            assert!(fused.tokens_per_s > 0.0 && fused.peak_rss_mb > 0.0);
+        }
+    }
+}
