@@ -85,17 +85,22 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Times one step per batch after `warmup` untimed ones.
-pub fn run(
-    batches: &[Vec<u32>],
-    batch: usize,
-    seq_len: usize,
-    vocab: usize,
-    dim: usize,
-    trainable: bool,
-    imp: Impl,
-    warmup: usize,
-) -> Result<BenchResult> {
+/// What one measurement times.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub vocab: usize,
+    pub dim: usize,
+    pub trainable: bool,
+    pub imp: Impl,
+    /// Untimed steps first.
+    pub warmup: usize,
+}
+
+/// Times one step per batch after `spec.warmup` untimed ones.
+pub fn run(batches: &[Vec<u32>], spec: Spec) -> Result<BenchResult> {
+    let Spec { batch, seq_len, vocab, dim, trainable, imp, warmup } = spec;
     let dev = Device::Cpu;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let model = Model1::random(vocab, dim, &mut rng.clone(), &mut rng, &dev)?;
@@ -162,8 +167,9 @@ mod tests {
         let (back, b, t) = load_batches(&p).unwrap();
         assert_eq!((back.clone(), b, t), (batches, 4, 5));
         for trainable in [false, true] {
-            let fused = run(&back, 4, 5, 97, 16, trainable, Impl::Fused, 1).unwrap();
-            let plain = run(&back, 4, 5, 97, 16, trainable, Impl::Plain, 1).unwrap();
+            let spec = Spec { batch: 4, seq_len: 5, vocab: 97, dim: 16, trainable, imp: Impl::Fused, warmup: 1 };
+            let fused = run(&back, spec).unwrap();
+            let plain = run(&back, Spec { imp: Impl::Plain, ..spec }).unwrap();
             assert_eq!(fused.steps, 5);
             assert!((fused.final_loss - plain.final_loss).abs() < 1e-4, "{} vs {}", fused.final_loss, plain.final_loss);
             assert!(fused.tokens_per_s > 0.0 && fused.peak_rss_mb > 0.0);
