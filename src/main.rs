@@ -92,16 +92,16 @@ impl BenchArgs {
                 self.batches.display()
             );
         }
-        let r = embgraft::bench::run(
-            &batches,
-            b,
-            t,
-            self.vocab,
-            self.dim,
-            self.trainable,
-            self.implementation,
-            self.warmup,
-        )?;
+        let spec = embgraft::bench::Spec {
+            batch: b,
+            seq_len: t,
+            vocab: self.vocab,
+            dim: self.dim,
+            trainable: self.trainable,
+            imp: self.implementation,
+            warmup: self.warmup,
+        };
+        let r = embgraft::bench::run(&batches, spec)?;
         println!("{}", serde_json::to_string(&r)?);
         Ok(())
     }
