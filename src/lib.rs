@@ -3,8 +3,9 @@
 //!
 //! The data path, one file per stage:
 //! text -> tokens -> windows ([`corpus`]) -> donor matrix ([`donor`]) -> [`graft`] into the
-//! [`model`] -> [`loss`] -> [`optim`] (AdamW) -> one run ([`train`]) -> the grid of runs
-//! ([`experiment`]) -> [`report`].
+//! [`model`] -> [`loss`] -> [`optim`] (AdamW) -> one run ([`train`], saved by [`checkpoint`])
+//! -> the grid of runs ([`experiment`]) -> statistics ([`stats`], [`baseline`], [`drift`])
+//! -> [`report`]. [`bench`] times the training step.
 
 pub mod baseline;
 pub mod bench;

@@ -1,4 +1,4 @@
-//! One run: one configuration (A-D) with one seed. A flat loop: batches -> loss and gradients
+//! One run: one configuration (A-H) with one seed. A flat loop: batches -> loss and gradients
 //! -> AdamW, with an evaluation of the whole test set at every epoch's end (and every
 //! `eval_every` steps when set).
 
