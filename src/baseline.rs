@@ -56,12 +56,17 @@ fn counts(data: &Dataset, windows: &[usize]) -> TokenCounts {
     TokenCounts::from_pairs(&xs, &ys)
 }
 
-/// k from a log grid (1e-4 .. 10), scored on every tenth training window with the counts of
-/// the other nine tenths; then the table is refitted on all training windows.
+/// k from a log grid (1e-4 .. 10), scored on the training windows that start in the last tenth
+/// of the training text, with the counts of the training windows that end before it (so the
+/// two never share a token position, whatever the split); then the table is refitted on all
+/// training windows.
 pub fn bigram(data: &Dataset, vocab: usize) -> Bigram {
     let train = counts(data, &data.train);
-    let held: Vec<usize> = data.train.iter().copied().skip(9).step_by(10).collect();
-    let kept: Vec<usize> = data.train.iter().enumerate().filter(|(i, _)| i % 10 != 9).map(|(_, &w)| w).collect();
+    let mut starts = data.train.clone();
+    starts.sort_unstable();
+    let cut = starts[starts.len() * 9 / 10];
+    let held: Vec<usize> = starts.iter().copied().filter(|&s| s >= cut).collect();
+    let kept: Vec<usize> = starts.iter().copied().filter(|&s| s + data.seq_len < cut).collect();
     let (held, kept) = (counts(data, &held), counts(data, &kept));
     let grid = (0..=20).map(|i| 10f64.powf(-4.0 + 0.25 * i as f64));
     let k = grid
