@@ -43,7 +43,7 @@ pub enum Source {
 }
 
 impl Letter {
-    pub const ALL: [Letter; 4] = [Letter::A, Letter::B, Letter::C, Letter::D];
+    pub const LECTURE: [Letter; 4] = [Letter::A, Letter::B, Letter::C, Letter::D];
     pub const WITH_CONTROLS: [Letter; 8] =
         [Letter::A, Letter::B, Letter::C, Letter::D, Letter::E, Letter::F, Letter::G, Letter::H];
 
@@ -173,7 +173,7 @@ impl Default for ExperimentConfig {
             eval_every: None,
             optimizer: AdamWConfig::default(),
             graft_scale: GraftScale::Keep,
-            configs: Letter::ALL.to_vec(),
+            configs: Letter::LECTURE.to_vec(),
             seed: 0,
             seeds: 3,
             sample_tokens: 60,
