@@ -333,6 +333,18 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
         check_out_dir(out, ctl.force)?;
     }
     let inputs = load_inputs(cfg)?;
+    run_grid(cfg, &inputs, &dev, out, ctl, started)
+}
+
+/// The grid of runs on inputs already read and checked.
+fn run_grid(
+    cfg: &ExperimentConfig,
+    inputs: &Inputs,
+    dev: &Device,
+    out: &Path,
+    ctl: &Control,
+    started: Instant,
+) -> Result<Summary> {
     let info = inputs.summary(cfg);
 
     let seeds: Vec<u64> = (cfg.seed..cfg.seed + cfg.seeds as u64).collect();
@@ -401,7 +413,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
         train_eval: &inputs.train_eval_counts,
         input_freq: &inputs.input_freq,
         donor: &inputs.embedding,
-        device: &dev,
+        device: dev,
     };
     let mut results = Vec::new();
     let mut interrupted = false;
@@ -494,22 +506,21 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     }
     let one = |c: &String| ExperimentConfig { corpora: vec![c.clone()], ..cfg.clone() };
     // Every corpus is read and cut before anything is written: bad input leaves no files.
+    let dev = device(&cfg.device)?;
     if !ctl.resume {
         check_out_dir(out, ctl.force)?;
     }
-    for c in &cfg.corpora {
-        load_inputs(&one(c))?;
-    }
+    let all_inputs = cfg.corpora.iter().map(|c| load_inputs(&one(c))).collect::<Result<Vec<_>>>()?;
     create_out_dir(out)?;
     crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     let mut done = Vec::new();
-    for (c, name) in cfg.corpora.iter().zip(names) {
+    for ((c, name), inputs) in cfg.corpora.iter().zip(names).zip(&all_inputs) {
         eprintln!("== corpus {name} ({c}) ==");
         let sub = out.join(&name);
         // A corpus not started before an interruption starts fresh when resuming.
         let resume = ctl.resume && sub.join("config.toml").is_file();
         let sub_ctl = Control { force: true, resume, should_stop: ctl.should_stop };
-        match compare(&one(c), &sub, &sub_ctl) {
+        match run_grid(&one(c), inputs, &dev, &sub, &sub_ctl, Instant::now()) {
             Ok(s) => done.push((name, s)),
             Err(e @ Error::Interrupted(_)) => {
                 crate::report::write_corpora(out, cfg, &done)?;
