@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::loss::TokenCounts;
-use crate::model::{Grad, Model1};
+use crate::model::Model1;
 use crate::optim::{AdamW, AdamWConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -104,10 +104,7 @@ pub fn run(batches: &[Vec<u32>], spec: Spec) -> Result<BenchResult> {
     let dev = Device::Cpu;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let model = Model1::random(vocab, dim, &mut rng.clone(), &mut rng, &dev)?;
-    let mut params = vec![model.lm_head.clone()];
-    if trainable {
-        params.insert(0, model.wte.clone());
-    }
+    let params = model.trainable(trainable);
     let mut opt = match imp {
         Impl::Fused => AdamW::new(params, AdamWConfig::default())?,
         Impl::Plain => AdamW::new_unfused(params, AdamWConfig::default())?,
@@ -125,11 +122,7 @@ pub fn run(batches: &[Vec<u32>], spec: Spec) -> Result<BenchResult> {
             Impl::Fused => model.loss_and_grads(&TokenCounts::from_pairs(&xs, &ys), trainable)?,
             Impl::Plain => model.loss_and_grads_autograd(&xs, &ys, trainable)?,
         };
-        let mut gs = vec![Grad::Dense(grads.lm_head)];
-        if let Some(g) = grads.wte {
-            gs.insert(0, g);
-        }
-        opt.step(&gs.iter().collect::<Vec<_>>())?;
+        opt.step(&grads.into_list().iter().collect::<Vec<_>>())?;
         if i >= warmup {
             times.push(t0.elapsed().as_secs_f64());
         }

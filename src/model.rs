@@ -51,6 +51,13 @@ pub struct Grads {
     pub lm_head: Tensor,
 }
 
+impl Grads {
+    /// The gradients in [`Model1::trainable`]'s order, as the optimizer takes them.
+    pub fn into_list(self) -> Vec<Grad> {
+        self.wte.into_iter().chain([Grad::Dense(self.lm_head)]).collect()
+    }
+}
+
 impl Model1 {
     /// PyTorch's default initialisation: Embedding ~ N(0, 1); Linear ~ U(±1/sqrt(d)) (kaiming
     /// uniform with a = sqrt(5) reduces to this bound). Each draws from its own stream, so A
@@ -70,6 +77,13 @@ impl Model1 {
             wte: Var::from_tensor(&Tensor::from_vec(wte, (vocab, dim), device)?)?,
             lm_head: Var::from_tensor(&Tensor::from_vec(head, (vocab, dim), device)?)?,
         })
+    }
+
+    /// The parameters AdamW gets: the head always, the embedding only when it trains (a
+    /// frozen parameter is never handed to the optimizer).
+    pub fn trainable(&self, train_wte: bool) -> Vec<Var> {
+        let wte = train_wte.then(|| self.wte.clone());
+        wte.into_iter().chain([self.lm_head.clone()]).collect()
     }
 
     pub fn vocab(&self) -> usize {

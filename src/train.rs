@@ -162,11 +162,7 @@ pub fn run(
     let wte_start: Option<Vec<f32>> = if frozen { Some(model.wte.flatten_all()?.to_vec1()?) } else { None };
 
     // A frozen parameter is not differentiated and not given to the optimizer.
-    let mut trainable = vec![model.lm_head.clone()];
-    if !frozen {
-        trainable.insert(0, model.wte.clone());
-    }
-    let mut opt = AdamW::new(trainable, cfg.optimizer)?;
+    let mut opt = AdamW::new(model.trainable(!frozen), cfg.optimizer)?;
 
     let planned = planned_steps(cfg, data.train.len());
     let eval_every = cfg.eval_interval(planned, data.train.len().div_ceil(cfg.batch_size));
@@ -202,11 +198,7 @@ pub fn run(
                 break 'epochs;
             }
             last_finite = Some(loss);
-            let mut gs = vec![crate::model::Grad::Dense(grads.lm_head)];
-            if let Some(g) = grads.wte {
-                gs.insert(0, g);
-            }
-            opt.step(&gs.iter().collect::<Vec<_>>())?;
+            opt.step(&grads.into_list().iter().collect::<Vec<_>>())?;
             step += 1;
             acc += loss;
             n_acc += 1;
