@@ -1,6 +1,7 @@
 //! Checkpoints: a run's [`Checkpoint`] as one safetensors file. Tensors hold the parameters
-//! (`wte`, `lm_head`) and AdamW moments (`m.0`, `v.0`, …); the header's metadata holds the
-//! counters, the RNG position and the curve so far as JSON (floats round-trip exactly).
+//! (`param.wte`, `param.h.0.ln_1.weight`, …) and AdamW moments (`m.0`, `v.0`, …); the header's
+//! metadata holds the counters, the RNG position, the optimizer's parameter order, thaws and
+//! the curve so far as JSON (floats round-trip exactly).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +10,8 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::train::{Checkpoint, Point};
+use crate::graft::FrozenCheck;
+use crate::train::{Checkpoint, Point, Thaw};
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -20,7 +22,11 @@ struct Meta {
     shuffle_word_pos: String,
     points: Vec<Point>,
     last_finite_loss: Option<f64>,
-    moments: usize,
+    params: Vec<String>,
+    slots: Vec<String>,
+    slot_steps: Vec<u64>,
+    thaws: Vec<Thaw>,
+    frozen_checks: Vec<FrozenCheck>,
 }
 
 const META_KEY: &str = "embgraft.checkpoint";
@@ -39,10 +45,13 @@ pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
         shuffle_word_pos: c.shuffle_word_pos.to_string(),
         points: c.points.clone(),
         last_finite_loss: c.last_finite_loss,
-        moments: c.moments.len(),
+        params: c.params.iter().map(|(n, _)| n.clone()).collect(),
+        slots: c.slots.clone(),
+        slot_steps: c.slot_steps.clone(),
+        thaws: c.thaws.clone(),
+        frozen_checks: c.frozen_checks.clone(),
     };
-    let mut named: Vec<(String, Vec<u8>)> =
-        vec![("wte".into(), to_bytes(&c.wte)), ("lm_head".into(), to_bytes(&c.lm_head))];
+    let mut named: Vec<(String, Vec<u8>)> = c.params.iter().map(|(n, v)| (format!("param.{n}"), to_bytes(v))).collect();
     for (i, (m, v)) in c.moments.iter().enumerate() {
         named.push((format!("m.{i}"), to_bytes(m)));
         named.push((format!("v.{i}"), to_bytes(v)));
@@ -85,8 +94,13 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         }
         Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     };
-    let moments =
-        (0..meta.moments).map(|i| Ok((read(&format!("m.{i}"))?, read(&format!("v.{i}"))?))).collect::<Result<_>>()?;
+    if meta.slot_steps.len() != meta.slots.len() {
+        return Err(bad("optimizer state is inconsistent".into()));
+    }
+    let moments = (0..meta.slots.len())
+        .map(|i| Ok((read(&format!("m.{i}"))?, read(&format!("v.{i}"))?)))
+        .collect::<Result<_>>()?;
+    let params = meta.params.iter().map(|n| Ok((n.clone(), read(&format!("param.{n}"))?))).collect::<Result<_>>()?;
     Ok(Checkpoint {
         epoch: meta.epoch,
         step: meta.step,
@@ -94,9 +108,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         shuffle_word_pos: meta.shuffle_word_pos.parse().map_err(|_| bad("bad RNG position".into()))?,
         points: meta.points,
         last_finite_loss: meta.last_finite_loss,
-        wte: read("wte")?,
-        lm_head: read("lm_head")?,
+        params,
+        slots: meta.slots,
+        slot_steps: meta.slot_steps,
         moments,
+        thaws: meta.thaws,
+        frozen_checks: meta.frozen_checks,
     })
 }
 
@@ -119,16 +136,19 @@ mod tests {
                 train_eval_loss: Some(2.5),
             }],
             last_finite_loss: Some(1.0 / 3.0),
-            wte: vec![1.5, -0.0, f32::MIN_POSITIVE],
-            lm_head: vec![2.0; 3],
+            params: vec![("wte".into(), vec![1.5, -0.0, f32::MIN_POSITIVE]), ("h.0.ln_1.bias".into(), vec![2.0; 3])],
+            slots: vec!["h.0.ln_1.bias".into()],
+            slot_steps: vec![9],
             moments: vec![(vec![0.1; 3], vec![0.2; 3])],
+            thaws: vec![Thaw { step: 8, epoch: 1, params: vec!["h.0.ln_1.bias".into()] }],
+            frozen_checks: Vec::new(),
         };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.safetensors");
         save(&p, &c).unwrap();
         let back = load(&p).unwrap();
         assert_eq!(back, c);
-        assert_eq!(back.wte[1].to_bits(), (-0.0f32).to_bits());
+        assert_eq!(back.params[0].1[1].to_bits(), (-0.0f32).to_bits());
         std::fs::write(&p, b"garbage").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("delete it"));
     }

@@ -120,6 +120,148 @@ pub enum Protocol {
     Honest,
 }
 
+/// Which network trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// The course's Model 1: embedding -> GELU -> unembedding.
+    #[default]
+    Model1,
+    /// A GPT-2-style decoder with attention (see `model5.rs`).
+    Model5,
+}
+
+/// Sizes of Model 5; None = from the donor (`config.json`, else the embedding's width) or the
+/// protocol (`context` = `seq_len`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Model5Sizes {
+    pub layers: usize,
+    pub heads: Option<usize>,
+    pub dim: Option<usize>,
+    pub context: Option<usize>,
+    /// Head tied to `wte`, as GPT-2.
+    pub tied: bool,
+}
+
+impl Default for Model5Sizes {
+    fn default() -> Self {
+        Model5Sizes { layers: 2, heads: None, dim: None, context: None, tied: true }
+    }
+}
+
+/// A point in training: `N` epochs, or `Nsteps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Span {
+    Epochs(usize),
+    Steps(usize),
+}
+
+impl Span {
+    pub fn steps(self, steps_per_epoch: usize) -> usize {
+        match self {
+            Span::Epochs(n) => n * steps_per_epoch,
+            Span::Steps(n) => n,
+        }
+    }
+}
+
+impl FromStr for Span {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: usize = num.parse().map_err(|_| Error::Input(format!("'{s}' is not N, Nepochs or Nsteps")))?;
+        let span = match unit.trim() {
+            "" | "e" | "epoch" | "epochs" => Span::Epochs(n),
+            "s" | "step" | "steps" => Span::Steps(n),
+            _ => return Err(Error::Input(format!("'{s}' is not N, Nepochs or Nsteps"))),
+        };
+        if n == 0 {
+            return Err(Error::Input(format!("'{s}': give at least 1")));
+        }
+        Ok(span)
+    }
+}
+
+/// A learning rate for the parameters a pattern names (`--lr-group 'h.*=3e-4'`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LrGroup {
+    pub pattern: String,
+    pub lr: f64,
+}
+
+impl FromStr for LrGroup {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Input(format!("--lr-group {s} is not PATTERN=LR, e.g. 'h.*=3e-4'"));
+        let (p, lr) = s.rsplit_once('=').ok_or_else(bad)?;
+        let lr: f64 = lr.trim().parse().map_err(|_| bad())?;
+        if !(lr >= 0.0 && lr.is_finite()) || p.trim().is_empty() {
+            return Err(bad());
+        }
+        Ok(LrGroup { pattern: p.trim().into(), lr })
+    }
+}
+
+/// What a configuration letter grafts and freezes: the lecture's 2x2 design over any parts.
+/// A = (graft_base, freeze_base), B = (graft, freeze), C = (graft, freeze_base),
+/// D = (graft_base, freeze). With the defaults that is exactly the course's A-D on `wte`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    pub graft: String,
+    pub freeze: String,
+    pub graft_base: String,
+    pub freeze_base: String,
+}
+
+impl Default for Grid {
+    fn default() -> Self {
+        Grid { graft: "wte".into(), freeze: "wte".into(), graft_base: "none".into(), freeze_base: "none".into() }
+    }
+}
+
+impl Grid {
+    /// (graft patterns, freeze patterns) of a letter; E-H graft and freeze like C and B.
+    pub fn cell(&self, l: Letter) -> (&str, &str) {
+        let g = if l.copied() { &self.graft } else { &self.graft_base };
+        let f = if l.frozen() { &self.freeze } else { &self.freeze_base };
+        (g, f)
+    }
+
+    /// Parses `graft=none,wte freeze=none,wte` (each axis one or two values, the first the
+    /// baseline) into `self`.
+    pub fn parse_into(&mut self, spec: &str) -> Result<()> {
+        for axis in spec.split_whitespace() {
+            let (key, vals) = axis
+                .split_once('=')
+                .ok_or_else(|| Error::Input(format!("--grid {axis}: write graft=A,B or freeze=A,B")))?;
+            // Values are pattern lists themselves, so they are separated by ';' when a value
+            // has several patterns (graft=none;wte,wpe), else by ','.
+            let vals: Vec<String> = if vals.contains(';') {
+                vals.split(';').map(|v| v.trim().to_string()).collect()
+            } else {
+                vals.split(',').map(|v| v.trim().to_string()).collect()
+            };
+            let (base, level) = match vals.as_slice() {
+                [one] => (one.clone(), one.clone()),
+                [a, b] => (a.clone(), b.clone()),
+                _ => {
+                    return Err(Error::Input(format!(
+                        "--grid {axis}: give one or two values per axis (a 2x2 grid is configs A-D);                          for more, run compare again with other values"
+                    )))
+                }
+            };
+            match key {
+                "graft" => (self.graft_base, self.graft) = (base, level),
+                "freeze" => (self.freeze_base, self.freeze) = (base, level),
+                _ => return Err(Error::Input(format!("--grid {axis}: the axes are graft and freeze"))),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything that defines an experiment. Two runs with equal configs give equal numbers.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ExperimentConfig {
@@ -154,6 +296,21 @@ pub struct ExperimentConfig {
     pub sample_tokens: usize,
     /// `cpu` or `cuda` / `cuda:N`.
     pub device: String,
+    #[serde(default)]
+    pub model: ModelKind,
+    #[serde(default)]
+    pub model5: Model5Sizes,
+    /// What each letter grafts and freezes (patterns over parameter names).
+    #[serde(default)]
+    pub grid: Grid,
+    /// Frozen parameters thaw after this long (None: frozen throughout).
+    #[serde(default)]
+    pub thaw_after: Option<Span>,
+    /// Thaw one layer group at a time, top first, this far apart (ULMFiT's gradual unfreezing).
+    #[serde(default)]
+    pub thaw_every: Option<Span>,
+    #[serde(default)]
+    pub lr_groups: Vec<LrGroup>,
 }
 
 impl Default for ExperimentConfig {
@@ -178,6 +335,12 @@ impl Default for ExperimentConfig {
             seeds: 3,
             sample_tokens: 60,
             device: "cpu".into(),
+            model: ModelKind::Model1,
+            model5: Model5Sizes::default(),
+            grid: Grid::default(),
+            thaw_after: None,
+            thaw_every: None,
+            lr_groups: Vec::new(),
         }
     }
 }
@@ -243,7 +406,60 @@ impl ExperimentConfig {
         if self.configs.is_empty() {
             return Err(Error::Input("--configs is empty; give letters from A,B,C,D".into()));
         }
+        if self.thaw_every.is_some() && self.thaw_after.is_none() {
+            return Err(Error::Input("--thaw-every needs --thaw-after (when the first group thaws)".into()));
+        }
+        match self.model {
+            ModelKind::Model1 => {
+                let g = &self.grid;
+                for (flag, v) in [("--graft", &g.graft), ("--graft", &g.graft_base)] {
+                    if !matches!(v.trim(), "wte" | "none" | "") {
+                        return Err(Error::Input(format!(
+                            "{flag} {v}: Model 1 can graft only wte; use --model model5 to graft other parts"
+                        )));
+                    }
+                }
+            }
+            ModelKind::Model5 => {
+                if let Some(l) = self.configs.iter().find(|l| !Letter::LECTURE.contains(l)) {
+                    return Err(Error::Input(format!(
+                        "config {l} is a Model 1 control; with --model model5 use A-D (set what they graft with --graft/--freeze/--grid)"
+                    )));
+                }
+                if self.model5.layers == 0 {
+                    return Err(Error::Input("--layers must be at least 1".into()));
+                }
+                if let Some(c) = self.model5.context {
+                    if c < self.seq_len {
+                        return Err(Error::Input(format!(
+                            "--context {c} is shorter than --seq-len {}; the model must see a whole window",
+                            self.seq_len
+                        )));
+                    }
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether configuration `l` grafts anything in this experiment.
+    pub fn grafts(&self, l: Letter) -> bool {
+        !matches!(self.grid.cell(l).0.trim(), "none" | "")
+    }
+
+    /// Whether configuration `l` freezes anything in this experiment.
+    pub fn freezes(&self, l: Letter) -> bool {
+        !matches!(self.grid.cell(l).1.trim(), "none" | "")
+    }
+
+    /// What a letter means in this experiment, for plans, legends and tables.
+    pub fn describe(&self, l: Letter) -> String {
+        let default = self.grid == Grid::default();
+        if self.model == ModelKind::Model1 || default {
+            return l.describe().to_string();
+        }
+        let (g, f) = self.grid.cell(l);
+        format!("graft {}, freeze {}", g, f)
     }
 
     pub fn to_toml(&self) -> String {
@@ -278,6 +494,12 @@ mod tests {
     fn config_round_trips_through_toml() {
         let mut c = ExperimentConfig::default().quick();
         c.corpora = vec!["x.txt".into(), "y.txt".into()];
+        c.model = ModelKind::Model5;
+        c.thaw_after = Some(Span::Steps(30));
+        c.lr_groups = vec!["h.*=3e-4".parse().unwrap()];
+        c.grid.parse_into("graft=none;wte,wpe freeze=none,wte").unwrap();
+        assert_eq!(c.grid.cell(Letter::B), ("wte,wpe", "wte"));
+        assert_eq!(c.grid.cell(Letter::D), ("none", "wte"));
         assert_eq!(ExperimentConfig::from_toml(&c.to_toml()).unwrap(), c);
     }
 
@@ -288,5 +510,21 @@ mod tests {
         assert_eq!(parse_letters("h").unwrap(), vec![Letter::H]);
         let msg = parse_letters("A,Q").unwrap_err().to_string();
         assert!(msg.contains("unknown configuration 'Q'"), "{msg}");
+    }
+
+    #[test]
+    fn spans_lr_groups_and_grids_parse_and_reject() {
+        assert_eq!("3".parse::<Span>().unwrap(), Span::Epochs(3));
+        assert_eq!("40steps".parse::<Span>().unwrap(), Span::Steps(40));
+        assert_eq!("2 epochs".parse::<Span>().unwrap(), Span::Epochs(2));
+        assert_eq!(Span::Epochs(2).steps(7), 14);
+        assert!("x".parse::<Span>().is_err() && "0".parse::<Span>().is_err() && "5min".parse::<Span>().is_err());
+        assert_eq!("h.*.attn=1e-4".parse::<LrGroup>().unwrap(), LrGroup { pattern: "h.*.attn".into(), lr: 1e-4 });
+        assert!("wte".parse::<LrGroup>().is_err() && "wte=-1".parse::<LrGroup>().is_err());
+        let mut g = Grid::default();
+        g.parse_into("graft=none,all freeze=wte").unwrap();
+        assert_eq!((g.cell(Letter::A), g.cell(Letter::C)), (("none", "wte"), ("all", "wte")));
+        assert!(g.parse_into("graft=none,wte,all").unwrap_err().to_string().contains("one or two values"));
+        assert!(g.parse_into("thaw=1").is_err());
     }
 }

@@ -35,12 +35,21 @@ pub struct DonorFiles {
     pub spec: String,
     pub weights: PathBuf,
     pub tokenizer: Option<PathBuf>,
+    /// The model's `config.json` (GPT-2's `n_embd`, `n_head`, …), when it has one.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
 }
 
 /// Resolves `--donor`: `gpt2` goes through the hub cache, anything else is a local path.
 pub fn locate(spec: &str) -> Result<DonorFiles> {
     if spec == "gpt2" || spec == GPT2_REPO {
-        return Ok(DonorFiles { spec: spec.into(), weights: fetch_gpt2()?, tokenizer: None });
+        let weights = fetch_gpt2()?;
+        // config.json is small and optional: Model 5 reads the head count from it.
+        let config = hf_hub::Cache::from_env().model(GPT2_REPO.to_string()).get("config.json").or_else(|| {
+            let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build().ok()?;
+            api.model(GPT2_REPO.to_string()).get("config.json").ok()
+        });
+        return Ok(DonorFiles { spec: spec.into(), weights, tokenizer: None, config });
     }
     let path = Path::new(spec);
     if !path.exists() {
@@ -56,10 +65,11 @@ pub fn locate(spec: &str) -> Result<DonorFiles> {
             )));
         }
         let tok = path.join("tokenizer.json");
-        return Ok(DonorFiles { spec: spec.into(), weights, tokenizer: tok.is_file().then_some(tok) });
+        let config = Some(path.join("config.json")).filter(|c| c.is_file());
+        return Ok(DonorFiles { spec: spec.into(), weights, tokenizer: tok.is_file().then_some(tok), config });
     }
-    let tok = path.parent().map(|p| p.join("tokenizer.json")).filter(|t| t.is_file());
-    Ok(DonorFiles { spec: spec.into(), weights: path.to_path_buf(), tokenizer: tok })
+    let near = |f: &str| path.parent().map(|p| p.join(f)).filter(|t| t.is_file());
+    Ok(DonorFiles { spec: spec.into(), weights: path.to_path_buf(), tokenizer: near("tokenizer.json"), config: near("config.json") })
 }
 
 fn fetch_gpt2() -> Result<PathBuf> {
@@ -175,9 +185,18 @@ impl Donor {
     /// Reads one 2-D tensor as f32 (F32, F16 and BF16 are accepted).
     pub fn embedding(&self, explicit: Option<&str>) -> Result<Embedding> {
         let name = self.embedding_name(explicit)?;
+        let t = self.read(&name)?;
+        let (rows, cols) = (t.shape[0], t.shape[1]);
+        if rows == 0 || cols == 0 {
+            return Err(Error::Donor(format!("tensor {name} is empty ({rows} x {cols})")));
+        }
+        Ok(Embedding { tensor: name, source_dtype: t.dtype, rows, cols, data: t.data })
+    }
+
+    /// Reads any tensor by its exact name, converted to f32.
+    pub fn read(&self, name: &str) -> Result<DonorTensor> {
         let st = self.parse()?;
-        let view = st.tensor(&name).map_err(|e| Error::Donor(format!("{name}: {e}")))?;
-        let (rows, cols) = (view.shape()[0], view.shape()[1]);
+        let view = st.tensor(name).map_err(|e| Error::Donor(format!("{name}: {e}")))?;
         let bytes = view.data();
         let data: Vec<f32> = match view.dtype() {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
@@ -185,14 +204,75 @@ impl Donor {
             Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
                 return Err(Error::Donor(format!(
-                    "tensor {name} is {other:?}; only F32, F16 and BF16 embeddings can be grafted"
+                    "tensor {name} is {other:?}; only F32, F16 and BF16 tensors can be grafted"
                 )))
             }
         };
-        if rows == 0 || cols == 0 {
-            return Err(Error::Donor(format!("tensor {name} is empty ({rows} x {cols})")));
+        Ok(DonorTensor { name: name.into(), dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec(), data })
+    }
+
+    /// The donor tensor standing for a model parameter named as in Hugging Face's GPT-2
+    /// (`h.0.attn.c_attn.weight`): that name with any prefix (`transformer.`), or, for the
+    /// position embedding, BERT's `position_embeddings.weight`. None when the donor has none.
+    pub fn find(&self, param: &str) -> Result<Option<String>> {
+        let infos = self.tensors()?;
+        let mut wanted = vec![param.to_string()];
+        if param == "wpe.weight" {
+            wanted.push("embeddings.position_embeddings.weight".into());
         }
-        Ok(Embedding { tensor: name, source_dtype: format!("{:?}", view.dtype()), rows, cols, data })
+        for w in &wanted {
+            let suffix = format!(".{w}");
+            let hits: Vec<&TensorInfo> = infos.iter().filter(|t| t.name == *w || t.name.ends_with(&suffix)).collect();
+            match hits.as_slice() {
+                [] => continue,
+                [one] => return Ok(Some(one.name.clone())),
+                many => {
+                    return Err(Error::Donor(format!(
+                        "{} has several tensors for {param}: {}; graft fewer parts",
+                        self.path.display(),
+                        many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Any donor tensor, converted to f32, row-major.
+#[derive(Debug, Clone)]
+pub struct DonorTensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// The sizes a GPT-2-style `config.json` gives (any field may be missing).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct DonorConfig {
+    #[serde(alias = "hidden_size")]
+    pub n_embd: Option<usize>,
+    #[serde(alias = "num_attention_heads")]
+    pub n_head: Option<usize>,
+    #[serde(alias = "num_hidden_layers")]
+    pub n_layer: Option<usize>,
+    pub n_positions: Option<usize>,
+    pub activation_function: Option<String>,
+    pub layer_norm_epsilon: Option<f64>,
+}
+
+impl DonorConfig {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Donor(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Donor(format!("{} is not a model config.json ({e}); remove it or fix it", path.display()))
+        })
     }
 }
 

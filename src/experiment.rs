@@ -22,7 +22,11 @@ pub struct Inputs {
     pub corpus_path: PathBuf,
     pub tokenizer: Tokenizer,
     pub donor_files: donor::DonorFiles,
+    /// The donor file, memory-mapped: Model 5 grafts more of it than the embedding.
+    pub donor: Donor,
     pub embedding: Embedding,
+    /// Model 5's sizes, resolved against the donor (None for Model 1).
+    pub model5: Option<crate::model5::Model5Config>,
     pub data: Dataset,
     pub test_counts: TokenCounts,
     pub train_eval_counts: TokenCounts,
@@ -54,6 +58,8 @@ pub struct InputSummary {
     /// Count-based references: the train floor H(next | current) and the add-k bigram's test loss.
     pub bigram: crate::baseline::Bigram,
     pub steps_per_run: usize,
+    #[serde(default)]
+    pub model: String,
 }
 
 pub fn device(name: &str) -> Result<Device> {
@@ -78,7 +84,12 @@ pub fn device(name: &str) -> Result<Device> {
 pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     cfg.validate()?;
     let donor_files = donor::locate(&cfg.donor)?;
-    let embedding = Donor::open(&donor_files.weights)?.embedding(cfg.tensor.as_deref())?;
+    let donor = Donor::open(&donor_files.weights)?;
+    let embedding = donor.embedding(cfg.tensor.as_deref())?;
+    let model5 = match cfg.model {
+        crate::config::ModelKind::Model5 => Some(model5_sizes(cfg, &donor_files, &embedding)?),
+        crate::config::ModelKind::Model1 => None,
+    };
 
     let tokenizer = match cfg.tokenizer.as_str() {
         "auto" => match &donor_files.tokenizer {
@@ -138,13 +149,59 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
         tokenizer,
         unused_rows: embedding.rows - ids,
         donor_files,
+        donor,
         embedding,
+        model5,
         data,
         test_counts,
         train_eval_counts,
         input_freq,
         bigram,
     })
+}
+
+/// Model 5's sizes: flags first, then the donor's `config.json` (width and heads), then the
+/// embedding's width; the context defaults to the window length.
+fn model5_sizes(
+    cfg: &ExperimentConfig,
+    files: &donor::DonorFiles,
+    emb: &Embedding,
+) -> Result<crate::model5::Model5Config> {
+    use crate::model5::{Activation, Model5Config};
+    let dc = match &files.config {
+        Some(p) => donor::DonorConfig::read(p)?,
+        None => donor::DonorConfig::default(),
+    };
+    let s = &cfg.model5;
+    let dim = s.dim.or(dc.n_embd).unwrap_or(emb.cols);
+    let heads = match (s.heads, dc.n_head) {
+        (Some(h), _) => h,
+        (None, Some(h)) if dc.n_embd == Some(dim) => h,
+        _ => {
+            // About 64 wide per head, as GPT-2, and dividing the width.
+            let mut h = (dim / 64).max(1);
+            while dim % h != 0 {
+                h -= 1;
+            }
+            h
+        }
+    };
+    let activation = match dc.activation_function.as_deref() {
+        Some("gelu") => Activation::Gelu,
+        _ => Activation::GeluNew,
+    };
+    let c = Model5Config {
+        vocab: emb.rows,
+        dim,
+        heads,
+        layers: s.layers,
+        context: s.context.unwrap_or(cfg.seq_len),
+        tied: s.tied,
+        activation,
+        layer_norm_eps: dc.layer_norm_epsilon.unwrap_or(1e-5),
+    };
+    c.validate()?;
+    Ok(c)
 }
 
 impl Inputs {
@@ -167,6 +224,7 @@ impl Inputs {
             test_positions_seen_in_training: self.data.leakage(),
             bigram: self.bigram.clone(),
             steps_per_run: train::planned_steps(cfg, self.data.train.len()),
+            model: train::model_label(cfg, self.model5.as_ref()),
         }
     }
 }
@@ -362,6 +420,7 @@ fn run_grid(
         info.train_windows,
         info.test_windows
     );
+    eprintln!("model: {}", info.model);
     eprintln!(
         "plan: {runs} runs (configs {} x seeds {:?}), {} steps each of batch {}, {} steps in all",
         cfg.configs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
@@ -414,11 +473,13 @@ fn run_grid(
         input_freq: &inputs.input_freq,
         donor: &inputs.embedding,
         device: dev,
+        donor_file: Some(&inputs.donor),
+        model5: inputs.model5.as_ref(),
     };
     let mut results = Vec::new();
     let mut interrupted = false;
     for (&(seed, letter), prior) in grid.iter().zip(priors) {
-        rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, runs, letter.describe());
+        rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, runs, cfg.describe(letter));
         let resume = match prior {
             Prior::Finished(r) => {
                 eprintln!("{} kept from the earlier run", rec.run_label);
@@ -550,7 +611,7 @@ fn corpus_name(path: &str) -> String {
 
 /// Two sentences (at most `cfg.sample_tokens` tokens) from the trained model, after "The".
 fn sample_text(
-    model: &crate::model::Model1,
+    model: &train::Net,
     tok: &Tokenizer,
     cfg: &ExperimentConfig,
     seed: u64,

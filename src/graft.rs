@@ -110,6 +110,110 @@ pub fn graft(param: &Var, donor: &Embedding) -> Result<CopyCheck> {
     compare(&donor.tensor, &donor.data, param.as_tensor())
 }
 
+/// Which parameters a list of patterns names, as a mask over `names`. Patterns are separated
+/// by commas; each is dot-separated parts matched against a parameter name's leading parts:
+/// a literal, `*` (any one part) or a range `0-5`. So `wte` names `wte.weight`, `h.0-5` every
+/// parameter of blocks 0 to 5, `h.*.attn.*` every attention weight and bias. `none` (or an
+/// empty list) names nothing, `all` everything. A pattern that names nothing is an error.
+pub fn select(patterns: &str, names: &[String], flag: &str) -> Result<Vec<bool>> {
+    let mut mask = vec![false; names.len()];
+    let list = patterns.trim();
+    if list.is_empty() || list == "none" {
+        return Ok(mask);
+    }
+    for pat in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if pat == "all" {
+            mask.iter_mut().for_each(|m| *m = true);
+            continue;
+        }
+        let parts: Vec<&str> = pat.split('.').collect();
+        let mut hit = false;
+        for (i, name) in names.iter().enumerate() {
+            let have: Vec<&str> = name.split('.').collect();
+            if parts.len() <= have.len() && parts.iter().zip(&have).all(|(p, h)| part_matches(p, h)) {
+                mask[i] = true;
+                hit = true;
+            }
+        }
+        if !hit {
+            return Err(Error::Input(format!(
+                "{flag} {pat} names no parameter; the model has {}",
+                summarise_names(names)
+            )));
+        }
+    }
+    Ok(mask)
+}
+
+fn part_matches(pat: &str, have: &str) -> bool {
+    if pat == "*" || pat == have {
+        return true;
+    }
+    match (pat.split_once('-'), have.parse::<usize>()) {
+        (Some((lo, hi)), Ok(n)) => match (lo.parse::<usize>(), hi.parse::<usize>()) {
+            (Ok(lo), Ok(hi)) => lo <= n && n <= hi,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// `wte, wpe, h.0-1.{…}, ln_f`: the model's parameter names, blocks folded.
+pub fn summarise_names(names: &[String]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let blocks = names.iter().filter_map(|n| n.strip_prefix("h.")?.split('.').next()?.parse::<usize>().ok()).max();
+    for n in names {
+        let module = n.trim_end_matches(".weight").trim_end_matches(".bias");
+        let short = match (n.strip_prefix("h."), blocks) {
+            (Some(_), Some(last)) => format!("h.0-{last}.*"),
+            _ => module.to_string(),
+        };
+        if !out.contains(&short) {
+            out.push(short);
+        }
+    }
+    out.join(", ")
+}
+
+/// One check standing for several tensors: passes only if every one does.
+pub fn sum_copy_checks(checks: &[CopyCheck]) -> Option<CopyCheck> {
+    match checks {
+        [] => None,
+        [one] => Some(one.clone()),
+        many => Some(CopyCheck {
+            tensor: format!("{} tensors", many.len()),
+            elements: many.iter().map(|c| c.elements).sum(),
+            max_abs_delta: many.iter().map(|c| c.max_abs_delta).fold(0.0, f32::max),
+            differing_bits: many.iter().map(|c| c.differing_bits).sum(),
+            donor_checksum: joint_checksum(many.iter().map(|c| c.donor_checksum.as_str())),
+            copy_checksum: joint_checksum(many.iter().map(|c| c.copy_checksum.as_str())),
+        }),
+    }
+}
+
+pub fn sum_frozen_checks(checks: &[FrozenCheck]) -> Option<FrozenCheck> {
+    match checks {
+        [] => None,
+        [one] => Some(one.clone()),
+        many => Some(FrozenCheck {
+            parameter: format!("{} parameters", many.len()),
+            elements: many.iter().map(|c| c.elements).sum(),
+            changed_elements: many.iter().map(|c| c.changed_elements).sum(),
+            checksum_before: joint_checksum(many.iter().map(|c| c.checksum_before.as_str())),
+            checksum_after: joint_checksum(many.iter().map(|c| c.checksum_after.as_str())),
+        }),
+    }
+}
+
+/// FNV-1a over the checksums in order: equal lists give equal results.
+fn joint_checksum<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in parts.flat_map(|p| p.bytes().chain([b'|'])) {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
 /// Bit-identity of a frozen parameter after training.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FrozenCheck {
@@ -196,6 +300,29 @@ mod tests {
         assert_eq!((k.data, what), (e.data.clone(), "donor wte.weight".to_string()));
         let (i, _) = prepare(&e, Source::Donor, GraftScale::Init, 0.5, &mut rng);
         assert!((i.data[1] / e.data[1] - i.data[7] / e.data[7]).abs() < 1e-6, "one factor for all");
+    }
+
+    #[test]
+    fn patterns_select_by_leading_parts_ranges_and_stars() {
+        let names: Vec<String> = ["wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.bias", "h.1.attn.c_proj.weight", "h.12.ln_1.weight", "ln_f.weight"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let on = |p: &str| -> Vec<usize> {
+            select(p, &names, "--graft").unwrap().iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect()
+        };
+        assert_eq!(on("wte"), vec![0]);
+        assert_eq!(on("wte,wpe"), vec![0, 1]);
+        assert_eq!(on("h.0-1"), vec![2, 3, 4]);
+        assert_eq!(on("h.*.attn.*"), vec![2, 4]);
+        assert_eq!(on("h.*.attn"), vec![2, 4]);
+        assert_eq!(on("h.2-20"), vec![5]);
+        assert_eq!(on("none"), Vec::<usize>::new());
+        assert_eq!(on("all").len(), 7);
+        // `h.1` is not a prefix match for block 12.
+        assert_eq!(on("h.1"), vec![4]);
+        let msg = select("h.7.mlp", &names, "--freeze").unwrap_err().to_string();
+        assert!(msg.contains("--freeze h.7.mlp names no parameter") && msg.contains("h.0-12.*"), "{msg}");
     }
 
     #[test]

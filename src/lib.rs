@@ -19,6 +19,7 @@ pub mod experiment;
 pub mod graft;
 pub mod loss;
 pub mod model;
+pub mod model5;
 pub mod optim;
 pub mod report;
 pub mod rng;

@@ -53,6 +53,18 @@ impl TokenCounts {
         c
     }
 
+    /// One row per position, each with its one target: the form for models whose logits
+    /// depend on more than the current token (Model 5). `tokens` holds the position index.
+    pub fn per_position(ys: &[u32]) -> Self {
+        TokenCounts {
+            tokens: (0..ys.len() as u32).collect(),
+            row_start: (0..=ys.len()).collect(),
+            targets: ys.to_vec(),
+            counts: vec![1; ys.len()],
+            positions: ys.len(),
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.tokens.len()
     }
@@ -116,6 +128,57 @@ pub fn cross_entropy_sum_ops(z: &Tensor, counts: &TokenCounts, grad: bool) -> Re
     let c_u = c.sum_keepdim(1)?; // (U, 1)
     let g = ((logp.exp()?.broadcast_mul(&c_u)? - c)? / counts.positions as f64)?;
     Ok((loss, Some(g)))
+}
+
+/// Mean cross-entropy of logits (N, V) against one target per row, as a scalar tensor that
+/// autograd differentiates: the forward pass computes the loss and keeps softmax − onehot
+/// (divided by N) from the same pass; backward hands that back. It replaces log-softmax,
+/// gather and their backward passes over (N, V) with one pass (CPU; other devices use
+/// candle's `cross_entropy`).
+pub fn cross_entropy_mean(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    if !logits.device().is_cpu() {
+        let y = Tensor::from_slice(targets, targets.len(), logits.device())?;
+        return Ok(candle_nn::loss::cross_entropy(logits, &y)?);
+    }
+    let op = CrossEntropyOp { counts: TokenCounts::per_position(targets), grad: Mutex::new(None) };
+    Ok(logits.apply_op1(op)?)
+}
+
+struct CrossEntropyOp {
+    counts: TokenCounts,
+    grad: Mutex<Option<Tensor>>,
+}
+
+impl candle_core::CustomOp1 for CrossEntropyOp {
+    fn name(&self) -> &'static str {
+        "cross-entropy-mean"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+        let CpuStorage::F32(buf) = storage else { candle_core::bail!("cross-entropy needs f32 logits") };
+        let (rows, vocab) = layout.shape().dims2()?;
+        if rows != self.counts.rows() {
+            candle_core::bail!("{rows} logit rows for {} targets", self.counts.rows());
+        }
+        let z: Vec<f32> = match layout.contiguous_offsets() {
+            Some((a, b)) => buf[a..b].to_vec(),
+            None => candle_core::bail!("cross-entropy needs contiguous logits"),
+        };
+        let z = Tensor::from_vec(z, (rows, vocab), &Device::Cpu)?;
+        let op = FusedCrossEntropy { counts: &self.counts, grad: true, loss: Mutex::new(0.0) };
+        z.inplace_op1(&op)?;
+        let mean = (*op.loss.lock().unwrap() / self.counts.positions as f64) as f32;
+        *self.grad.lock().unwrap() = Some(z);
+        Ok((CpuStorage::F32(vec![mean]), candle_core::Shape::from(())))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let g = self.grad.lock().unwrap().take();
+        match g {
+            Some(g) => Ok(Some(g.broadcast_mul(grad_res)?)),
+            None => candle_core::bail!("cross-entropy backward ran twice"),
+        }
+    }
 }
 
 struct FusedCrossEntropy<'a> {
@@ -199,6 +262,25 @@ mod tests {
         let g = g.unwrap().to_vec2::<f32>().unwrap();
         // (3 * p - counts) / 3 = [(0.75 - 1)/3, (2.25 - 2)/3]
         assert!((g[0][0] + 0.25 / 3.0).abs() < 1e-6 && (g[0][1] - 0.25 / 3.0).abs() < 1e-6, "{g:?}");
+    }
+
+    #[test]
+    fn autograd_op_matches_candle_cross_entropy() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (v, n) = (97, 33);
+        let z: Vec<f32> = (0..n * v).map(|_| rng.gen_range(-6.0..6.0)).collect();
+        let ys: Vec<u32> = (0..n).map(|_| rng.gen_range(0..v as u32)).collect();
+        let z = candle_core::Var::from_vec(z, (n, v), &Device::Cpu).unwrap();
+        let ours = cross_entropy_mean(z.as_tensor(), &ys).unwrap();
+        let g_ours = ours.backward().unwrap().get(z.as_tensor()).unwrap().clone();
+        let y = Tensor::from_slice(&ys, n, &Device::Cpu).unwrap();
+        let theirs = candle_nn::loss::cross_entropy(z.as_tensor(), &y).unwrap();
+        let g_theirs = theirs.backward().unwrap().get(z.as_tensor()).unwrap().clone();
+        let (a, b) = (ours.to_scalar::<f32>().unwrap(), theirs.to_scalar::<f32>().unwrap());
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        let diff = (g_ours - g_theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-7, "gradient differs by {diff}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use embgraft::experiment::Control;
 #[command(
     name = "embgraft",
     version,
-    about = "Graft pretrained token embeddings into Model 1, train frozen or trainable, and report"
+    about = "Graft pretrained embeddings (or any part of GPT-2) into Model 1 or a GPT-style Model 5, train frozen, trainable or thawing, and report"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run configurations A (random, trainable), B (copied, frozen), C (copied, trainable) and D (random, frozen)
+    /// Run configurations A (random, trainable), B (copied, frozen), C (copied, trainable) and D (random, frozen);
+    /// with --model model5, what they graft and freeze is set by --graft/--freeze/--grid
     Compare(RunArgs),
     /// Run one configuration, writing the same files as compare
     Train {
@@ -158,6 +159,42 @@ struct RunArgs {
     /// keep (the donor's values), unit (rescaled to std 1) or init (to the random init's std) [default: keep]
     #[arg(long, value_enum)]
     graft_scale: Option<embgraft::config::GraftScale>,
+    /// model1 (the course's: embedding -> GELU -> unembedding) or model5 (GPT-2-style decoder) [default: model1]
+    #[arg(long, value_enum)]
+    model: Option<embgraft::config::ModelKind>,
+    /// Model 5: transformer blocks [default: 2]
+    #[arg(long, allow_negative_numbers = true)]
+    layers: Option<usize>,
+    /// Model 5: attention heads [default: the donor's config.json, else width/64]
+    #[arg(long, allow_negative_numbers = true)]
+    heads: Option<usize>,
+    /// Model 5: width [default: the donor embedding's]
+    #[arg(long, allow_negative_numbers = true)]
+    dim: Option<usize>,
+    /// Model 5: positions (rows of wpe) [default: --seq-len]
+    #[arg(long, allow_negative_numbers = true)]
+    context: Option<usize>,
+    /// Model 5: a separate lm_head instead of the head tied to wte
+    #[arg(long)]
+    untied: bool,
+    /// What B and C graft, as patterns: wte,wpe,h.0-5,h.*.attn,ln_f, all [default: wte]
+    #[arg(long)]
+    graft: Option<String>,
+    /// What B and D freeze, same patterns [default: wte]
+    #[arg(long)]
+    freeze: Option<String>,
+    /// The 2x2 grid in one flag: 'graft=none,wte freeze=none,wte' (first value = A's; ';' separates values with commas)
+    #[arg(long)]
+    grid: Option<String>,
+    /// Frozen parts thaw after N epochs (or Nsteps)
+    #[arg(long, value_name = "N")]
+    thaw_after: Option<String>,
+    /// Thaw one layer group at a time, top first, every N epochs (or Nsteps) after --thaw-after
+    #[arg(long, value_name = "N")]
+    thaw_every: Option<String>,
+    /// Learning rate for the parameters a pattern names, e.g. 'h.*=3e-4' (repeatable; the last match wins)
+    #[arg(long = "lr-group", value_name = "PATTERN=LR")]
+    lr_groups: Vec<String>,
     /// First seed [default: 0]
     #[arg(long)]
     seed: Option<u64>,
@@ -258,6 +295,38 @@ impl RunArgs {
         if let Some(s) = &self.configs {
             c.configs = parse_letters(s)?;
         }
+        if let Some(m) = self.model {
+            c.model = m;
+        }
+        if let Some(n) = self.layers {
+            c.model5.layers = n;
+        }
+        for (v, field) in [(self.heads, &mut c.model5.heads), (self.dim, &mut c.model5.dim), (self.context, &mut c.model5.context)] {
+            if v.is_some() {
+                *field = v;
+            }
+        }
+        if self.untied {
+            c.model5.tied = false;
+        }
+        if let Some(g) = &self.grid {
+            c.grid.parse_into(g)?;
+        }
+        if let Some(g) = &self.graft {
+            c.grid.graft = g.clone();
+        }
+        if let Some(f) = &self.freeze {
+            c.grid.freeze = f.clone();
+        }
+        if let Some(t) = &self.thaw_after {
+            c.thaw_after = Some(t.parse().with_context(|| "--thaw-after".to_string())?);
+        }
+        if let Some(t) = &self.thaw_every {
+            c.thaw_every = Some(t.parse().with_context(|| "--thaw-every".to_string())?);
+        }
+        if !self.lr_groups.is_empty() {
+            c.lr_groups = self.lr_groups.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -281,6 +350,11 @@ impl RunArgs {
             || self.config_file.is_some()
             || self.out.is_some()
             || self.force
+            || self.model.is_some()
+            || [self.layers, self.heads, self.dim, self.context].iter().any(|s| s.is_some())
+            || self.untied
+            || [&self.graft, &self.freeze, &self.grid, &self.thaw_after, &self.thaw_every].iter().any(|s| s.is_some())
+            || !self.lr_groups.is_empty()
     }
 
     fn out_dir(&self) -> PathBuf {

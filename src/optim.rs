@@ -43,12 +43,17 @@ enum Moments {
 struct Slot {
     param: Var,
     moments: Moments,
+    lr: f64,
+    /// Steps this parameter has taken: its own bias correction, as torch keeps per parameter,
+    /// so a parameter thawed mid-run starts from zero moments and t = 0.
+    t: u64,
 }
 
 pub struct AdamW {
     pub cfg: AdamWConfig,
     pub step: u64,
     slots: Vec<Slot>,
+    fused: bool,
 }
 
 impl AdamW {
@@ -64,19 +69,37 @@ impl AdamW {
     }
 
     fn with(params: Vec<Var>, cfg: AdamWConfig, fused: bool) -> Result<Self> {
-        let slots = params
-            .into_iter()
-            .map(|param| {
-                let moments = if fused && param.device().is_cpu() {
-                    let n = param.elem_count();
-                    Moments::Host { m: vec![0.0; n], v: vec![0.0; n] }
-                } else {
-                    Moments::Device { m: param.zeros_like()?, v: param.zeros_like()? }
-                };
-                Ok(Slot { param, moments })
-            })
-            .collect::<Result<_>>()?;
-        Ok(AdamW { cfg, step: 0, slots })
+        let mut opt = AdamW { cfg, step: 0, slots: Vec::new(), fused };
+        for p in params {
+            opt.add(p, cfg.lr)?;
+        }
+        Ok(opt)
+    }
+
+    /// Adds a parameter (a thawed one) with zero moments and its own learning rate.
+    pub fn add(&mut self, param: Var, lr: f64) -> Result<()> {
+        let moments = if self.fused && param.device().is_cpu() {
+            let n = param.elem_count();
+            Moments::Host { m: vec![0.0; n], v: vec![0.0; n] }
+        } else {
+            Moments::Device { m: param.zeros_like()?, v: param.zeros_like()? }
+        };
+        self.slots.push(Slot { param, moments, lr, t: 0 });
+        Ok(())
+    }
+
+    /// Sets the learning rate of slot `i`.
+    pub fn set_lr(&mut self, i: usize, lr: f64) {
+        self.slots[i].lr = lr;
+    }
+
+    /// Steps slot `i` has taken.
+    pub fn slot_steps(&self, i: usize) -> u64 {
+        self.slots[i].t
+    }
+
+    pub fn set_slot_steps(&mut self, i: usize, t: u64) {
+        self.slots[i].t = t;
     }
 
     pub fn trainable_elements(&self) -> usize {
@@ -88,16 +111,17 @@ impl AdamW {
         assert_eq!(grads.len(), self.slots.len(), "one gradient per trainable parameter");
         self.step += 1;
         let c = self.cfg;
-        let t = self.step as i32;
-        let h = Hyper {
-            decay: (1.0 - c.lr * c.weight_decay) as f32,
-            beta1: c.beta1 as f32,
-            beta2: c.beta2 as f32,
-            step_size: (c.lr / (1.0 - c.beta1.powi(t))) as f32,
-            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
-            eps: c.eps as f32,
-        };
         for (slot, grad) in self.slots.iter_mut().zip(grads) {
+            slot.t += 1;
+            let t = slot.t as i32;
+            let h = Hyper {
+                decay: (1.0 - slot.lr * c.weight_decay) as f32,
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                step_size: (slot.lr / (1.0 - c.beta1.powi(t))) as f32,
+                bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+                eps: c.eps as f32,
+            };
             match &mut slot.moments {
                 Moments::Host { m, v } => {
                     let cols = *slot.param.dims().last().unwrap();
@@ -271,6 +295,36 @@ mod tests {
                 let want = by_hand(theta0[i] as f64, &g, c);
                 assert!((got[i] as f64 - want).abs() < 1e-5, "dense={dense} element {i}: {} vs {want}", got[i]);
             }
+        }
+    }
+
+    /// A parameter thawed mid-run joins with zero moments and its own step count, so its
+    /// first update is AdamW's first step (|Δ| = lr for a non-zero gradient), as a fresh torch
+    /// parameter group would take; the one trained before keeps its state.
+    #[test]
+    fn thawed_parameter_starts_from_zero_moments() {
+        let c = AdamWConfig { lr: 0.1, weight_decay: 0.5, ..Default::default() };
+        let g = |x: [f32; 2]| Grad::Dense(Tensor::from_slice(&x, (1, 2), &Device::Cpu).unwrap());
+        for fused in [true, false] {
+            let a = Var::from_slice(&[1.0f32, 2.0], (1, 2), &Device::Cpu).unwrap();
+            let b = Var::from_slice(&[1.0f32, -1.0], (1, 2), &Device::Cpu).unwrap();
+            let mut opt = if fused { AdamW::new(vec![a.clone()], c) } else { AdamW::new_unfused(vec![a.clone()], c) }
+                .unwrap();
+            for _ in 0..3 {
+                opt.step(&[&g([0.5, 0.5])]).unwrap();
+            }
+            let a_moments = opt.moments(0).unwrap();
+            opt.add(b.clone(), 0.2).unwrap();
+            assert_eq!(opt.moments(1).unwrap(), (vec![0.0; 2], vec![0.0; 2]), "thawed moments start at zero");
+            opt.step(&[&g([0.5, 0.5]), &g([2.0, -4.0])]).unwrap();
+            assert_eq!((opt.slot_steps(0), opt.slot_steps(1)), (4, 1));
+            let got = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let c2 = AdamWConfig { lr: 0.2, ..c };
+            assert!((got[0] as f64 - by_hand(1.0, &[2.0], c2)).abs() < 1e-6, "{got:?}");
+            assert!((got[1] as f64 - by_hand(-1.0, &[-4.0], c2)).abs() < 1e-6, "{got:?}");
+            let (m, _) = opt.moments(1).unwrap();
+            assert!((m[0] - 0.2).abs() < 1e-7 && (m[1] + 0.4).abs() < 1e-7, "{m:?}");
+            assert_ne!(opt.moments(0).unwrap(), a_moments, "the other slot kept training");
         }
     }
 }

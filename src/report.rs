@@ -26,8 +26,11 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     write_atomic(&out.join("summary.json"), json.as_bytes())?;
     let curves = mean_curves(&s.runs);
     let refs = &s.inputs.bigram;
-    write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, refs, cfg)?.as_bytes())?;
-    png_atomic(&out.join("loss-curves.png"), SIZE, |area| draw(area, &curves, refs, cfg))?;
+    let mut thaws: Vec<usize> = s.runs.iter().flat_map(|r| r.thaws.iter().map(|t| t.step)).collect();
+    thaws.sort_unstable();
+    thaws.dedup();
+    write_atomic(&out.join("loss-curves.svg"), plot_svg(&curves, refs, cfg, &thaws)?.as_bytes())?;
+    png_atomic(&out.join("loss-curves.png"), SIZE, |area| draw(area, &curves, refs, cfg, &thaws))?;
     let drift = drift_table(&s.runs);
     if !drift.is_empty() {
         write_drift_plots(out, &drift)?;
@@ -94,6 +97,7 @@ fn draw<DB: DrawingBackend>(
     curves: &Curves,
     refs: &Bigram,
     cfg: &ExperimentConfig,
+    thaws: &[usize],
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -112,7 +116,7 @@ where
     let pad = ((hi - lo) * 0.08).max(0.05);
     let max_step = curves.values().flatten().map(|p| p.step).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&plot_area)
-        .caption(format!("Model 1 loss, {} split", cfg.split), ("sans-serif", 22))
+        .caption(format!("{} loss, {} split", model_name(cfg), cfg.split), ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
@@ -165,12 +169,24 @@ where
         ))
         .map_err(err)?;
 
+    // Where frozen parameters started training.
+    let (y0, y1) = (lo - pad, hi + pad);
+    for &t in thaws {
+        let x = t as f64;
+        chart.draw_series(DashedLineSeries::new([(x, y0), (x, y1)], 3, 3, BLACK.mix(0.6).stroke_width(1))).map_err(err)?;
+    }
+
     let text = ("sans-serif", 16).into_font();
     let mut y = 60;
     for &l in curves.keys() {
         let c = colour(l);
         legend_area.draw(&PathElement::new(vec![(10, y), (40, y)], c.stroke_width(3))).map_err(err)?;
-        legend_area.draw(&Text::new(format!("{l}: {}", l.describe()), (48, y - 8), text.clone())).map_err(err)?;
+        legend_area.draw(&Text::new(format!("{l}: {}", cfg.describe(l)), (48, y - 8), text.clone())).map_err(err)?;
+        y += 26;
+    }
+    if !thaws.is_empty() {
+        legend_area.draw(&PathElement::new(vec![(25, y - 9), (25, y + 9)], BLACK.mix(0.6).stroke_width(1))).map_err(err)?;
+        legend_area.draw(&Text::new("thaw: frozen parts train", (48, y - 8), text.clone())).map_err(err)?;
         y += 26;
     }
     y += 14;
@@ -311,10 +327,17 @@ fn png_atomic(
     done
 }
 
-fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig) -> Result<String> {
+fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig, thaws: &[usize]) -> Result<String> {
     let mut svg = String::new();
-    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, refs, cfg)?;
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, refs, cfg, thaws)?;
     Ok(svg)
+}
+
+fn model_name(cfg: &ExperimentConfig) -> &'static str {
+    match cfg.model {
+        crate::config::ModelKind::Model1 => "Model 1",
+        crate::config::ModelKind::Model5 => "Model 5",
+    }
 }
 
 fn fmt_loss(v: Option<f64>) -> String {
@@ -332,7 +355,11 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         md.push_str(&line);
         md.push('\n');
     };
-    push(&mut md, "# embgraft report: Model 1 with a grafted token embedding\n".into());
+    let title = match cfg.model {
+        crate::config::ModelKind::Model1 => "Model 1 with a grafted token embedding".to_string(),
+        crate::config::ModelKind::Model5 => format!("Model 5 (GPT-style decoder) with grafted parts — {}", i.model),
+    };
+    push(&mut md, format!("# embgraft report: {title}\n"));
     push(&mut md, "![loss curves](loss-curves.png)\n".into());
     push(&mut md, "## Answers\n".into());
     push(
@@ -364,9 +391,9 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
             format!(
                 "| {} {} | {} | {} | {seeds} | {} | {} | {} | {} | {} |",
                 c.config,
-                c.config.describe(),
-                if c.config.copied() { "yes" } else { "no" },
-                if c.config.frozen() { "yes" } else { "no" },
+                cfg.describe(c.config),
+                if cfg.grafts(c.config) { "yes" } else { "no" },
+                if cfg.freezes(c.config) { "yes" } else { "no" },
                 show(&c.final_train),
                 show(&c.final_train_eval),
                 show(&c.final_test),
@@ -376,12 +403,15 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         );
     }
     push(&mut md, String::new());
+    let floor = match cfg.model {
+        crate::config::ModelKind::Model1 => "no Model 1 can get below H(next | current) = {:.4} on the training pairs (the *floor*; Model 1 sees only the current token)",
+        crate::config::ModelKind::Model5 => "H(next | current) = {:.4} on the training pairs bounds models that see only the current token; Model 5 attends to the window, so it can go below this *floor*",
+    };
     push(
         &mut md,
         format!(
-            "References: no Model 1 can get below H(next | current) = {:.4} on the training pairs (the *floor*; Model 1 sees only the current token); \
-             an add-k bigram table (k = {:.2e}, chosen on training windows only) scores {:.4} on the test split (*bigram*).\n",
-            refs.train_entropy, refs.k, refs.test_loss
+            "References: {}; an add-k bigram table (k = {:.2e}, chosen on training windows only) scores {:.4} on the test split (*bigram*).\n",
+            floor.replace("{:.4}", &format!("{:.4}", refs.train_entropy)), refs.k, refs.test_loss
         ),
     );
     push(&mut md, "## Runs\n".into());
@@ -390,14 +420,19 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
     for r in &s.runs {
         let p = r.final_point();
         let copy = r.copy_check.as_ref().map_or("–".into(), |c| {
+            let tensors =
+                if r.copy_checks.len() > 1 { format!(" in {} tensors", r.copy_checks.len()) } else { String::new() };
             if c.passed() {
-                format!("pass (max Δ {}, {} elements)", c.max_abs_delta, c.elements)
+                format!("pass (max Δ {}, {} elements{tensors})", c.max_abs_delta, c.elements)
             } else {
                 format!("**FAIL** (max Δ {:e}, {} differ)", c.max_abs_delta, c.differing_bits)
             }
         });
         let frozen = r.frozen_check.as_ref().map_or("–".into(), |f| {
-            if f.passed() {
+            if f.passed() && !r.thaws.is_empty() {
+                let at: Vec<String> = r.thaws.iter().map(|t| t.step.to_string()).collect();
+                format!("pass (bit-identical until thawed at step {})", at.join(", "))
+            } else if f.passed() {
                 "pass (bit-identical)".to_string()
             } else {
                 format!("**FAIL** ({} elements changed)", f.changed_elements)
@@ -467,6 +502,38 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         transformed.into_iter().for_each(|line| push(&mut md, line));
         push(&mut md, String::new());
     }
+    // Per config (first seed): notes, thaws and each grafted tensor's check.
+    let mut seen = Vec::new();
+    let mut details = Vec::new();
+    for r in &s.runs {
+        if seen.contains(&r.config) {
+            continue;
+        }
+        seen.push(r.config);
+        for n in &r.notes {
+            details.push(format!("- {}: {n}", r.config));
+        }
+        for t in &r.thaws {
+            details.push(format!(
+                "- {}: before step {} (epoch {}) thawed {} (AdamW moments start at zero)",
+                r.config,
+                t.step + 1,
+                t.epoch,
+                crate::graft::summarise_names(&t.params)
+            ));
+        }
+        if r.copy_checks.len() > 1 {
+            for c in &r.copy_checks {
+                let verdict = if c.passed() { "pass".to_string() } else { format!("**FAIL** ({} differ)", c.differing_bits) };
+                details.push(format!("- {}: copy check `{}`: {verdict}, {} elements, max Δ {}", r.config, c.tensor, c.elements, c.max_abs_delta));
+            }
+        }
+    }
+    if !details.is_empty() {
+        push(&mut md, "## What was grafted, frozen and thawed\n".into());
+        details.into_iter().for_each(|line| push(&mut md, line));
+        push(&mut md, String::new());
+    }
     push(&mut md, "## Sampled text (prompt \"The\", two sentences at most)\n".into());
     for r in &s.runs {
         push(&mut md, format!("- **{}** (seed {}): {}", r.config, r.seed, r.sample.replace('|', "\\|")));
@@ -505,6 +572,7 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
                 cfg.batch_size, cfg.epochs, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
             )
         }),
+        ("model", i.model.clone()),
         ("seeds", format!("{}..{}", cfg.seed, cfg.seed + cfg.seeds as u64 - 1)),
         ("device", cfg.device.clone()),
         ("wall time", format!("{:.1} s", s.wall_seconds)),

@@ -1,0 +1,454 @@
+//! Model 5: a GPT-2-style decoder, small enough to train on a laptop.
+//!
+//!   x = wte[ids] + wpe[0..T]                        (B·T, d)
+//!   per block i:  x += c_proj(attn(ln_1(x)))        causal multi-head self-attention
+//!                 x += c_proj(gelu(c_fc(ln_2(x))))  4x MLP
+//!   logits = ln_f(x) · wteᵀ                         (B·T, V)   head tied to wte (or lm_head)
+//!
+//! Parameter names are Hugging Face's GPT-2 names, so a graft is a name lookup plus a shape
+//! check. GPT-2 stores its projections as `Conv1D` weights, shaped (in, out); here every
+//! projection is kept as `nn.Linear` keeps it, (out, in), and the graft transposes (and the copy
+//! check compares against the transposed donor). Training uses candle's autograd; a frozen
+//! parameter enters the graph detached, so no gradient is ever computed for it.
+
+use candle_core::{Device, Tensor, Var, D};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::donor::{Donor, Embedding};
+use crate::error::{Error, Result};
+use crate::graft::{compare, CopyCheck};
+
+/// GPT-2's MLP activation: `gelu_new`, the tanh approximation; `gelu` is the exact erf form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    GeluNew,
+    Gelu,
+}
+
+/// Sizes of a Model 5. Plain data; the run's config.toml records the values used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Model5Config {
+    pub vocab: usize,
+    pub dim: usize,
+    pub heads: usize,
+    pub layers: usize,
+    /// Longest sequence the model sees: the rows of `wpe`.
+    pub context: usize,
+    /// The head reuses `wte` (GPT-2); false gives a separate `lm_head.weight`.
+    pub tied: bool,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+}
+
+impl Model5Config {
+    pub fn validate(&self) -> Result<()> {
+        if self.heads == 0 || self.dim % self.heads != 0 {
+            return Err(Error::Input(format!(
+                "--dim {} is not divisible by --heads {}; pick a head count that divides the width",
+                self.dim, self.heads
+            )));
+        }
+        if self.layers == 0 || self.context == 0 {
+            return Err(Error::Input("--layers and --context must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How a parameter starts (GPT-2's `_init_weights`).
+enum Init {
+    Normal(f32),
+    Zeros,
+    Ones,
+}
+
+/// Indices of one block's parameters in [`Model5::params`].
+struct Block {
+    ln_1: (usize, usize),
+    c_attn: (usize, usize),
+    attn_proj: (usize, usize),
+    ln_2: (usize, usize),
+    c_fc: (usize, usize),
+    mlp_proj: (usize, usize),
+}
+
+pub struct Model5 {
+    pub cfg: Model5Config,
+    /// Every parameter with its Hugging Face name, in a fixed order: wte, wpe, blocks, ln_f,
+    /// lm_head (untied only).
+    pub params: Vec<(String, Var)>,
+    blocks: Vec<Block>,
+    ln_f: (usize, usize),
+    lm_head: Option<usize>,
+}
+
+/// Projection weights that GPT-2 stores transposed (Conv1D, (in, out)).
+pub fn is_conv1d(name: &str) -> bool {
+    name.starts_with("h.")
+        && [".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+impl Model5 {
+    /// GPT-2's initialisation: weights N(0, 0.02), the residual projections N(0, 0.02/√(2L)),
+    /// biases 0, LayerNorm gains 1. `wte` draws from its own stream (so configs that keep it
+    /// random share it), everything else from `rest_rng` in parameter order.
+    pub fn random(cfg: Model5Config, wte_rng: &mut impl Rng, rest_rng: &mut impl Rng, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (v, d, c) = (cfg.vocab, cfg.dim, cfg.context);
+        let proj_std = 0.02 / (2.0 * cfg.layers as f32).sqrt();
+        let mut specs: Vec<(String, Vec<usize>, Init)> =
+            vec![("wte.weight".into(), vec![v, d], Init::Normal(0.02)), ("wpe.weight".into(), vec![c, d], Init::Normal(0.02))];
+        for i in 0..cfg.layers {
+            let p = |s: &str| format!("h.{i}.{s}");
+            specs.extend([
+                (p("ln_1.weight"), vec![d], Init::Ones),
+                (p("ln_1.bias"), vec![d], Init::Zeros),
+                (p("attn.c_attn.weight"), vec![3 * d, d], Init::Normal(0.02)),
+                (p("attn.c_attn.bias"), vec![3 * d], Init::Zeros),
+                (p("attn.c_proj.weight"), vec![d, d], Init::Normal(proj_std)),
+                (p("attn.c_proj.bias"), vec![d], Init::Zeros),
+                (p("ln_2.weight"), vec![d], Init::Ones),
+                (p("ln_2.bias"), vec![d], Init::Zeros),
+                (p("mlp.c_fc.weight"), vec![4 * d, d], Init::Normal(0.02)),
+                (p("mlp.c_fc.bias"), vec![4 * d], Init::Zeros),
+                (p("mlp.c_proj.weight"), vec![d, 4 * d], Init::Normal(proj_std)),
+                (p("mlp.c_proj.bias"), vec![d], Init::Zeros),
+            ]);
+        }
+        specs.push(("ln_f.weight".into(), vec![d], Init::Ones));
+        specs.push(("ln_f.bias".into(), vec![d], Init::Zeros));
+        if !cfg.tied {
+            specs.push(("lm_head.weight".into(), vec![v, d], Init::Normal(0.02)));
+        }
+        let mut params = Vec::with_capacity(specs.len());
+        for (k, (name, shape, init)) in specs.into_iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = match init {
+                Init::Zeros => vec![0.0; n],
+                Init::Ones => vec![1.0; n],
+                Init::Normal(std) => {
+                    let dist = Normal::new(0.0f32, std).expect("positive std");
+                    if k == 0 {
+                        (0..n).map(|_| dist.sample(wte_rng)).collect()
+                    } else {
+                        (0..n).map(|_| dist.sample(rest_rng)).collect()
+                    }
+                }
+            };
+            params.push((name, Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?));
+        }
+        let blocks = (0..cfg.layers)
+            .map(|i| {
+                let b = 2 + 12 * i;
+                Block {
+                    ln_1: (b, b + 1),
+                    c_attn: (b + 2, b + 3),
+                    attn_proj: (b + 4, b + 5),
+                    ln_2: (b + 6, b + 7),
+                    c_fc: (b + 8, b + 9),
+                    mlp_proj: (b + 10, b + 11),
+                }
+            })
+            .collect();
+        let f = 2 + 12 * cfg.layers;
+        let lm_head = (!cfg.tied).then_some(f + 2);
+        Ok(Model5 { cfg, params, blocks, ln_f: (f, f + 1), lm_head })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.params.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.params[0].1.device()
+    }
+
+    /// Logits for token ids `x` (B, T) -> (B·T, V). `live[i]` says whether parameter i is
+    /// differentiated; a frozen one is detached, so backward never reaches it.
+    pub fn logits(&self, x: &Tensor, live: &[bool]) -> Result<Tensor> {
+        let (b, t) = x.dims2()?;
+        if t > self.cfg.context {
+            return Err(Error::Input(format!(
+                "sequence of {t} tokens is longer than --context {}; raise --context or lower --seq-len",
+                self.cfg.context
+            )));
+        }
+        let p = |i: usize| {
+            let v = self.params[i].1.as_tensor();
+            if live[i] {
+                v.clone()
+            } else {
+                v.detach()
+            }
+        };
+        let (d, h) = (self.cfg.dim, self.cfg.heads);
+        let hd = d / h;
+        let n = b * t;
+        let wte = p(0);
+        let tok = wte.index_select(&x.flatten_all()?, 0)?.reshape((b, t, d))?; // (B, T, d)
+        let pos = p(1).narrow(0, 0, t)?; // (T, d)
+        let mut xs = tok.broadcast_add(&pos)?.reshape((n, d))?; // (B·T, d)
+        let mask = causal_mask(t, x.device())?; // (T, T): 0 on and below the diagonal, -inf above
+        let scale = 1.0 / (hd as f64).sqrt();
+        for blk in &self.blocks {
+            let a = self.layer_norm(&xs, p(blk.ln_1.0), p(blk.ln_1.1))?;
+            let qkv = linear(&a, &p(blk.c_attn.0), &p(blk.c_attn.1))?.reshape((b, t, 3, h, hd))?; // (B, T, 3, H, hd)
+            let head = |k: usize| -> Result<Tensor> {
+                Ok(qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?) // (B, H, T, hd)
+            };
+            let (q, k, v) = (head(0)?, head(1)?, head(2)?);
+            let att = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?; // (B, H, T, T)
+            let att = candle_nn::ops::softmax(&att.broadcast_add(&mask)?, D::Minus1)?;
+            let y = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, d))?; // (B·T, d)
+            xs = (xs + linear(&y, &p(blk.attn_proj.0), &p(blk.attn_proj.1))?)?;
+            let m = self.layer_norm(&xs, p(blk.ln_2.0), p(blk.ln_2.1))?;
+            let m = self.activate(&linear(&m, &p(blk.c_fc.0), &p(blk.c_fc.1))?)?; // (B·T, 4d)
+            xs = (xs + linear(&m, &p(blk.mlp_proj.0), &p(blk.mlp_proj.1))?)?;
+        }
+        let xs = self.layer_norm(&xs, p(self.ln_f.0), p(self.ln_f.1))?;
+        let head = match self.lm_head {
+            Some(i) => p(i),
+            None => wte,
+        };
+        Ok(xs.matmul(&head.t()?)?) // (B·T, V)
+    }
+
+    fn activate(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self.cfg.activation {
+            Activation::GeluNew => x.gelu()?,
+            Activation::Gelu => x.gelu_erf()?,
+        })
+    }
+
+    /// LayerNorm over the last dimension (biased variance, as torch), from differentiable ops.
+    fn layer_norm(&self, x: &Tensor, w: Tensor, b: Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.cfg.layer_norm_eps)?.sqrt()?)?;
+        Ok(xn.broadcast_mul(&w)?.broadcast_add(&b)?)
+    }
+
+    /// Mean cross-entropy over every position of windows `x` (B, T) with targets `y` (B, T),
+    /// and the gradients of the live parameters (None for the others).
+    pub fn loss_and_grads(&self, x: &Tensor, y: &Tensor, live: &[bool]) -> Result<(f64, Vec<Option<Tensor>>)> {
+        let logits = self.logits(x, live)?;
+        let loss = crate::loss::cross_entropy_mean(&logits, &y.flatten_all()?.to_vec1::<u32>()?)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !live.iter().any(|&l| l) {
+            return Ok((value, vec![None; self.params.len()]));
+        }
+        let store = loss.backward()?;
+        let grads = self
+            .params
+            .iter()
+            .zip(live)
+            .map(|((_, v), &l)| if l { store.get(v.as_tensor()).cloned() } else { None })
+            .collect();
+        Ok((value, grads))
+    }
+
+    /// Sum of the per-position losses of windows `x`/`y`, without gradients.
+    pub fn loss_sum(&self, x: &Tensor, y: &Tensor) -> Result<f64> {
+        let live = vec![false; self.params.len()];
+        let logits = self.logits(x, &live)?;
+        let counts = crate::loss::TokenCounts::per_position(&y.flatten_all()?.to_vec1::<u32>()?);
+        Ok(crate::loss::cross_entropy_sum(logits, &counts, false)?.0)
+    }
+
+    /// Samples up to `max_tokens` ids after `prompt`, each conditioned on the last `context`
+    /// tokens, stopping after `sentences` ends of sentence.
+    pub fn sample(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+        stop: &dyn Fn(u32) -> bool,
+        sentences: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<u32>> {
+        let mut seq: Vec<u32> = if prompt.is_empty() { vec![0] } else { prompt.to_vec() };
+        let start = seq.len();
+        let live = vec![false; self.params.len()];
+        let mut ends = 0;
+        for _ in 0..max_tokens {
+            let window = &seq[seq.len().saturating_sub(self.cfg.context)..];
+            let x = Tensor::from_slice(window, (1, window.len()), self.device())?;
+            let last = self.logits(&x, &live)?.get(window.len() - 1)?; // (V,)
+            let probs = candle_nn::ops::softmax(&last, 0)?.to_vec1::<f32>()?;
+            let mut r: f32 = rng.gen();
+            let mut next = probs.len() - 1;
+            for (i, p) in probs.iter().enumerate() {
+                if r < *p {
+                    next = i;
+                    break;
+                }
+                r -= p;
+            }
+            seq.push(next as u32);
+            if stop(next as u32) {
+                ends += 1;
+                if ends == sentences {
+                    break;
+                }
+            }
+        }
+        Ok(seq[start..].to_vec())
+    }
+
+    /// Copies the donor's tensors into the parameters `mask` selects and verifies each whole.
+    /// `wte` comes from `embedding` (the tensor already chosen, any known name); the others by
+    /// their GPT-2 name. Returns one check per tensor and notes for the report (a `wpe` cut to
+    /// the context, Conv1D transposes).
+    pub fn graft(&self, donor: &Donor, embedding: &Embedding, mask: &[bool]) -> Result<(Vec<CopyCheck>, Vec<String>)> {
+        let mut checks = Vec::new();
+        let mut notes = Vec::new();
+        let mut transposed = 0;
+        for ((name, var), _) in self.params.iter().zip(mask).filter(|(_, &m)| m) {
+            let want = var.dims().to_vec();
+            let (source, src_shape, data) = if name == "wte.weight" {
+                (embedding.tensor.clone(), vec![embedding.rows, embedding.cols], embedding.data.clone())
+            } else {
+                let found = match donor.find(name)? {
+                    Some(n) => Some(n),
+                    // GPT-2 ties its head to wte: an untied head grafts the donor's embedding.
+                    None if name == "lm_head.weight" => {
+                        notes.push(format!("lm_head.weight grafted from the donor's {} (GPT-2 ties its head)", embedding.tensor));
+                        None
+                    }
+                    None => {
+                        return Err(Error::Donor(format!(
+                            "donor {} has no tensor for {name}; graft fewer parts (e.g. --graft wte,wpe) or use a GPT-2-layout donor",
+                            donor.path().display()
+                        )))
+                    }
+                };
+                match found {
+                    Some(n) => {
+                        let t = donor.read(&n)?;
+                        (n, t.shape, t.data)
+                    }
+                    None => (embedding.tensor.clone(), vec![embedding.rows, embedding.cols], embedding.data.clone()),
+                }
+            };
+            let mismatch = || {
+                Error::Donor(format!(
+                    "cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}"
+                ))
+            };
+            let expected: Vec<f32> = if is_conv1d(name) {
+                // Conv1D (in, out) -> Linear (out, in).
+                if src_shape != [want[1], want[0]] {
+                    return Err(mismatch());
+                }
+                transposed += 1;
+                transpose(&data, src_shape[0], src_shape[1])
+            } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0] {
+                notes.push(format!(
+                    "wpe: the donor's {} has {} positions; the first {} (--context) were grafted",
+                    source, src_shape[0], want[0]
+                ));
+                data[..want[0] * want[1]].to_vec()
+            } else if src_shape != want {
+                return Err(mismatch());
+            } else {
+                data
+            };
+            var.set(&Tensor::from_vec(expected.clone(), want.as_slice(), var.device())?)?;
+            let mut check = compare(&source, &expected, var.as_tensor())?;
+            check.tensor = format!("{source} -> {name}");
+            checks.push(check);
+        }
+        if transposed > 0 {
+            notes.push(format!("{transposed} Conv1D weights transposed from GPT-2's (in, out) to (out, in)"));
+        }
+        Ok((checks, notes))
+    }
+}
+
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(x.matmul(&w.t()?)?.broadcast_add(b)?)
+}
+
+fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Ok(Tensor::from_vec(m, (t, t), device)?)
+}
+
+/// Row-major (r, c) -> (c, r).
+pub fn transpose(data: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = data[i * c + j];
+        }
+    }
+    out
+}
+
+/// Token ids of windows as (B, T) tensors of inputs and targets.
+pub fn batch_tensors(data: &crate::corpus::Dataset, windows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
+    let (xs, ys) = data.pairs(windows);
+    let shape = (windows.len(), data.seq_len);
+    Ok((Tensor::from_vec(xs, shape, device)?, Tensor::from_vec(ys, shape, device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    pub fn tiny(tied: bool) -> Model5 {
+        let cfg = Model5Config {
+            vocab: 50,
+            dim: 16,
+            heads: 4,
+            layers: 2,
+            context: 6,
+            tied,
+            activation: Activation::GeluNew,
+            layer_norm_eps: 1e-5,
+        };
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        Model5::random(cfg, &mut r.clone(), &mut r, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn attention_is_causal() {
+        let m = tiny(true);
+        let live = vec![false; m.params.len()];
+        let a = Tensor::new(&[[1u32, 2, 3, 4, 5]], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[[1u32, 2, 3, 9, 7]], &Device::Cpu).unwrap();
+        let la = m.logits(&a, &live).unwrap().to_vec2::<f32>().unwrap();
+        let lb = m.logits(&b, &live).unwrap().to_vec2::<f32>().unwrap();
+        // Positions 0-2 see the same prefix: identical logits; position 3 differs.
+        assert_eq!(la[..3], lb[..3]);
+        assert_ne!(la[3], lb[3]);
+    }
+
+    #[test]
+    fn frozen_parameters_get_no_gradient_and_tied_head_freezes_with_wte() {
+        for tied in [true, false] {
+            let m = tiny(tied);
+            let x = Tensor::new(&[[1u32, 2, 3, 4], [5, 6, 7, 8]], &Device::Cpu).unwrap();
+            let y = Tensor::new(&[[2u32, 3, 4, 5], [6, 7, 8, 9]], &Device::Cpu).unwrap();
+            let mut live = vec![true; m.params.len()];
+            live[0] = false; // wte frozen
+            let (_, grads) = m.loss_and_grads(&x, &y, &live).unwrap();
+            assert!(grads[0].is_none());
+            assert!(grads[1..].iter().all(|g| g.is_some()), "every live parameter has a gradient");
+            assert_eq!(m.lm_head.is_some(), !tied);
+        }
+    }
+
+    #[test]
+    fn conv1d_names_and_transpose() {
+        assert!(is_conv1d("h.3.attn.c_attn.weight") && is_conv1d("h.0.mlp.c_proj.weight"));
+        assert!(!is_conv1d("h.0.attn.c_attn.bias") && !is_conv1d("wte.weight") && !is_conv1d("h.0.ln_1.weight"));
+        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+}
