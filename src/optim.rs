@@ -320,8 +320,8 @@ mod tests {
             assert_eq!((opt.slot_steps(0), opt.slot_steps(1)), (4, 1));
             let got = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let c2 = AdamWConfig { lr: 0.2, ..c };
-            assert!((got[0] as f64 - by_hand(1.0, &[2.0], c2)).abs() < 1e-6, "{got:?}");
-            assert!((got[1] as f64 - by_hand(-1.0, &[-4.0], c2)).abs() < 1e-6, "{got:?}");
+            assert!((got[0] as f64 - by_hand(1.0, &[2.0], c2)).abs() < 1e-5, "{got:?}");
+            assert!((got[1] as f64 - by_hand(-1.0, &[-4.0], c2)).abs() < 1e-5, "{got:?}");
             let (m, _) = opt.moments(1).unwrap();
             assert!((m[0] - 0.2).abs() < 1e-7 && (m[1] + 0.4).abs() < 1e-7, "{m:?}");
             assert_ne!(opt.moments(0).unwrap(), a_moments, "the other slot kept training");

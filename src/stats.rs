@@ -345,6 +345,11 @@ mod tests {
             interrupted: false,
             wall_seconds: 0.0,
             sample: String::new(),
+            model: "model1".into(),
+            copy_checks: Vec::new(),
+            frozen_checks: Vec::new(),
+            thaws: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -388,6 +388,8 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
         input_freq: &inputs.input_freq,
         donor: &inputs.embedding,
         device: &candle_core::Device::Cpu,
+        donor_file: Some(&inputs.donor),
+        model5: inputs.model5.as_ref(),
     };
     let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -396,7 +398,7 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     let (b, model_b) =
         embgraft::train::run(&cfg, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(b.frozen_check.unwrap().passed());
-    assert_eq!(bits(&values(model_b.wte.as_tensor())), bits(donor));
+    assert_eq!(bits(&values(model_b.param("wte").unwrap().as_tensor())), bits(donor));
     // The head, which trains, did move: the optimizer ran.
     let (_, fresh) = embgraft::train::run(
         &ExperimentConfig { max_steps: Some(1), ..cfg.clone() },
@@ -407,12 +409,12 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
         &mut embgraft::train::NoObserver,
     )
     .unwrap();
-    assert_ne!(values(model_b.lm_head.as_tensor()), values(fresh.lm_head.as_tensor()));
+    assert_ne!(values(model_b.param("lm_head").unwrap().as_tensor()), values(fresh.param("lm_head").unwrap().as_tensor()));
 
     let (c, model_c) =
         embgraft::train::run(&cfg, Letter::C, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(c.frozen_check.is_none());
-    let moved = values(model_c.wte.as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
+    let moved = values(model_c.param("wte").unwrap().as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
     // Decoupled weight decay shrinks every row, seen in the batches or not.
     assert_eq!(moved, donor.iter().filter(|&&x| x != 0.0).count());
 }
@@ -653,4 +655,66 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("on 2 corpus/corpora"));
+}
+
+/// Model 5 on the GPT-2-layout donor: B grafts wte and wpe (the donor's 1024 positions cut to
+/// the context) and freezes wte, which also freezes the tied head; with weight decay on, wte
+/// stays bit-identical until the scheduled thaw, then trains.
+#[test]
+fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
+    use embgraft::config::{ModelKind, Span};
+    let f = fixture();
+    let mut cfg = small_config(&f);
+    cfg.model = ModelKind::Model5;
+    cfg.model5.layers = 1;
+    cfg.model5.heads = Some(2);
+    cfg.grid.graft = "wte,wpe".into();
+    cfg.configs = vec![Letter::B, Letter::C];
+    let inputs = experiment::load_inputs(&cfg).unwrap();
+    let shared = embgraft::train::Shared {
+        data: &inputs.data,
+        test: &inputs.test_counts,
+        train_eval: &inputs.train_eval_counts,
+        input_freq: &inputs.input_freq,
+        donor: &inputs.embedding,
+        device: &candle_core::Device::Cpu,
+        donor_file: Some(&inputs.donor),
+        model5: inputs.model5.as_ref(),
+    };
+    let values = |v: candle_core::Var| v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let donor_wte = bits(&inputs.embedding.data);
+
+    // Frozen throughout: wte (and so the head) bit-identical; the blocks trained.
+    let (b, net) = embgraft::train::run(&cfg, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
+    assert_eq!(b.copy_checks.len(), 2);
+    assert!(b.copy_check.as_ref().unwrap().passed() && b.frozen_check.as_ref().unwrap().passed(), "{b:?}");
+    assert_eq!(bits(&values(net.param("wte").unwrap())), donor_wte);
+    assert!(b.notes.iter().any(|n| n.contains("tied to wte")), "{:?}", b.notes);
+    assert!(b.notes.iter().any(|n| n.contains("1024 positions; the first 8")), "{:?}", b.notes);
+    assert!(b.trainable_params > 0 && b.trainable_params < b.total_params);
+    assert!(b.thaws.is_empty());
+
+    // Thawed after 6 steps: checked bit-identical up to then, moving afterwards.
+    let thawing = ExperimentConfig { thaw_after: Some(Span::Steps(6)), ..cfg.clone() };
+    let (t, net) =
+        embgraft::train::run(&thawing, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
+    assert_eq!(t.thaws.len(), 1);
+    assert_eq!((t.thaws[0].step, t.thaws[0].params.clone()), (6, vec!["wte.weight".to_string()]));
+    assert!(t.frozen_check.as_ref().unwrap().passed());
+    assert_ne!(bits(&values(net.param("wte").unwrap())), donor_wte);
+    assert_eq!(t.trainable_params, t.total_params);
+    // The first six steps are those of the frozen run.
+    assert_eq!(t.points[0], b.points[0]);
+    assert_ne!(t.points.last(), b.points.last());
+
+    // Through compare: the report says what was frozen, tied and thawed.
+    let out = f.root.join("m5");
+    let s = experiment::compare(&thawing, &out, &Default::default()).unwrap();
+    assert_eq!(s.runs.len(), 2);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("Model 5") && md.contains("tied to wte") && md.contains("thawed wte"), "{md}");
+    assert!(md.contains("bit-identical until thawed at step 6"), "{md}");
+    let c = s.runs.iter().find(|r| r.config == Letter::C).unwrap();
+    assert!(c.thaws.is_empty() && c.frozen_check.is_none());
 }
