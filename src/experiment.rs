@@ -144,6 +144,7 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     for &w in &data.train {
         data.inputs(w).iter().for_each(|&t| input_freq[t as usize] += 1);
     }
+    check_plan(cfg, &donor, &embedding, model5.as_ref())?;
     Ok(Inputs {
         corpus_path,
         tokenizer,
@@ -158,6 +159,44 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
         input_freq,
         bigram,
     })
+}
+
+/// Every pattern of every configuration names something, and every graft fits: found in the
+/// donor with the right shape. Checked on a throwaway model before anything is written.
+fn check_plan(
+    cfg: &ExperimentConfig,
+    donor: &Donor,
+    emb: &Embedding,
+    m5: Option<&crate::model5::Model5Config>,
+) -> Result<()> {
+    use crate::graft::select;
+    let probe = match m5 {
+        Some(c) => {
+            let mut r = stream(0, Stream::InitHead);
+            Some(crate::model5::Model5::random(c.clone(), &mut r.clone(), &mut r, &Device::Cpu)?)
+        }
+        None => None,
+    };
+    let names: Vec<String> = match &probe {
+        Some(m) => m.names(),
+        None => vec!["wte".into(), "lm_head".into()],
+    };
+    let mut union = vec![false; names.len()];
+    for &l in &cfg.configs {
+        let (g, f) = cfg.grid.cell(l);
+        select(g, &names, "--graft")?.iter().enumerate().for_each(|(i, &on)| union[i] |= on);
+        select(f, &names, "--freeze")?;
+    }
+    for g in &cfg.lr_groups {
+        select(&g.pattern, &names, "--lr-group")?;
+    }
+    match &probe {
+        Some(m) if union.iter().any(|&u| u) => {
+            m.graft(donor, emb, &union)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Model 5's sizes: flags first, then the donor's `config.json` (width and heads), then the
