@@ -730,3 +730,42 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
     let c = s.runs.iter().find(|r| r.config == Letter::C).unwrap();
     assert!(c.thaws.is_empty() && c.frozen_check.is_none());
 }
+
+/// Model 5 with a gradual thaw, interrupted after its first epoch's checkpoint and resumed:
+/// the same curve, thaws and checks as an uninterrupted run (thawed optimizer slots, their
+/// step counts and the thaws so far travel in the checkpoint).
+#[test]
+fn model5_thawing_run_resumes_exactly() {
+    use embgraft::config::{ModelKind, Span};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = fixture();
+    let mut c = ExperimentConfig { max_steps: None, eval_every: None, epochs: 2, ..small_config(&f) };
+    c.model = ModelKind::Model5;
+    c.model5.layers = 1;
+    c.model5.heads = Some(2);
+    c.grid.graft = "wte,wpe".into();
+    c.grid.freeze = "wte,wpe,h.0".into();
+    c.configs = vec![Letter::B];
+    c.thaw_after = Some(Span::Steps(2));
+    c.thaw_every = Some(Span::Epochs(1));
+    let per_run = experiment::load_inputs(&c).unwrap().summary(&c).steps_per_run;
+    let per_epoch = per_run / 2;
+    assert!(per_epoch >= 6, "the thaws must straddle the checkpoint ({per_epoch} steps per epoch)");
+    let full = experiment::compare(&c, &f.root.join("full"), &Default::default()).unwrap();
+    let thaws: Vec<usize> = full.runs[0].thaws.iter().map(|t| t.step).collect();
+    assert_eq!(thaws, vec![2, 2 + per_epoch]);
+
+    let part = f.root.join("part");
+    let steps = AtomicUsize::new(0);
+    let stop = || steps.fetch_add(1, Ordering::SeqCst) + 1 >= per_epoch + per_epoch / 2;
+    let err =
+        experiment::compare(&c, &part, &experiment::Control { should_stop: &stop, ..Default::default() }).unwrap_err();
+    assert!(matches!(err, embgraft::Error::Interrupted(_)), "{err}");
+    assert!(part.join("checkpoint-B-0.safetensors").is_file());
+    let resumed = experiment::compare(&c, &part, &experiment::Control { resume: true, ..Default::default() }).unwrap();
+    let (a, b) = (&full.runs[0], &resumed.runs[0]);
+    assert_eq!((&a.points, &a.thaws, a.steps), (&b.points, &b.thaws, b.steps));
+    assert_eq!(a.frozen_checks, b.frozen_checks);
+    assert!(a.frozen_check.as_ref().unwrap().passed());
+    assert_eq!(a.sample, b.sample);
+}
