@@ -69,7 +69,12 @@ pub fn locate(spec: &str) -> Result<DonorFiles> {
         return Ok(DonorFiles { spec: spec.into(), weights, tokenizer: tok.is_file().then_some(tok), config });
     }
     let near = |f: &str| path.parent().map(|p| p.join(f)).filter(|t| t.is_file());
-    Ok(DonorFiles { spec: spec.into(), weights: path.to_path_buf(), tokenizer: near("tokenizer.json"), config: near("config.json") })
+    Ok(DonorFiles {
+        spec: spec.into(),
+        weights: path.to_path_buf(),
+        tokenizer: near("tokenizer.json"),
+        config: near("config.json"),
+    })
 }
 
 fn fetch_gpt2() -> Result<PathBuf> {
@@ -268,8 +273,8 @@ pub struct DonorConfig {
 
 impl DonorConfig {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Donor(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Donor(format!("cannot read {}: {e}", path.display())))?;
         serde_json::from_str(&text).map_err(|e| {
             Error::Donor(format!("{} is not a model config.json ({e}); remove it or fix it", path.display()))
         })

@@ -304,10 +304,18 @@ mod tests {
 
     #[test]
     fn patterns_select_by_leading_parts_ranges_and_stars() {
-        let names: Vec<String> = ["wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.0.mlp.c_fc.bias", "h.1.attn.c_proj.weight", "h.12.ln_1.weight", "ln_f.weight"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = [
+            "wte.weight",
+            "wpe.weight",
+            "h.0.attn.c_attn.weight",
+            "h.0.mlp.c_fc.bias",
+            "h.1.attn.c_proj.weight",
+            "h.12.ln_1.weight",
+            "ln_f.weight",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let on = |p: &str| -> Vec<usize> {
             select(p, &names, "--graft").unwrap().iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect()
         };

@@ -301,7 +301,9 @@ impl RunArgs {
         if let Some(n) = self.layers {
             c.model5.layers = n;
         }
-        for (v, field) in [(self.heads, &mut c.model5.heads), (self.dim, &mut c.model5.dim), (self.context, &mut c.model5.context)] {
+        for (v, field) in
+            [(self.heads, &mut c.model5.heads), (self.dim, &mut c.model5.dim), (self.context, &mut c.model5.context)]
+        {
             if v.is_some() {
                 *field = v;
             }

@@ -26,11 +26,21 @@ pub struct Model1 {
     pub lm_head: Var,
 }
 
-/// A gradient: dense, or only some rows (the embedding's gradient touches only the rows of
-/// tokens in the batch; the optimizer treats the other rows as zero gradient).
+/// A gradient: dense, only some rows (the embedding's gradient touches only the rows of
+/// tokens in the batch; the optimizer treats the other rows as zero gradient), or an outer
+/// product never materialised (the head's gradient gᵀ·h, which the fused AdamW computes block
+/// by block of rows and applies at once, instead of writing and reading back a (V, d) matrix).
 pub enum Grad {
     Dense(Tensor),
-    Rows { ids: Vec<u32>, rows: Tensor },
+    Rows {
+        ids: Vec<u32>,
+        rows: Tensor,
+    },
+    /// gᵀ · h with g (U, V) and h (U, d): a (V, d) gradient.
+    Outer {
+        g: Tensor,
+        h: Tensor,
+    },
 }
 
 impl Grad {
@@ -41,6 +51,7 @@ impl Grad {
                 let idx = Tensor::from_slice(ids, ids.len(), device)?;
                 Tensor::zeros(shape, DType::F32, device)?.index_add(&idx, rows, 0)?
             }
+            Grad::Outer { g, h } => g.t()?.matmul(h)?,
         })
     }
 }
@@ -48,13 +59,13 @@ impl Grad {
 /// Gradients of the mean loss; `wte` is None when the embedding is frozen.
 pub struct Grads {
     pub wte: Option<Grad>,
-    pub lm_head: Tensor,
+    pub lm_head: Grad,
 }
 
 impl Grads {
     /// The gradients in [`Model1::trainable`]'s order, as the optimizer takes them.
     pub fn into_list(self) -> Vec<Grad> {
-        self.wte.into_iter().chain([Grad::Dense(self.lm_head)]).collect()
+        self.wte.into_iter().chain([self.lm_head]).collect()
     }
 }
 
@@ -113,8 +124,7 @@ impl Model1 {
         let z = h.matmul(&self.lm_head.as_tensor().t()?)?; // (U, V)
         let (loss_sum, g) = cross_entropy_sum(z, batch, true)?;
         let g = g.expect("gradient requested"); // (U, V) = dloss/dz
-        let d_head = g.t()?.matmul(&h)?; // (V, d)
-                                         // The input gradient is computed only when someone needs it.
+                                                // The input gradient is computed only when someone needs it.
         let d_wte = if train_wte {
             let dh = g.matmul(self.lm_head.as_tensor())?; // (U, d)
             let rows = (dh * gelu_erf_derivative(&e)?)?;
@@ -122,6 +132,7 @@ impl Model1 {
         } else {
             None
         };
+        let d_head = Grad::Outer { g, h }; // (V, d) = gᵀ·h, left to the optimizer
         Ok((loss_sum / batch.positions as f64, Grads { wte: d_wte, lm_head: d_head }))
     }
 
@@ -136,7 +147,7 @@ impl Model1 {
         let z = h.matmul(&self.lm_head.as_tensor().t()?)?; // (N, V)
         let loss = candle_nn::loss::cross_entropy(&z, &y)?;
         let grads = loss.backward()?;
-        let lm_head = grads.get(self.lm_head.as_tensor()).expect("head gradient").clone();
+        let lm_head = Grad::Dense(grads.get(self.lm_head.as_tensor()).expect("head gradient").clone());
         let wte = if train_wte {
             Some(Grad::Dense(grads.get(self.wte.as_tensor()).expect("wte gradient").clone()))
         } else {
@@ -262,7 +273,8 @@ mod tests {
             let (l1, g1) = m.loss_and_grads(&counts, train_wte).unwrap();
             let (l2, g2) = m.loss_and_grads_autograd(&xs, &ys, train_wte).unwrap();
             assert!((l1 - l2).abs() < 1e-5, "loss {l1} vs {l2}");
-            assert!(max_abs_diff(&g1.lm_head, &g2.lm_head) < 1e-6);
+            let dense = |g: &Grad| g.to_dense(&[v, d], &Device::Cpu).unwrap();
+            assert!(max_abs_diff(&dense(&g1.lm_head), &dense(&g2.lm_head)) < 1e-6);
             assert_eq!(g1.wte.is_some(), train_wte);
             if let (Some(a), Some(b)) = (g1.wte, g2.wte) {
                 let a = a.to_dense(&[v, d], &Device::Cpu).unwrap();

@@ -101,8 +101,10 @@ impl Model5 {
         cfg.validate()?;
         let (v, d, c) = (cfg.vocab, cfg.dim, cfg.context);
         let proj_std = 0.02 / (2.0 * cfg.layers as f32).sqrt();
-        let mut specs: Vec<(String, Vec<usize>, Init)> =
-            vec![("wte.weight".into(), vec![v, d], Init::Normal(0.02)), ("wpe.weight".into(), vec![c, d], Init::Normal(0.02))];
+        let mut specs: Vec<(String, Vec<usize>, Init)> = vec![
+            ("wte.weight".into(), vec![v, d], Init::Normal(0.02)),
+            ("wpe.weight".into(), vec![c, d], Init::Normal(0.02)),
+        ];
         for i in 0..cfg.layers {
             let p = |s: &str| format!("h.{i}.{s}");
             specs.extend([
@@ -199,7 +201,8 @@ impl Model5 {
             let a = self.layer_norm(&xs, p(blk.ln_1.0), p(blk.ln_1.1))?;
             let qkv = linear(&a, &p(blk.c_attn.0), &p(blk.c_attn.1))?.reshape((b, t, 3, h, hd))?; // (B, T, 3, H, hd)
             let head = |k: usize| -> Result<Tensor> {
-                Ok(qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?) // (B, H, T, hd)
+                Ok(qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?)
+                // (B, H, T, hd)
             };
             let (q, k, v) = (head(0)?, head(1)?, head(2)?);
             let att = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?; // (B, H, T, T)
@@ -347,7 +350,8 @@ impl Model5 {
                 }
                 transposed += 1;
                 transpose(&data, src_shape[0], src_shape[1])
-            } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0] {
+            } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0]
+            {
                 notes.push(format!(
                     "wpe: the donor's {} has {} positions; the first {} (--context) were grafted",
                     source, src_shape[0], want[0]

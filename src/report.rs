@@ -173,7 +173,9 @@ where
     let (y0, y1) = (lo - pad, hi + pad);
     for &t in thaws {
         let x = t as f64;
-        chart.draw_series(DashedLineSeries::new([(x, y0), (x, y1)], 3, 3, BLACK.mix(0.6).stroke_width(1))).map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new([(x, y0), (x, y1)], 3, 3, BLACK.mix(0.6).stroke_width(1)))
+            .map_err(err)?;
     }
 
     let text = ("sans-serif", 16).into_font();
@@ -185,7 +187,9 @@ where
         y += 26;
     }
     if !thaws.is_empty() {
-        legend_area.draw(&PathElement::new(vec![(25, y - 9), (25, y + 9)], BLACK.mix(0.6).stroke_width(1))).map_err(err)?;
+        legend_area
+            .draw(&PathElement::new(vec![(25, y - 9), (25, y + 9)], BLACK.mix(0.6).stroke_width(1)))
+            .map_err(err)?;
         legend_area.draw(&Text::new("thaw: frozen parts train", (48, y - 8), text.clone())).map_err(err)?;
         y += 26;
     }
@@ -524,8 +528,12 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         }
         if r.copy_checks.len() > 1 {
             for c in &r.copy_checks {
-                let verdict = if c.passed() { "pass".to_string() } else { format!("**FAIL** ({} differ)", c.differing_bits) };
-                details.push(format!("- {}: copy check `{}`: {verdict}, {} elements, max Δ {}", r.config, c.tensor, c.elements, c.max_abs_delta));
+                let verdict =
+                    if c.passed() { "pass".to_string() } else { format!("**FAIL** ({} differ)", c.differing_bits) };
+                details.push(format!(
+                    "- {}: copy check `{}`: {verdict}, {} elements, max Δ {}",
+                    r.config, c.tensor, c.elements, c.max_abs_delta
+                ));
             }
         }
     }

@@ -129,7 +129,7 @@ impl Net {
                     return Ok((m.eval_loss(&counts, EVAL_CHUNK)?, vec![None, None]));
                 }
                 let (loss, g) = m.loss_and_grads(&counts, live[0])?;
-                Ok((loss, vec![g.wte, live[1].then_some(Grad::Dense(g.lm_head))]))
+                Ok((loss, vec![g.wte, live[1].then_some(g.lm_head)]))
             }
             Net::M5(m) => {
                 let (x, y) = batch_tensors(data, windows, m.device())?;
@@ -294,7 +294,12 @@ pub fn run(
         )?),
         ModelKind::Model5 => {
             let c = model5.ok_or_else(|| Error::Input("Model 5's sizes were not resolved".into()))?.clone();
-            Net::M5(Model5::random(c, &mut stream(seed, Stream::InitEmbedding), &mut stream(seed, Stream::InitHead), device)?)
+            Net::M5(Model5::random(
+                c,
+                &mut stream(seed, Stream::InitEmbedding),
+                &mut stream(seed, Stream::InitHead),
+                device,
+            )?)
         }
     };
     let params = net.params();
@@ -388,7 +393,8 @@ pub fn run(
     let mut last_finite = None;
     let mut first_epoch = 1;
     if let Some(c) = resume {
-        let bad = |why: String| Error::Input(format!("checkpoint does not fit this experiment ({why}); delete it to rerun"));
+        let bad =
+            |why: String| Error::Input(format!("checkpoint does not fit this experiment ({why}); delete it to rerun"));
         for (name, values) in c.params {
             let i = names.iter().position(|n| *n == name).ok_or_else(|| bad(format!("unknown parameter {name}")))?;
             let v = &params[i].1;

@@ -293,10 +293,16 @@ fn cli_bad_input_is_one_line_and_writes_nothing() {
         (vec!["--corpus".into(), corpus.clone()], "cannot download openai-community/gpt2"),
         (with(&["--graft", "wpe"]), "Model 1 can graft only wte; use --model model5"),
         (with(&["--model", "model5", "--configs", "E"]), "config E is a Model 1 control"),
-        (with(&["--model", "model5", "--graft", "h.3"]), "--graft h.3 names no parameter; the model has wte, wpe, h.0-1.*, ln_f"),
+        (
+            with(&["--model", "model5", "--graft", "h.3"]),
+            "--graft h.3 names no parameter; the model has wte, wpe, h.0-1.*, ln_f",
+        ),
         (with(&["--model", "model5", "--freeze", "h.*.mlp,nope"]), "--freeze nope names no parameter"),
         (with(&["--model", "model5", "--graft", "h.0.mlp"]), "has no tensor for h.0.mlp.c_fc.weight"),
-        (with(&["--model", "model5", "--graft", "wte", "--dim", "16", "--heads", "2"]), "cannot graft donor wte.weight of shape [50257, 8] into wte.weight of shape [50257, 16]"),
+        (
+            with(&["--model", "model5", "--graft", "wte", "--dim", "16", "--heads", "2"]),
+            "cannot graft donor wte.weight of shape [50257, 8] into wte.weight of shape [50257, 16]",
+        ),
         (with(&["--model", "model5", "--dim", "8", "--heads", "3"]), "--dim 8 is not divisible by --heads 3"),
         (with(&["--model", "model5", "--context", "4"]), "--context 4 is shorter than --seq-len 8"),
         (with(&["--model", "model5", "--lr-group", "h.*"]), "--lr-group h.* is not PATTERN=LR"),
@@ -421,7 +427,10 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
         &mut embgraft::train::NoObserver,
     )
     .unwrap();
-    assert_ne!(values(model_b.param("lm_head").unwrap().as_tensor()), values(fresh.param("lm_head").unwrap().as_tensor()));
+    assert_ne!(
+        values(model_b.param("lm_head").unwrap().as_tensor()),
+        values(fresh.param("lm_head").unwrap().as_tensor())
+    );
 
     let (c, model_c) =
         embgraft::train::run(&cfg, Letter::C, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();

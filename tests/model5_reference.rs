@@ -121,8 +121,18 @@ fn whole_gpt2_graft_gives_pytorchs_logits_and_loss() {
         }
     }
 
-    let ids: Vec<u32> = golden["ids"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32)).collect();
-    let ys: Vec<u32> = golden["targets"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32)).collect();
+    let ids: Vec<u32> = golden["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32))
+        .collect();
+    let ys: Vec<u32> = golden["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32))
+        .collect();
     let x = Tensor::from_vec(ids, (2, 8), &Device::Cpu).unwrap();
     let y = Tensor::from_vec(ys, (2, 8), &Device::Cpu).unwrap();
     let none = vec![false; m.params.len()];
