@@ -501,7 +501,7 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
             r.graft.as_ref().filter(|g| g.contains(',')).map(|g| format!("- {} seed {}: {g}", r.config, r.seed))
         })
         .collect();
-    if !transformed.is_empty() {
+    if !transformed.is_empty() && cfg.model == crate::config::ModelKind::Model1 {
         push(&mut md, "## Grafted matrices of the controls\n".into());
         transformed.into_iter().for_each(|line| push(&mut md, line));
         push(&mut md, String::new());
