@@ -104,7 +104,10 @@ where
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
     root.fill(&WHITE).map_err(err)?;
-    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - 250);
+    // The legend column grows with the longest configuration label (Model 5's name patterns).
+    let longest = curves.keys().map(|&l| format!("{l}: {}", cfg.describe(l)).chars().count()).max().unwrap_or(0);
+    let legend_width = (60 + 8 * longest as u32).clamp(250, 460);
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - legend_width);
     let finite = curves
         .values()
         .flatten()
