@@ -339,10 +339,22 @@ struct Recorder<'a> {
     bar: Option<ProgressBar>,
     run_label: String,
     should_stop: &'a dyn Fn() -> bool,
+    started: Instant,
+    /// Seconds from the start to the first optimizer step done.
+    first_step: Option<f64>,
 }
 
 impl Observer for Recorder<'_> {
     fn on_step(&mut self, _step: usize, loss: f64) {
+        if self.first_step.is_none() {
+            let t = self.started.elapsed().as_secs_f64();
+            self.first_step = Some(t);
+            let line = format!("first step done {t:.2} s after start");
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
         if let Some(bar) = &self.bar {
             bar.set_message(format!("loss {loss:.3}"));
             bar.inc(1);
@@ -383,6 +395,10 @@ pub struct Summary {
     /// Per-config means with 95 % intervals, and the paired comparisons with verdicts.
     pub analysis: crate::stats::Analysis,
     pub wall_seconds: f64,
+    /// Start-up: from the command's start to the inputs being ready (donor mapped and read,
+    /// corpus tokenized and cut) and to the first optimizer step done.
+    pub seconds_to_inputs: f64,
+    pub seconds_to_first_step: Option<f64>,
 }
 
 /// What was already done in a folder being resumed, in the grid's order.
@@ -443,6 +459,7 @@ fn run_grid(
     started: Instant,
 ) -> Result<Summary> {
     let info = inputs.summary(cfg);
+    let seconds_to_inputs = started.elapsed().as_secs_f64();
 
     let seeds: Vec<u64> = (cfg.seed..cfg.seed + cfg.seeds as u64).collect();
     let runs = seeds.len() * cfg.configs.len();
@@ -502,8 +519,15 @@ fn run_grid(
         .append(true)
         .open(&csv_path)
         .map_err(|e| Error::Output(format!("cannot open {}: {e}", csv_path.display())))?;
-    let mut rec =
-        Recorder { out: out.to_path_buf(), csv, bar: None, run_label: String::new(), should_stop: ctl.should_stop };
+    let mut rec = Recorder {
+        out: out.to_path_buf(),
+        csv,
+        bar: None,
+        run_label: String::new(),
+        should_stop: ctl.should_stop,
+        started,
+        first_step: None,
+    };
 
     let shared = train::Shared {
         data: &inputs.data,
@@ -573,6 +597,8 @@ fn run_grid(
         analysis: crate::stats::analyse(&results),
         runs: results,
         wall_seconds: started.elapsed().as_secs_f64(),
+        seconds_to_inputs,
+        seconds_to_first_step: rec.first_step,
     };
     crate::report::write_all(out, cfg, &summary)?;
     if interrupted {

@@ -161,11 +161,14 @@ fn part_matches(pat: &str, have: &str) -> bool {
 /// `wte, wpe, h.0-1.{…}, ln_f`: the model's parameter names, blocks folded.
 pub fn summarise_names(names: &[String]) -> String {
     let mut out: Vec<String> = Vec::new();
-    let blocks = names.iter().filter_map(|n| n.strip_prefix("h.")?.split('.').next()?.parse::<usize>().ok()).max();
+    let blocks: Vec<usize> =
+        names.iter().filter_map(|n| n.strip_prefix("h.")?.split('.').next()?.parse::<usize>().ok()).collect();
+    let (first, last) = (blocks.iter().min(), blocks.iter().max());
     for n in names {
         let module = n.trim_end_matches(".weight").trim_end_matches(".bias");
-        let short = match (n.strip_prefix("h."), blocks) {
-            (Some(_), Some(last)) => format!("h.0-{last}.*"),
+        let short = match (n.strip_prefix("h."), first, last) {
+            (Some(_), Some(a), Some(b)) if a == b => format!("h.{a}.*"),
+            (Some(_), Some(a), Some(b)) => format!("h.{a}-{b}.*"),
             _ => module.to_string(),
         };
         if !out.contains(&short) {
@@ -329,6 +332,8 @@ mod tests {
         assert_eq!(on("all").len(), 7);
         // `h.1` is not a prefix match for block 12.
         assert_eq!(on("h.1"), vec![4]);
+        assert_eq!(summarise_names(&names[4..]), "h.1-12.*, ln_f");
+        assert_eq!(summarise_names(&names[2..4]), "h.0.*");
         let msg = select("h.7.mlp", &names, "--freeze").unwrap_err().to_string();
         assert!(msg.contains("--freeze h.7.mlp names no parameter") && msg.contains("h.0-12.*"), "{msg}");
     }

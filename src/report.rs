@@ -587,6 +587,14 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         ("seeds", format!("{}..{}", cfg.seed, cfg.seed + cfg.seeds as u64 - 1)),
         ("device", cfg.device.clone()),
         ("wall time", format!("{:.1} s", s.wall_seconds)),
+        (
+            "start-up",
+            format!(
+                "inputs ready after {:.2} s (donor memory-mapped, corpus tokenized); first step done after {}",
+                s.seconds_to_inputs,
+                s.seconds_to_first_step.map_or("–".into(), |t| format!("{t:.2} s"))
+            ),
+        ),
     ];
     push(&mut md, "| | |\n|---|---|".into());
     for (k, v) in rows {
