@@ -348,7 +348,7 @@ impl Default for ExperimentConfig {
 impl ExperimentConfig {
     /// A reduced budget that still gives a complete report, intervals included: 60 steps per
     /// run, evaluated every 20, three seeds. With GPT-2 (768 x 50257) on a 2-core CPU the
-    /// twelve runs take about 12 minutes.
+    /// twelve runs take about 6 minutes.
     pub fn quick(mut self) -> Self {
         self.max_steps = Some(60);
         self.eval_every = Some(20);

@@ -266,6 +266,7 @@ pub struct DonorConfig {
     pub n_head: Option<usize>,
     #[serde(alias = "num_hidden_layers")]
     pub n_layer: Option<usize>,
+    #[serde(alias = "max_position_embeddings")]
     pub n_positions: Option<usize>,
     pub activation_function: Option<String>,
     pub layer_norm_epsilon: Option<f64>,

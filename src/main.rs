@@ -439,6 +439,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(t) => println!("tokenizer: {}", t.display()),
                 None => println!("tokenizer: none (GPT-2 BPE is used)"),
             }
+            if let Some(c) = &files.config {
+                let dc = embgraft::donor::DonorConfig::read(c)?;
+                let show = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
+                println!(
+                    "config: {} (width {}, heads {}, layers {}, positions {}) — Model 5 takes width and heads from it",
+                    c.display(),
+                    show(dc.n_embd),
+                    show(dc.n_head),
+                    show(dc.n_layer),
+                    show(dc.n_positions)
+                );
+            }
         }
     }
     Ok(())
