@@ -1,19 +1,30 @@
-//! Writes a safetensors file in GPT-2's layout (`wte.weight` [50257, 768], `wpe.weight`, a
-//! block's tensors) with seeded N(0, 0.14²) values: GPT-2's shapes without its weights, for
-//! timing runs on machines that cannot download GPT-2.
+//! Writes a safetensors file in GPT-2's layout with seeded values: GPT-2's shapes without its
+//! weights, for timing runs on machines that cannot download GPT-2.
 //!
 //!     cargo run --release --example fake_gpt2 -- /tmp/fake-gpt2/model.safetensors
+//!         wte [50257, 768], wpe, one block's first tensors (Model 1 needs only wte)
+//!     cargo run --release --example fake_gpt2 -- /tmp/fake-gpt2-2l/model.safetensors 2
+//!         wte, wpe, 2 whole blocks, ln_f and a config.json (12 heads): Model 5 can graft `all`
 
 fn main() {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: fake_gpt2 OUT.safetensors");
+    let args: Vec<String> = std::env::args().collect();
+    let Some(path) = args.get(1) else {
+        eprintln!("usage: fake_gpt2 OUT.safetensors [LAYERS]");
         std::process::exit(2);
     };
     let path = std::path::PathBuf::from(path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).expect("create folder");
     }
-    if let Err(e) = embgraft::donor::write_gpt2_layout(&path, 768, 0.14, 0) {
+    let written = match args.get(2).map(|l| l.parse::<usize>()) {
+        None => embgraft::donor::write_gpt2_layout(&path, 768, 0.14, 0).map(|_| ()),
+        Some(Ok(layers)) => embgraft::donor::write_gpt2_model(&path, 768, 12, layers, 0.14, 0),
+        Some(Err(_)) => {
+            eprintln!("error: LAYERS must be a number");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = written {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -318,6 +318,59 @@ pub fn write_gpt2_layout(path: &Path, dim: usize, std: f32, seed: u64) -> Result
     Ok(wte)
 }
 
+/// Writes a whole GPT-2-layout model: `wte`, `wpe` (1024 positions), `layers` complete blocks
+/// (LayerNorms, Conv1D projections stored (in, out), biases) and `ln_f`, with seeded N(0, std²)
+/// weights, unit LayerNorm gains and zero biases, plus its `config.json` beside it. GPT-2's
+/// shapes without its weights: for running Model 5's whole-model grafts offline.
+pub fn write_gpt2_model(path: &Path, dim: usize, heads: usize, layers: usize, std: f32, seed: u64) -> Result<()> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    use safetensors::tensor::TensorView;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let normal = rand_distr::Normal::new(0.0f32, std).map_err(|e| Error::Input(format!("std {std}: {e}")))?;
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
+    let d = dim;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
+        ("wte.weight".into(), vec![crate::corpus::GPT2_VOCAB, d], draw(crate::corpus::GPT2_VOCAB * d)),
+        ("wpe.weight".into(), vec![1024, d], draw(1024 * d)),
+    ];
+    for i in 0..layers {
+        let p = |s: &str| format!("h.{i}.{s}");
+        tensors.extend([
+            (p("ln_1.weight"), vec![d], vec![1.0; d]),
+            (p("ln_1.bias"), vec![d], vec![0.0; d]),
+            (p("attn.c_attn.weight"), vec![d, 3 * d], draw(3 * d * d)),
+            (p("attn.c_attn.bias"), vec![3 * d], vec![0.0; 3 * d]),
+            (p("attn.c_proj.weight"), vec![d, d], draw(d * d)),
+            (p("attn.c_proj.bias"), vec![d], vec![0.0; d]),
+            (p("ln_2.weight"), vec![d], vec![1.0; d]),
+            (p("ln_2.bias"), vec![d], vec![0.0; d]),
+            (p("mlp.c_fc.weight"), vec![d, 4 * d], draw(4 * d * d)),
+            (p("mlp.c_fc.bias"), vec![4 * d], vec![0.0; 4 * d]),
+            (p("mlp.c_proj.weight"), vec![4 * d, d], draw(4 * d * d)),
+            (p("mlp.c_proj.bias"), vec![d], vec![0.0; d]),
+        ]);
+    }
+    tensors.push(("ln_f.weight".into(), vec![d], vec![1.0; d]));
+    tensors.push(("ln_f.bias".into(), vec![d], vec![0.0; d]));
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.2.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            Ok((t.0.clone(), TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?))
+        })
+        .collect::<Result<_>>()?;
+    let data = safetensors::serialize(views, None).map_err(|e| Error::Output(e.to_string()))?;
+    crate::util::write_atomic(path, &data)?;
+    let config = format!(
+        r#"{{"model_type": "gpt2", "n_embd": {d}, "n_head": {heads}, "n_layer": {layers}, "n_positions": 1024, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "vocab_size": {}}}"#,
+        crate::corpus::GPT2_VOCAB
+    );
+    let cfg_path = path.parent().unwrap_or(Path::new(".")).join("config.json");
+    crate::util::write_atomic(&cfg_path, config.as_bytes())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
