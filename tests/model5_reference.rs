@@ -174,3 +174,35 @@ fn wrong_shapes_are_errors_naming_both() {
     let msg = m.graft(&donor, &emb, &only("h.0.attn.c_attn.weight")).unwrap_err().to_string();
     assert!(msg.contains("[16, 48]") && msg.contains("[24, 8]"), "{msg}");
 }
+
+/// The offline stand-in for GPT-2 (`examples/fake_gpt2.rs … LAYERS`) is a whole GPT-2-layout
+/// model: every Model 5 parameter grafts from it, and its config.json gives the head count.
+#[test]
+fn written_gpt2_layout_models_graft_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    embgraft::donor::write_gpt2_model(&path, 16, 2, 2, 0.1, 3).unwrap();
+    let cfg = embgraft::donor::DonorConfig::read(&dir.path().join("config.json")).unwrap();
+    assert_eq!((cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.n_positions), (Some(16), Some(2), Some(2), Some(1024)));
+    let donor = Donor::open(&path).unwrap();
+    let emb = donor.embedding(None).unwrap();
+    let m = Model5::random(
+        Model5Config {
+            vocab: emb.rows,
+            dim: 16,
+            heads: 2,
+            layers: 2,
+            context: 8,
+            tied: true,
+            activation: Activation::GeluNew,
+            layer_norm_eps: 1e-5,
+        },
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(0),
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (checks, _) = m.graft(&donor, &emb, &vec![true; m.params.len()]).unwrap();
+    assert_eq!(checks.len(), 28);
+    assert!(checks.iter().all(|c| c.passed()));
+}
