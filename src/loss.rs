@@ -144,6 +144,105 @@ pub fn cross_entropy_mean(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     Ok(logits.apply_op1(op)?)
 }
 
+/// Mean cross-entropy of the logits x · wᵀ against one target per row, for a model's output
+/// layer: x (N, d) hidden states, w (V, d) the head (a parameter, live or detached). Forward
+/// computes the logits with one GEMM and the loss and softmax − onehot in one pass; backward
+/// returns dx = g · w and, only when w is a live parameter, dw = gᵀ · x, both contiguous (the
+/// autograd path produces the head's gradient transposed and adds it element by element).
+pub fn head_cross_entropy_mean(x: &Tensor, w: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        let y = Tensor::from_slice(targets, targets.len(), x.device())?;
+        return Ok(candle_nn::loss::cross_entropy(&x.matmul(&w.t()?)?, &y)?);
+    }
+    let op = HeadCrossEntropyOp { counts: TokenCounts::per_position(targets), grad: Mutex::new(None) };
+    Ok(x.apply_op2(w, op)?)
+}
+
+struct HeadCrossEntropyOp {
+    counts: TokenCounts,
+    grad: Mutex<Option<Tensor>>,
+}
+
+impl candle_core::CustomOp2 for HeadCrossEntropyOp {
+    fn name(&self) -> &'static str {
+        "head-cross-entropy-mean"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+        let (CpuStorage::F32(xb), CpuStorage::F32(wb)) = (s1, s2) else {
+            candle_core::bail!("head cross-entropy needs f32 inputs")
+        };
+        let ((n, d), (vocab, d2)) = (l1.shape().dims2()?, l2.shape().dims2()?);
+        if d != d2 || n != self.counts.rows() {
+            candle_core::bail!(
+                "head cross-entropy: x {:?}, w {:?}, {} targets",
+                l1.dims(),
+                l2.dims(),
+                self.counts.rows()
+            );
+        }
+        let (Some((xa, _)), Some((wa, _))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("head cross-entropy needs contiguous inputs")
+        };
+        let (x, w) = (&xb[xa..xa + n * d], &wb[wa..wa + vocab * d]);
+        let mut z = vec![0f32; n * vocab];
+        // z (n x V) = x (n x d) · wᵀ (d x V).
+        // SAFETY: pointers and strides stay inside x, w and z.
+        unsafe {
+            gemm::gemm(
+                n,
+                vocab,
+                d,
+                z.as_mut_ptr(),
+                1,
+                vocab as isize,
+                false,
+                x.as_ptr(),
+                1,
+                d as isize,
+                w.as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            );
+        }
+        let z = Tensor::from_vec(z, (n, vocab), &Device::Cpu)?;
+        let op = FusedCrossEntropy { counts: &self.counts, grad: true, loss: Mutex::new(0.0) };
+        z.inplace_op1(&op)?;
+        let mean = (*op.loss.lock().unwrap() / self.counts.positions as f64) as f32;
+        *self.grad.lock().unwrap() = Some(z);
+        Ok((CpuStorage::F32(vec![mean]), candle_core::Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let Some(g) = self.grad.lock().unwrap().take() else {
+            candle_core::bail!("head cross-entropy backward ran twice")
+        };
+        let scale = grad_res.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+        let g = if scale == 1.0 { g } else { (g * scale as f64)? }; // (N, V)
+        let dx = g.matmul(w)?; // (N, d)
+        let dw = if w.is_variable() { Some(g.t()?.matmul(x)?) } else { None }; // (V, d)
+        Ok((Some(dx), dw))
+    }
+}
+
 struct CrossEntropyOp {
     counts: TokenCounts,
     grad: Mutex<Option<Tensor>>,

@@ -183,9 +183,9 @@ struct RunArgs {
     /// What B and D freeze, same patterns [default: wte]
     #[arg(long)]
     freeze: Option<String>,
-    /// The 2x2 grid in one flag: 'graft=none,wte freeze=none,wte' (first value = A's; ';' separates values with commas)
-    #[arg(long)]
-    grid: Option<String>,
+    /// The 2x2 grid in one flag: --grid graft=none,wte freeze=none,wte (first value = A's; ';' separates values with commas)
+    #[arg(long, num_args = 1..=2, value_name = "AXIS=V0,V1")]
+    grid: Vec<String>,
     /// Frozen parts thaw after N epochs (or Nsteps)
     #[arg(long, value_name = "N")]
     thaw_after: Option<String>,
@@ -311,8 +311,8 @@ impl RunArgs {
         if self.untied {
             c.model5.tied = false;
         }
-        if let Some(g) = &self.grid {
-            c.grid.parse_into(g)?;
+        if !self.grid.is_empty() {
+            c.grid.parse_into(&self.grid.join(" "))?;
         }
         if let Some(g) = &self.graft {
             c.grid.graft = g.clone();
@@ -355,7 +355,8 @@ impl RunArgs {
             || self.model.is_some()
             || [self.layers, self.heads, self.dim, self.context].iter().any(|s| s.is_some())
             || self.untied
-            || [&self.graft, &self.freeze, &self.grid, &self.thaw_after, &self.thaw_every].iter().any(|s| s.is_some())
+            || [&self.graft, &self.freeze, &self.thaw_after, &self.thaw_every].iter().any(|s| s.is_some())
+            || !self.grid.is_empty()
             || !self.lr_groups.is_empty()
     }
 

@@ -173,6 +173,12 @@ impl Model5 {
     /// Logits for token ids `x` (B, T) -> (B·T, V). `live[i]` says whether parameter i is
     /// differentiated; a frozen one is detached, so backward never reaches it.
     pub fn logits(&self, x: &Tensor, live: &[bool]) -> Result<Tensor> {
+        let (xs, head) = self.hidden(x, live)?;
+        Ok(xs.matmul(&head.t()?)?) // (B·T, V)
+    }
+
+    /// The final hidden states (B·T, d) after ln_f, and the head (V, d) they multiply.
+    fn hidden(&self, x: &Tensor, live: &[bool]) -> Result<(Tensor, Tensor)> {
         let (b, t) = x.dims2()?;
         if t > self.cfg.context {
             return Err(Error::Input(format!(
@@ -218,7 +224,7 @@ impl Model5 {
             Some(i) => p(i),
             None => wte,
         };
-        Ok(xs.matmul(&head.t()?)?) // (B·T, V)
+        Ok((xs, head))
     }
 
     fn activate(&self, x: &Tensor) -> Result<Tensor> {
@@ -240,8 +246,20 @@ impl Model5 {
     /// Mean cross-entropy over every position of windows `x` (B, T) with targets `y` (B, T),
     /// and the gradients of the live parameters (None for the others).
     pub fn loss_and_grads(&self, x: &Tensor, y: &Tensor, live: &[bool]) -> Result<(f64, Vec<Option<Tensor>>)> {
+        let (xs, head) = self.hidden(x, live)?;
+        let loss = crate::loss::head_cross_entropy_mean(&xs, &head, &y.flatten_all()?.to_vec1::<u32>()?)?;
+        self.backward(loss, live)
+    }
+
+    /// The same through candle's own ops: logits, then `cross_entropy`. The reference the
+    /// fused head is tested against.
+    pub fn loss_and_grads_plain(&self, x: &Tensor, y: &Tensor, live: &[bool]) -> Result<(f64, Vec<Option<Tensor>>)> {
         let logits = self.logits(x, live)?;
-        let loss = crate::loss::cross_entropy_mean(&logits, &y.flatten_all()?.to_vec1::<u32>()?)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y.flatten_all()?)?;
+        self.backward(loss, live)
+    }
+
+    fn backward(&self, loss: Tensor, live: &[bool]) -> Result<(f64, Vec<Option<Tensor>>)> {
         let value = loss.to_scalar::<f32>()? as f64;
         if !live.iter().any(|&l| l) {
             return Ok((value, vec![None; self.params.len()]));
@@ -446,6 +464,29 @@ mod tests {
             assert!(grads[0].is_none());
             assert!(grads[1..].iter().all(|g| g.is_some()), "every live parameter has a gradient");
             assert_eq!(m.lm_head.is_some(), !tied);
+        }
+    }
+
+    #[test]
+    fn fused_head_gives_the_plain_loss_and_gradients() {
+        for tied in [true, false] {
+            let m = tiny(tied);
+            let x = Tensor::new(&[[1u32, 2, 3, 4, 5], [5, 6, 7, 8, 1]], &Device::Cpu).unwrap();
+            let y = Tensor::new(&[[2u32, 3, 4, 5, 9], [6, 7, 8, 9, 49]], &Device::Cpu).unwrap();
+            for frozen_wte in [false, true] {
+                let mut live = vec![true; m.params.len()];
+                live[0] = !frozen_wte;
+                let (l1, g1) = m.loss_and_grads(&x, &y, &live).unwrap();
+                let (l2, g2) = m.loss_and_grads_plain(&x, &y, &live).unwrap();
+                assert!((l1 - l2).abs() < 1e-5, "{l1} vs {l2}");
+                for ((name, _), (a, b)) in m.params.iter().zip(g1.iter().zip(&g2)) {
+                    assert_eq!(a.is_some(), b.is_some(), "{name}");
+                    if let (Some(a), Some(b)) = (a, b) {
+                        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                        assert!(d < 1e-5, "{name} (tied {tied}): gradients differ by {d}");
+                    }
+                }
+            }
         }
     }
 

@@ -309,6 +309,8 @@ fn cli_bad_input_is_one_line_and_writes_nothing() {
         (with(&["--thaw-after", "3min"]), "--thaw-after: '3min' is not N, Nepochs or Nsteps"),
         (with(&["--thaw-every", "2"]), "--thaw-every needs --thaw-after"),
         (with(&["--grid", "graft=none,wte,all"]), "one or two values per axis"),
+        (with(&["--grid", "graft=none,wte", "freeze=none,wte", "--configs", "Q"]), "unknown configuration 'Q'"),
+        (with(&["--grid", "graft=none,wpe", "freeze=none,wte"]), "Model 1 can graft only wte"),
     ];
     for (args, want) in cases {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_embgraft"));
