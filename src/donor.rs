@@ -287,35 +287,43 @@ impl DonorConfig {
 /// any width. Tests and benchmarks use it where GPT-2 itself cannot be downloaded. Returns the
 /// `wte` values written.
 pub fn write_gpt2_layout(path: &Path, dim: usize, std: f32, seed: u64) -> Result<Vec<f32>> {
+    let mut draw = normal_draws(std, seed)?;
+    let wte = draw(crate::corpus::GPT2_VOCAB * dim);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
+        ("wte.weight".into(), vec![crate::corpus::GPT2_VOCAB, dim], wte.clone()),
+        ("wpe.weight".into(), vec![1024, dim], draw(1024 * dim)),
+        ("h.0.ln_1.weight".into(), vec![dim], vec![1.0; dim]),
+        ("h.0.attn.c_attn.weight".into(), vec![dim, 3 * dim], draw(3 * dim * dim)),
+        ("h.0.attn.c_attn.bias".into(), vec![3 * dim], vec![0.0; 3 * dim]),
+        ("ln_f.bias".into(), vec![dim], vec![0.0; dim]),
+    ];
+    write_f32_tensors(path, &tensors)?;
+    Ok(wte)
+}
+
+/// Seeded N(0, std²) values, `n` at a time.
+fn normal_draws(std: f32, seed: u64) -> Result<impl FnMut(usize) -> Vec<f32>> {
     use rand::SeedableRng;
     use rand_distr::Distribution;
-    use safetensors::tensor::TensorView;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let normal = rand_distr::Normal::new(0.0f32, std).map_err(|e| Error::Input(format!("std {std}: {e}")))?;
-    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
-    let wte = draw(crate::corpus::GPT2_VOCAB * dim);
-    let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = vec![
-        ("wte.weight", vec![crate::corpus::GPT2_VOCAB, dim], wte.clone()),
-        ("wpe.weight", vec![1024, dim], draw(1024 * dim)),
-        ("h.0.ln_1.weight", vec![dim], vec![1.0; dim]),
-        ("h.0.attn.c_attn.weight", vec![dim, 3 * dim], draw(3 * dim * dim)),
-        ("h.0.attn.c_attn.bias", vec![3 * dim], vec![0.0; 3 * dim]),
-        ("ln_f.bias", vec![dim], vec![0.0; dim]),
-    ];
+    Ok(move |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() })
+}
+
+/// Writes (name, shape, values) as an F32 safetensors file, atomically.
+fn write_f32_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    use safetensors::tensor::TensorView;
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.2.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&bytes)
         .map(|(t, b)| {
-            Ok((
-                t.0.to_string(),
-                TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?,
-            ))
+            let view = TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?;
+            Ok((t.0.clone(), view))
         })
         .collect::<Result<_>>()?;
     let data = safetensors::serialize(views, None).map_err(|e| Error::Output(e.to_string()))?;
-    crate::util::write_atomic(path, &data)?;
-    Ok(wte)
+    crate::util::write_atomic(path, &data)
 }
 
 /// Writes a whole GPT-2-layout model: `wte`, `wpe` (1024 positions), `layers` complete blocks
@@ -323,12 +331,7 @@ pub fn write_gpt2_layout(path: &Path, dim: usize, std: f32, seed: u64) -> Result
 /// weights, unit LayerNorm gains and zero biases, plus its `config.json` beside it. GPT-2's
 /// shapes without its weights: for running Model 5's whole-model grafts offline.
 pub fn write_gpt2_model(path: &Path, dim: usize, heads: usize, layers: usize, std: f32, seed: u64) -> Result<()> {
-    use rand::SeedableRng;
-    use rand_distr::Distribution;
-    use safetensors::tensor::TensorView;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let normal = rand_distr::Normal::new(0.0f32, std).map_err(|e| Error::Input(format!("std {std}: {e}")))?;
-    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
+    let mut draw = normal_draws(std, seed)?;
     let d = dim;
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
         ("wte.weight".into(), vec![crate::corpus::GPT2_VOCAB, d], draw(crate::corpus::GPT2_VOCAB * d)),
@@ -353,16 +356,7 @@ pub fn write_gpt2_model(path: &Path, dim: usize, heads: usize, layers: usize, st
     }
     tensors.push(("ln_f.weight".into(), vec![d], vec![1.0; d]));
     tensors.push(("ln_f.bias".into(), vec![d], vec![0.0; d]));
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.2.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            Ok((t.0.clone(), TensorView::new(Dtype::F32, t.1.clone(), b).map_err(|e| Error::Output(e.to_string()))?))
-        })
-        .collect::<Result<_>>()?;
-    let data = safetensors::serialize(views, None).map_err(|e| Error::Output(e.to_string()))?;
-    crate::util::write_atomic(path, &data)?;
+    write_f32_tensors(path, &tensors)?;
     let config = format!(
         r#"{{"model_type": "gpt2", "n_embd": {d}, "n_head": {heads}, "n_layer": {layers}, "n_positions": 1024, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "vocab_size": {}}}"#,
         crate::corpus::GPT2_VOCAB

@@ -244,6 +244,20 @@ fn model5_sizes(
 }
 
 impl Inputs {
+    /// What every run on these inputs shares.
+    pub fn shared<'a>(&'a self, device: &'a Device) -> train::Shared<'a> {
+        train::Shared {
+            data: &self.data,
+            test: &self.test_counts,
+            train_eval: &self.train_eval_counts,
+            input_freq: &self.input_freq,
+            donor: &self.embedding,
+            device,
+            donor_file: Some(&self.donor),
+            model5: self.model5.as_ref(),
+        }
+    }
+
     pub fn summary(&self, cfg: &ExperimentConfig) -> InputSummary {
         InputSummary {
             corpus: self.corpus_path.display().to_string(),
@@ -529,16 +543,7 @@ fn run_grid(
         first_step: None,
     };
 
-    let shared = train::Shared {
-        data: &inputs.data,
-        test: &inputs.test_counts,
-        train_eval: &inputs.train_eval_counts,
-        input_freq: &inputs.input_freq,
-        donor: &inputs.embedding,
-        device: dev,
-        donor_file: Some(&inputs.donor),
-        model5: inputs.model5.as_ref(),
-    };
+    let shared = inputs.shared(dev);
     let mut results = Vec::new();
     let mut interrupted = false;
     for (&(seed, letter), prior) in grid.iter().zip(priors) {

@@ -1,5 +1,6 @@
-//! Cross-entropy (= log-softmax + NLL, mean over all positions) for models whose logits depend
-//! only on the current token, such as Model 1.
+//! Cross-entropy (= log-softmax + NLL, mean over all positions), fused: for models whose logits
+//! depend only on the current token, such as Model 1, and (at the end) Model 5's output layer as
+//! one autograd op.
 //!
 //! For such a model, the N = B·T positions of a batch need one logits row per *distinct* input
 //! token u, weighted by how often each target follows it:
@@ -130,20 +131,6 @@ pub fn cross_entropy_sum_ops(z: &Tensor, counts: &TokenCounts, grad: bool) -> Re
     Ok((loss, Some(g)))
 }
 
-/// Mean cross-entropy of logits (N, V) against one target per row, as a scalar tensor that
-/// autograd differentiates: the forward pass computes the loss and keeps softmax − onehot
-/// (divided by N) from the same pass; backward hands that back. It replaces log-softmax,
-/// gather and their backward passes over (N, V) with one pass (CPU; other devices use
-/// candle's `cross_entropy`).
-pub fn cross_entropy_mean(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
-    if !logits.device().is_cpu() {
-        let y = Tensor::from_slice(targets, targets.len(), logits.device())?;
-        return Ok(candle_nn::loss::cross_entropy(logits, &y)?);
-    }
-    let op = CrossEntropyOp { counts: TokenCounts::per_position(targets), grad: Mutex::new(None) };
-    Ok(logits.apply_op1(op)?)
-}
-
 /// Mean cross-entropy of the logits x · wᵀ against one target per row, for a model's output
 /// layer: x (N, d) hidden states, w (V, d) the head (a parameter, live or detached). Forward
 /// computes the logits with one GEMM and the loss and softmax − onehot in one pass; backward
@@ -243,43 +230,6 @@ impl candle_core::CustomOp2 for HeadCrossEntropyOp {
     }
 }
 
-struct CrossEntropyOp {
-    counts: TokenCounts,
-    grad: Mutex<Option<Tensor>>,
-}
-
-impl candle_core::CustomOp1 for CrossEntropyOp {
-    fn name(&self) -> &'static str {
-        "cross-entropy-mean"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
-        let CpuStorage::F32(buf) = storage else { candle_core::bail!("cross-entropy needs f32 logits") };
-        let (rows, vocab) = layout.shape().dims2()?;
-        if rows != self.counts.rows() {
-            candle_core::bail!("{rows} logit rows for {} targets", self.counts.rows());
-        }
-        let z: Vec<f32> = match layout.contiguous_offsets() {
-            Some((a, b)) => buf[a..b].to_vec(),
-            None => candle_core::bail!("cross-entropy needs contiguous logits"),
-        };
-        let z = Tensor::from_vec(z, (rows, vocab), &Device::Cpu)?;
-        let op = FusedCrossEntropy { counts: &self.counts, grad: true, loss: Mutex::new(0.0) };
-        z.inplace_op1(&op)?;
-        let mean = (*op.loss.lock().unwrap() / self.counts.positions as f64) as f32;
-        *self.grad.lock().unwrap() = Some(z);
-        Ok((CpuStorage::F32(vec![mean]), candle_core::Shape::from(())))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let g = self.grad.lock().unwrap().take();
-        match g {
-            Some(g) => Ok(Some(g.broadcast_mul(grad_res)?)),
-            None => candle_core::bail!("cross-entropy backward ran twice"),
-        }
-    }
-}
-
 struct FusedCrossEntropy<'a> {
     counts: &'a TokenCounts,
     grad: bool,
@@ -364,22 +314,35 @@ mod tests {
     }
 
     #[test]
-    fn autograd_op_matches_candle_cross_entropy() {
+    fn head_op_matches_candle_matmul_and_cross_entropy() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-        let (v, n) = (97, 33);
-        let z: Vec<f32> = (0..n * v).map(|_| rng.gen_range(-6.0..6.0)).collect();
-        let ys: Vec<u32> = (0..n).map(|_| rng.gen_range(0..v as u32)).collect();
-        let z = candle_core::Var::from_vec(z, (n, v), &Device::Cpu).unwrap();
-        let ours = cross_entropy_mean(z.as_tensor(), &ys).unwrap();
-        let g_ours = ours.backward().unwrap().get(z.as_tensor()).unwrap().clone();
+        let (v, n, d) = (97, 33, 12);
+        let mut draw = |k: usize| -> Vec<f32> { (0..k).map(|_| rng.gen_range(-1.5..1.5)).collect() };
+        let x = candle_core::Var::from_vec(draw(n * d), (n, d), &Device::Cpu).unwrap();
+        let w = candle_core::Var::from_vec(draw(v * d), (v, d), &Device::Cpu).unwrap();
+        let ys: Vec<u32> = (0..n).map(|i| (i * 31 % v) as u32).collect();
         let y = Tensor::from_slice(&ys, n, &Device::Cpu).unwrap();
-        let theirs = candle_nn::loss::cross_entropy(z.as_tensor(), &y).unwrap();
-        let g_theirs = theirs.backward().unwrap().get(z.as_tensor()).unwrap().clone();
-        let (a, b) = (ours.to_scalar::<f32>().unwrap(), theirs.to_scalar::<f32>().unwrap());
-        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-        let diff = (g_ours - g_theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 1e-7, "gradient differs by {diff}");
+        let theirs =
+            candle_nn::loss::cross_entropy(&x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap(), &y).unwrap();
+        let g_theirs = theirs.backward().unwrap();
+        for w_trains in [true, false] {
+            let wt = if w_trains { w.as_tensor().clone() } else { w.as_tensor().detach() };
+            let ours = head_cross_entropy_mean(x.as_tensor(), &wt, &ys).unwrap();
+            let g_ours = ours.backward().unwrap();
+            let (a, b) = (ours.to_scalar::<f32>().unwrap(), theirs.to_scalar::<f32>().unwrap());
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            let diff = |p: &candle_core::Var| {
+                let (a, b) = (g_ours.get(p.as_tensor()).unwrap(), g_theirs.get(p.as_tensor()).unwrap());
+                (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+            };
+            assert!(diff(&x) < 1e-6, "dx differs by {}", diff(&x));
+            // A detached head gets no gradient at all: nothing is computed for it.
+            assert_eq!(g_ours.get(w.as_tensor()).is_some(), w_trains);
+            if w_trains {
+                assert!(diff(&w) < 1e-6, "dw differs by {}", diff(&w));
+            }
+        }
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl Model1 {
         Ok(total / counts.positions as f64)
     }
 
-    /// Samples `max_tokens` continuation ids after `prompt`, stopping after `sentences` ends of
+    /// Samples up to `max_tokens` ids after `prompt`, stopping after `sentences` ends of
     /// sentence. Model 1 sees only the last token, so that is all the prompt contributes.
     pub fn sample(
         &self,
@@ -184,32 +184,48 @@ impl Model1 {
         sentences: usize,
         rng: &mut impl Rng,
     ) -> Result<Vec<u32>> {
-        let mut out = Vec::new();
-        let mut cur = *prompt.last().unwrap_or(&0);
-        let mut ends = 0;
-        for _ in 0..max_tokens {
-            let x = Tensor::new(&[cur], self.wte.device())?;
-            let probs = candle_nn::ops::softmax(&self.forward(&x)?, D::Minus1)?.flatten_all()?.to_vec1::<f32>()?;
-            let mut r: f32 = rng.gen();
-            let mut next = probs.len() - 1;
-            for (i, p) in probs.iter().enumerate() {
-                if r < *p {
-                    next = i;
-                    break;
-                }
-                r -= p;
+        sample_with(prompt, max_tokens, stop, sentences, rng, |seq| {
+            let x = Tensor::new(&[seq[seq.len() - 1]], self.wte.device())?;
+            Ok(self.forward(&x)?.flatten_all()?)
+        })
+    }
+}
+
+/// Draws up to `max_tokens` ids after `prompt` (an empty prompt starts from id 0), each from
+/// the softmax of `next_logits(sequence so far)` (V,), stopping after `sentences` tokens for
+/// which `stop` holds. Returns the drawn ids only.
+pub fn sample_with(
+    prompt: &[u32],
+    max_tokens: usize,
+    stop: &dyn Fn(u32) -> bool,
+    sentences: usize,
+    rng: &mut impl Rng,
+    mut next_logits: impl FnMut(&[u32]) -> Result<Tensor>,
+) -> Result<Vec<u32>> {
+    let mut seq: Vec<u32> = if prompt.is_empty() { vec![0] } else { prompt.to_vec() };
+    let start = seq.len();
+    let mut ends = 0;
+    for _ in 0..max_tokens {
+        let probs = candle_nn::ops::softmax(&next_logits(&seq)?, D::Minus1)?.to_vec1::<f32>()?;
+        // Inverse CDF: the first id whose cumulative probability passes a uniform draw.
+        let mut r: f32 = rng.gen();
+        let mut next = probs.len() - 1;
+        for (i, p) in probs.iter().enumerate() {
+            if r < *p {
+                next = i;
+                break;
             }
-            cur = next as u32;
-            out.push(cur);
-            if stop(cur) {
-                ends += 1;
-                if ends == sentences {
-                    break;
-                }
+            r -= p;
+        }
+        seq.push(next as u32);
+        if stop(next as u32) {
+            ends += 1;
+            if ends == sentences {
+                break;
             }
         }
-        Ok(out)
     }
+    Ok(seq[start..].to_vec())
 }
 
 /// d/dx [x · Φ(x)] = Φ(x) + x · φ(x), the derivative of the exact GELU.

@@ -292,33 +292,12 @@ impl Model5 {
         sentences: usize,
         rng: &mut impl Rng,
     ) -> Result<Vec<u32>> {
-        let mut seq: Vec<u32> = if prompt.is_empty() { vec![0] } else { prompt.to_vec() };
-        let start = seq.len();
         let live = vec![false; self.params.len()];
-        let mut ends = 0;
-        for _ in 0..max_tokens {
+        crate::model::sample_with(prompt, max_tokens, stop, sentences, rng, |seq| {
             let window = &seq[seq.len().saturating_sub(self.cfg.context)..];
             let x = Tensor::from_slice(window, (1, window.len()), self.device())?;
-            let last = self.logits(&x, &live)?.get(window.len() - 1)?; // (V,)
-            let probs = candle_nn::ops::softmax(&last, 0)?.to_vec1::<f32>()?;
-            let mut r: f32 = rng.gen();
-            let mut next = probs.len() - 1;
-            for (i, p) in probs.iter().enumerate() {
-                if r < *p {
-                    next = i;
-                    break;
-                }
-                r -= p;
-            }
-            seq.push(next as u32);
-            if stop(next as u32) {
-                ends += 1;
-                if ends == sentences {
-                    break;
-                }
-            }
-        }
-        Ok(seq[start..].to_vec())
+            Ok(self.logits(&x, &live)?.get(window.len() - 1)?) // (V,)
+        })
     }
 
     /// Copies the donor's tensors into the parameters `mask` selects and verifies each whole.

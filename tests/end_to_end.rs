@@ -401,16 +401,7 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     cfg.optimizer.weight_decay = 0.5;
     cfg.max_steps = Some(5);
     let inputs = experiment::load_inputs(&cfg).unwrap();
-    let shared = embgraft::train::Shared {
-        data: &inputs.data,
-        test: &inputs.test_counts,
-        train_eval: &inputs.train_eval_counts,
-        input_freq: &inputs.input_freq,
-        donor: &inputs.embedding,
-        device: &candle_core::Device::Cpu,
-        donor_file: Some(&inputs.donor),
-        model5: inputs.model5.as_ref(),
-    };
+    let shared = inputs.shared(&candle_core::Device::Cpu);
     let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let donor = &inputs.embedding.data;
@@ -694,16 +685,7 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
     cfg.grid.graft = "wte,wpe".into();
     cfg.configs = vec![Letter::B, Letter::C];
     let inputs = experiment::load_inputs(&cfg).unwrap();
-    let shared = embgraft::train::Shared {
-        data: &inputs.data,
-        test: &inputs.test_counts,
-        train_eval: &inputs.train_eval_counts,
-        input_freq: &inputs.input_freq,
-        donor: &inputs.embedding,
-        device: &candle_core::Device::Cpu,
-        donor_file: Some(&inputs.donor),
-        model5: inputs.model5.as_ref(),
-    };
+    let shared = inputs.shared(&candle_core::Device::Cpu);
     let values = |v: candle_core::Var| v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let donor_wte = bits(&inputs.embedding.data);
