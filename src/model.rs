@@ -174,20 +174,10 @@ impl Model1 {
         Ok(total / counts.positions as f64)
     }
 
-    /// Samples up to `max_tokens` ids after `prompt`, stopping after `sentences` ends of
-    /// sentence. Model 1 sees only the last token, so that is all the prompt contributes.
-    pub fn sample(
-        &self,
-        prompt: &[u32],
-        max_tokens: usize,
-        stop: &dyn Fn(u32) -> bool,
-        sentences: usize,
-        rng: &mut impl Rng,
-    ) -> Result<Vec<u32>> {
-        sample_with(prompt, max_tokens, stop, sentences, rng, |seq| {
-            let x = Tensor::new(&[seq[seq.len() - 1]], self.wte.device())?;
-            Ok(self.forward(&x)?.flatten_all()?)
-        })
+    /// The next token's logits (V,) after `seq`: Model 1 sees only the last token.
+    pub fn next_logits(&self, seq: &[u32]) -> Result<Tensor> {
+        let x = Tensor::new(&[seq[seq.len() - 1]], self.wte.device())?;
+        Ok(self.forward(&x)?.flatten_all()?)
     }
 }
 

@@ -282,22 +282,12 @@ impl Model5 {
         Ok(crate::loss::cross_entropy_sum(logits, &counts, false)?.0)
     }
 
-    /// Samples up to `max_tokens` ids after `prompt`, each conditioned on the last `context`
-    /// tokens, stopping after `sentences` ends of sentence.
-    pub fn sample(
-        &self,
-        prompt: &[u32],
-        max_tokens: usize,
-        stop: &dyn Fn(u32) -> bool,
-        sentences: usize,
-        rng: &mut impl Rng,
-    ) -> Result<Vec<u32>> {
+    /// The next token's logits (V,) after `seq`, conditioned on its last `context` tokens.
+    pub fn next_logits(&self, seq: &[u32]) -> Result<Tensor> {
+        let window = &seq[seq.len().saturating_sub(self.cfg.context)..];
+        let x = Tensor::from_slice(window, (1, window.len()), self.device())?;
         let live = vec![false; self.params.len()];
-        crate::model::sample_with(prompt, max_tokens, stop, sentences, rng, |seq| {
-            let window = &seq[seq.len().saturating_sub(self.cfg.context)..];
-            let x = Tensor::from_slice(window, (1, window.len()), self.device())?;
-            Ok(self.logits(&x, &live)?.get(window.len() - 1)?) // (V,)
-        })
+        Ok(self.logits(&x, &live)?.get(window.len() - 1)?) // (V,)
     }
 
     /// Copies the donor's tensors into the parameters `mask` selects and verifies each whole.

@@ -154,6 +154,8 @@ impl Net {
         }
     }
 
+    /// Samples up to `max_tokens` ids after `prompt`, stopping after `sentences` ends of
+    /// sentence (see [`crate::model::sample_with`]).
     pub fn sample(
         &self,
         prompt: &[u32],
@@ -162,10 +164,10 @@ impl Net {
         sentences: usize,
         rng: &mut impl rand::Rng,
     ) -> Result<Vec<u32>> {
-        match self {
-            Net::M1(m) => m.sample(prompt, max_tokens, stop, sentences, rng),
-            Net::M5(m) => m.sample(prompt, max_tokens, stop, sentences, rng),
-        }
+        crate::model::sample_with(prompt, max_tokens, stop, sentences, rng, |seq| match self {
+            Net::M1(m) => m.next_logits(seq),
+            Net::M5(m) => m.next_logits(seq),
+        })
     }
 }
 
