@@ -27,14 +27,17 @@ fn main() -> anyhow::Result<()> {
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let m = Model5::random(cfg, &mut rng.clone(), &mut rng, &Device::Cpu)?;
-    let live = vec![true; m.params.len()];
-    let mut opt = AdamW::new(m.params.iter().map(|(_, v)| v.clone()).collect(), AdamWConfig::default())?;
+    let live: embgraft::params::Names = m.params.names().into_iter().collect();
+    let mut opt = AdamW::new(Vec::new(), AdamWConfig::default())?;
+    for (name, v) in m.params.iter() {
+        opt.add(name, v.clone(), 1e-3)?;
+    }
     let (b, t) = (64, 8);
     // (fused head: loss+grads, plain: loss+grads, AdamW)
     let mut times: Vec<[f64; 3]> = Vec::new();
     for _ in 0..6 {
-        let xs: Vec<u32> = (0..b * t).map(|_| rng.gen_range(0..5000)).collect();
-        let ys: Vec<u32> = (0..b * t).map(|_| rng.gen_range(0..5000)).collect();
+        let xs: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..5000)).collect();
+        let ys: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..5000)).collect();
         let x = Tensor::from_vec(xs, (b, t), &Device::Cpu)?;
         let y = Tensor::from_vec(ys, (b, t), &Device::Cpu)?;
         let t0 = Instant::now();
@@ -42,9 +45,10 @@ fn main() -> anyhow::Result<()> {
         let t1 = Instant::now();
         let _ = m.loss_and_grads_plain(&x, &y, &live)?;
         let t2 = Instant::now();
-        let grads: Vec<Grad> = grads.into_iter().map(|g| Grad::Dense(g.unwrap())).collect();
+        let mut grads: std::collections::HashMap<String, Grad> =
+            grads.into_iter().map(|(n, g)| (n, Grad::Dense(g))).collect();
         let t3 = Instant::now();
-        opt.step(&grads.iter().collect::<Vec<_>>())?;
+        opt.step_named(&mut grads)?;
         let t4 = Instant::now();
         times.push([(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t4 - t3).as_secs_f64()]);
     }

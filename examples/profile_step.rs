@@ -26,8 +26,8 @@ fn main() -> anyhow::Result<()> {
     let mut head_opt = AdamW::new(vec![m.lm_head.clone()], AdamWConfig::default())?;
     let mut phases: Vec<Vec<f64>> = vec![Vec::new(); 6];
     for _ in 0..8 {
-        let xs: Vec<u32> = (0..b * t).map(|_| rng.gen_range(0..distinct) * 37 % v as u32).collect();
-        let ys: Vec<u32> = (0..b * t).map(|_| rng.gen_range(0..v as u32)).collect();
+        let xs: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..distinct) * 37 % v as u32).collect();
+        let ys: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..v as u32)).collect();
         let mut clock = Instant::now();
         let mut lap = |k: usize, phases: &mut Vec<Vec<f64>>| {
             phases[k].push(clock.elapsed().as_secs_f64());

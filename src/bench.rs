@@ -40,18 +40,24 @@ pub struct BenchResult {
 }
 
 /// Batches of `steps` x `batch` windows of `seq_len + 1` tokens, from `tokens` at random places.
-pub fn make_batches(tokens: &[u32], steps: usize, batch: usize, seq_len: usize, seed: u64) -> Vec<Vec<u32>> {
+pub fn make_batches(tokens: &[u32], steps: usize, batch: usize, seq_len: usize, seed: u64) -> Result<Vec<Vec<u32>>> {
+    if tokens.len() < seq_len.saturating_add(2) {
+        return Err(crate::error::Error::Input(format!(
+            "the corpus has {} tokens, too few for windows of {seq_len}; use a longer corpus or a smaller --shape",
+            tokens.len()
+        )));
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..steps)
+    Ok((0..steps)
         .map(|_| {
             (0..batch)
                 .flat_map(|_| {
-                    let s = rng.gen_range(0..tokens.len() - seq_len - 1);
+                    let s = rng.random_range(0..tokens.len() - seq_len - 1);
                     tokens[s..s + seq_len + 1].to_vec()
                 })
                 .collect()
         })
-        .collect()
+        .collect())
 }
 
 /// Writes batches as an I64 tensor (steps, batch, seq_len + 1), the layout the PyTorch script reads.
@@ -153,7 +159,7 @@ mod tests {
     #[test]
     fn batches_round_trip_and_fused_matches_plain() {
         let tokens: Vec<u32> = (0..5000).map(|i| (i * 7 % 97) as u32).collect();
-        let batches = make_batches(&tokens, 6, 4, 5, 1);
+        let batches = make_batches(&tokens, 6, 4, 5, 1).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b.safetensors");
         save_batches(&p, &batches, 4, 5).unwrap();

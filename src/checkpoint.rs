@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graft::FrozenCheck;
-use crate::train::{Checkpoint, Point, Thaw};
+use crate::results::{Point, Thaw};
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -29,11 +29,28 @@ struct Meta {
     frozen_checks: Vec<FrozenCheck>,
 }
 
-const META_KEY: &str = "embgraft.checkpoint";
 
-fn to_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// A run's state at an epoch's end: parameters, AdamW state, the batch-order RNG's position,
+/// the curve and the thaws so far. Restoring it continues the run exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub adam_step: u64,
+    pub shuffle_word_pos: u128,
+    pub points: Vec<Point>,
+    pub last_finite_loss: Option<f64>,
+    /// Every parameter by name.
+    pub params: Vec<(String, Vec<f32>)>,
+    /// The optimizer's parameters in its order, with their own step counts and (m, v).
+    pub slots: Vec<String>,
+    pub slot_steps: Vec<u64>,
+    pub moments: Vec<(Vec<f32>, Vec<f32>)>,
+    pub thaws: Vec<Thaw>,
+    pub frozen_checks: Vec<FrozenCheck>,
 }
+
+const META_KEY: &str = "embgraft.checkpoint";
 
 /// Writes `c` to `path` through a temporary file and a rename: an interrupted write leaves
 /// the previous checkpoint intact.
@@ -51,27 +68,24 @@ pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
         thaws: c.thaws.clone(),
         frozen_checks: c.frozen_checks.clone(),
     };
-    let mut named: Vec<(String, Vec<u8>)> = c.params.iter().map(|(n, v)| (format!("param.{n}"), to_bytes(v))).collect();
+    use crate::util::f32_bytes;
+    let mut named: Vec<(String, &[f32])> = c.params.iter().map(|(n, v)| (format!("param.{n}"), &v[..])).collect();
     for (i, (m, v)) in c.moments.iter().enumerate() {
-        named.push((format!("m.{i}"), to_bytes(m)));
-        named.push((format!("v.{i}"), to_bytes(v)));
+        named.push((format!("m.{i}"), &m[..]));
+        named.push((format!("v.{i}"), &v[..]));
     }
     let fail = |e: String| Error::Output(format!("cannot write checkpoint {}: {e}", path.display()));
     let views: Vec<(String, TensorView)> = named
         .iter()
-        .map(|(n, b)| {
-            Ok((n.clone(), TensorView::new(Dtype::F32, vec![b.len() / 4], b).map_err(|e| fail(e.to_string()))?))
+        .map(|(n, v)| {
+            let view = TensorView::new(Dtype::F32, vec![v.len()], f32_bytes(v)).map_err(|e| fail(e.to_string()))?;
+            Ok((n.clone(), view))
         })
         .collect::<Result<_>>()?;
-    let metadata = HashMap::from([(META_KEY.to_string(), serde_json::to_string(&meta).expect("meta serialises"))]);
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
-        .map_err(|e| fail(e.to_string()))
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string())));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let meta = serde_json::to_string(&meta).map_err(|e| fail(e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(HashMap::from([(META_KEY.to_string(), meta)])))
+        .map_err(|e| fail(e.to_string()))?;
+    crate::util::write_atomic(path, &bytes)
 }
 
 pub fn load(path: &Path) -> Result<Checkpoint> {
@@ -92,7 +106,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         if t.dtype() != Dtype::F32 {
             return Err(bad(format!("{name} is not F32")));
         }
-        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Ok(crate::util::f32_from_bytes(t.data()))
     };
     if meta.slot_steps.len() != meta.slots.len() {
         return Err(bad("optimizer state is inconsistent".into()));

@@ -1,13 +1,17 @@
-//! The experiment as plain data. Defaults are the course's protocol; the whole struct is saved
-//! as `config.toml` next to every result, and `--config-file` reads one back to rerun it.
+//! The experiment's settings, declared once. Each section is plain data that derives clap's
+//! `Args` (so every setting is a flag with its help and its default) and serde (so it is saved
+//! as `config.toml` with every run). The command line, `--config-file`, `--resume` and the
+//! Python front all go through [`ExperimentConfig::resolve`], which knows the settings only
+//! through these types: a field added to a section is a flag, a saved value and a resume check
+//! without further code.
 
 use std::str::FromStr;
 
+use clap::{Args, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::Split;
 use crate::error::{Error, Result};
-use crate::optim::AdamWConfig;
 
 /// The four configurations of the lecture (A-D) and four controls (E-H) that separate what the
 /// donor's rows mean from how large they are.
@@ -97,6 +101,52 @@ impl FromStr for Letter {
     }
 }
 
+/// A list of configurations, written `A,B,C,D` (or `all`) on the command line and in config.toml.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Letters(pub Vec<Letter>);
+
+impl FromStr for Letters {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s.trim().eq_ignore_ascii_case("all") {
+            return Ok(Letters(Letter::WITH_CONTROLS.to_vec()));
+        }
+        let mut out: Vec<Letter> = Vec::new();
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let l: Letter = part.parse()?;
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        Ok(Letters(out))
+    }
+}
+
+impl std::fmt::Display for Letters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","))
+    }
+}
+
+impl From<Letters> for String {
+    fn from(l: Letters) -> String {
+        l.to_string()
+    }
+}
+
+impl TryFrom<String> for Letters {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+/// Parses `A,B,C,D` or `all`.
+pub fn parse_letters(s: &str) -> Result<Vec<Letter>> {
+    Ok(s.parse::<Letters>()?.0)
+}
+
 /// The scale the donor's embedding is grafted at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -110,9 +160,9 @@ pub enum GraftScale {
     Init,
 }
 
-/// Named presets of the protocol values.
+/// Named presets of the protocol values (`--protocol`); not a setting of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Protocol {
+pub enum Preset {
     /// The lecture's: windows of 8, stride 2, random 90/10 split of the windows, batch 64,
     /// 10 epochs, AdamW lr 1e-3, wd 0.01. Test windows overlap training text.
     Course,
@@ -131,36 +181,19 @@ pub enum ModelKind {
     Model5,
 }
 
-/// Sizes of Model 5; None = from the donor (`config.json`, else the embedding's width) or the
-/// protocol (`context` = `seq_len`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Model5Sizes {
-    pub layers: usize,
-    pub heads: Option<usize>,
-    pub dim: Option<usize>,
-    pub context: Option<usize>,
-    /// Head tied to `wte`, as GPT-2.
-    pub tied: bool,
-}
-
-impl Default for Model5Sizes {
-    fn default() -> Self {
-        Model5Sizes { layers: 2, heads: None, dim: None, context: None, tied: true }
-    }
-}
-
 /// A point in training: `N` epochs, or `Nsteps`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "String", try_from = "String")]
 pub enum Span {
     Epochs(usize),
     Steps(usize),
 }
 
 impl Span {
+    /// Steps from the start; saturates (a span past any run never comes).
     pub fn steps(self, steps_per_epoch: usize) -> usize {
         match self {
-            Span::Epochs(n) => n * steps_per_epoch,
+            Span::Epochs(n) => n.saturating_mul(steps_per_epoch),
             Span::Steps(n) => n,
         }
     }
@@ -184,8 +217,31 @@ impl FromStr for Span {
     }
 }
 
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Span::Epochs(n) => write!(f, "{n}epochs"),
+            Span::Steps(n) => write!(f, "{n}steps"),
+        }
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Span {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
 /// A learning rate for the parameters a pattern names (`--lr-group 'h.*=3e-4'`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct LrGroup {
     pub pattern: String,
     pub lr: f64,
@@ -204,237 +260,411 @@ impl FromStr for LrGroup {
     }
 }
 
-/// What a configuration letter grafts and freezes: the lecture's 2x2 design over any parts.
-/// A = (graft_base, freeze_base), B = (graft, freeze), C = (graft, freeze_base),
-/// D = (graft_base, freeze). With the defaults that is exactly the course's A-D on `wte`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Grid {
-    pub graft: String,
-    pub freeze: String,
-    pub graft_base: String,
-    pub freeze_base: String,
-}
-
-impl Default for Grid {
-    fn default() -> Self {
-        Grid { graft: "wte".into(), freeze: "wte".into(), graft_base: "none".into(), freeze_base: "none".into() }
+impl std::fmt::Display for LrGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.pattern, self.lr)
     }
 }
 
-impl Grid {
-    /// (graft patterns, freeze patterns) of a letter; E-H graft and freeze like C and B.
-    pub fn cell(&self, l: Letter) -> (&str, &str) {
-        let g = if l.copied() { &self.graft } else { &self.graft_base };
-        let f = if l.frozen() { &self.freeze } else { &self.freeze_base };
-        (g, f)
+impl From<LrGroup> for String {
+    fn from(g: LrGroup) -> String {
+        g.to_string()
     }
+}
 
-    /// Parses `graft=none,wte freeze=none,wte` (each axis one or two values, the first the
-    /// baseline) into `self`.
-    pub fn parse_into(&mut self, spec: &str) -> Result<()> {
-        for axis in spec.split_whitespace() {
-            let (key, vals) = axis
-                .split_once('=')
-                .ok_or_else(|| Error::Input(format!("--grid {axis}: write graft=A,B or freeze=A,B")))?;
-            // Values are pattern lists themselves, so they are separated by ';' when a value
-            // has several patterns (graft=none;wte,wpe), else by ','.
-            let vals: Vec<String> = if vals.contains(';') {
-                vals.split(';').map(|v| v.trim().to_string()).collect()
-            } else {
-                vals.split(',').map(|v| v.trim().to_string()).collect()
-            };
-            let (base, level) = match vals.as_slice() {
-                [one] => (one.clone(), one.clone()),
-                [a, b] => (a.clone(), b.clone()),
-                _ => {
-                    return Err(Error::Input(format!(
-                        "--grid {axis}: give one or two values per axis (a 2x2 grid is configs A-D);                          for more, run compare again with other values"
-                    )))
-                }
-            };
-            match key {
-                "graft" => (self.graft_base, self.graft) = (base, level),
-                "freeze" => (self.freeze_base, self.freeze) = (base, level),
-                _ => return Err(Error::Input(format!("--grid {axis}: the axes are graft and freeze"))),
+impl TryFrom<String> for LrGroup {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+/// `Default` for a settings section is what clap gives when no flag is passed: the defaults
+/// are written once, in the `#[arg(default_value = ...)]` attributes.
+macro_rules! defaults_from_clap {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                let cmd = <$t as Args>::augment_args(clap::Command::new("defaults").no_binary_name(true));
+                let m = cmd.try_get_matches_from(std::iter::empty::<String>()).expect("defaults parse");
+                <$t as FromArgMatches>::from_arg_matches(&m).expect("defaults are valid")
             }
         }
-        Ok(())
-    }
+    )*};
 }
 
-/// Everything that defines an experiment. Two runs with equal configs give equal numbers.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ExperimentConfig {
-    /// Corpus text files, each run as its own experiment; empty = The Time Machine, downloaded
-    /// once and cached.
-    #[serde(default)]
+/// What is read: the corpus, the donor and how its tokens are cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Data {
+    /// Corpus text file (UTF-8); give it several times to run the experiment on each corpus and
+    /// compare the verdicts [default: The Time Machine, downloaded once and cached]
+    #[arg(long = "corpus", value_name = "CORPUS", help_heading = "Data")]
     pub corpora: Vec<String>,
-    /// `gpt2` (Hugging Face Hub, cached) or a path to a .safetensors file or model folder.
+    /// gpt2 (Hugging Face Hub, cached), a .safetensors file or a model folder
+    #[arg(long, default_value = "gpt2", help_heading = "Data")]
     pub donor: String,
-    /// Embedding tensor name inside the donor; None = look up known names.
+    /// Embedding tensor name in the donor [default: known names]
+    #[arg(long, help_heading = "Data")]
     pub tensor: Option<String>,
-    /// `auto` (the donor's tokenizer.json if it has one, else GPT-2), `gpt2`, or a path.
+    /// auto (the donor's tokenizer.json, else GPT-2), gpt2, or a tokenizer.json path
+    #[arg(long, default_value = "auto", help_heading = "Data")]
     pub tokenizer: String,
+}
+
+/// How the token stream becomes batches, and for how long training goes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Protocol {
+    /// Tokens per window
+    #[arg(long, default_value = "8", allow_negative_numbers = true, help_heading = "Protocol")]
     pub seq_len: usize,
+    /// Tokens between window starts
+    #[arg(long, default_value = "2", allow_negative_numbers = true, help_heading = "Protocol")]
     pub stride: usize,
+    /// windows (the course: random split of windows) or contiguous (the last part of the text tests)
+    #[arg(long, value_enum, default_value = "windows", help_heading = "Protocol")]
     pub split: Split,
+    /// Share of the windows / text that tests
+    #[arg(long, default_value = "0.1", allow_negative_numbers = true, help_heading = "Protocol")]
     pub test_fraction: f64,
+    /// Windows per batch
+    #[arg(long, default_value = "64", allow_negative_numbers = true, help_heading = "Protocol")]
     pub batch_size: usize,
+    #[arg(long, default_value = "10", allow_negative_numbers = true, help_heading = "Protocol")]
     pub epochs: usize,
-    /// Cap on optimizer steps per run (quick runs).
+    /// Cap on optimizer steps per run
+    #[arg(long, allow_negative_numbers = true, help_heading = "Protocol")]
     pub max_steps: Option<usize>,
-    /// Evaluate every this many steps as well as at each epoch's end (None: epochs only).
+    /// Also evaluate every N steps [default: epoch ends; about 10 points for runs under 5 epochs]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Protocol")]
     pub eval_every: Option<usize>,
-    pub optimizer: AdamWConfig,
-    /// How the donor's values enter B, C, E and F (G and H are always rescaled to std 1).
-    #[serde(default)]
+}
+
+/// AdamW, as `torch.optim.AdamW` (the course's lr and weight decay).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamWConfig {
+    /// AdamW learning rate
+    #[arg(long, default_value = "0.001", allow_negative_numbers = true, help_heading = "Optimizer")]
+    pub lr: f64,
+    /// AdamW decoupled weight decay
+    #[arg(long, default_value = "0.01", allow_negative_numbers = true, help_heading = "Optimizer")]
+    pub weight_decay: f64,
+    #[arg(long, default_value = "0.9", allow_negative_numbers = true, help_heading = "Optimizer")]
+    pub beta1: f64,
+    #[arg(long, default_value = "0.999", allow_negative_numbers = true, help_heading = "Optimizer")]
+    pub beta2: f64,
+    #[arg(long, default_value = "1e-8", allow_negative_numbers = true, help_heading = "Optimizer")]
+    pub eps: f64,
+}
+
+/// Which network, and its sizes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Model {
+    /// model1 (the course's: embedding -> GELU -> unembedding) or model5 (GPT-2-style decoder)
+    #[arg(long = "model", value_enum, default_value = "model1", help_heading = "Model")]
+    pub kind: ModelKind,
+    /// Model 5: transformer blocks
+    #[arg(long, default_value = "2", allow_negative_numbers = true, help_heading = "Model")]
+    pub layers: usize,
+    /// Model 5: attention heads [default: the donor's config.json, else width/64]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
+    pub heads: Option<usize>,
+    /// Model 5: width [default: the donor embedding's]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
+    pub dim: Option<usize>,
+    /// Model 5: positions (rows of wpe) [default: --seq-len]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
+    pub context: Option<usize>,
+    /// Model 5: a separate lm_head instead of the head tied to wte
+    #[arg(long, help_heading = "Model")]
+    pub untied: bool,
+}
+
+/// What each configuration grafts and freezes, and when frozen parts thaw. A = (graft_base,
+/// freeze_base), B = (graft, freeze), C = (graft, freeze_base), D = (graft_base, freeze): with
+/// the defaults, exactly the course's A-D on `wte`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Graft {
+    /// Configurations to run: letters A-H or all (E-H are the scale controls)
+    #[arg(long, default_value = "A,B,C,D", help_heading = "Graft and schedule")]
+    pub configs: Letters,
+    /// keep (the donor's values), unit (rescaled to std 1) or init (to the random init's std)
+    #[arg(long, value_enum, default_value = "keep", help_heading = "Graft and schedule")]
     pub graft_scale: GraftScale,
-    pub configs: Vec<Letter>,
-    pub seed: u64,
-    pub seeds: usize,
-    /// Tokens sampled per config for the report's text (stops earlier after two sentences).
-    pub sample_tokens: usize,
-    /// `cpu` or `cuda` / `cuda:N`.
-    pub device: String,
-    #[serde(default)]
-    pub model: ModelKind,
-    #[serde(default)]
-    pub model5: Model5Sizes,
-    /// What each letter grafts and freezes (patterns over parameter names).
-    #[serde(default)]
-    pub grid: Grid,
-    /// Frozen parameters thaw after this long (None: frozen throughout).
-    #[serde(default)]
+    /// What B and C graft, as patterns: wte,wpe,h.0-5,h.*.attn,ln_f, all
+    #[arg(long, default_value = "wte", help_heading = "Graft and schedule")]
+    pub graft: String,
+    /// What B and D freeze, same patterns
+    #[arg(long, default_value = "wte", help_heading = "Graft and schedule")]
+    pub freeze: String,
+    /// What A and D graft (the baseline of the graft axis)
+    #[arg(long, default_value = "none", help_heading = "Graft and schedule")]
+    pub graft_base: String,
+    /// What A and C freeze (the baseline of the freeze axis)
+    #[arg(long, default_value = "none", help_heading = "Graft and schedule")]
+    pub freeze_base: String,
+    /// Frozen parts thaw after N epochs (or Nsteps)
+    #[arg(long, value_name = "N", help_heading = "Graft and schedule")]
     pub thaw_after: Option<Span>,
-    /// Thaw one layer group at a time, top first, this far apart (ULMFiT's gradual unfreezing).
-    #[serde(default)]
+    /// Thaw one layer group at a time, top first, every N epochs (or Nsteps) after --thaw-after
+    #[arg(long, value_name = "N", help_heading = "Graft and schedule")]
     pub thaw_every: Option<Span>,
-    #[serde(default)]
+    /// Learning rate for the parameters a pattern names, e.g. 'h.*=3e-4' (repeatable; the last match wins)
+    #[arg(long = "lr-group", value_name = "PATTERN=LR", help_heading = "Graft and schedule")]
     pub lr_groups: Vec<LrGroup>,
 }
 
-impl Default for ExperimentConfig {
-    fn default() -> Self {
-        ExperimentConfig {
-            corpora: Vec::new(),
-            donor: "gpt2".into(),
-            tensor: None,
-            tokenizer: "auto".into(),
-            seq_len: 8,
-            stride: 2,
-            split: Split::Windows,
-            test_fraction: 0.1,
-            batch_size: 64,
-            epochs: 10,
-            max_steps: None,
-            eval_every: None,
-            optimizer: AdamWConfig::default(),
-            graft_scale: GraftScale::Keep,
-            configs: Letter::LECTURE.to_vec(),
-            seed: 0,
-            seeds: 3,
-            sample_tokens: 60,
-            device: "cpu".into(),
-            model: ModelKind::Model1,
-            model5: Model5Sizes::default(),
-            grid: Grid::default(),
-            thaw_after: None,
-            thaw_every: None,
-            lr_groups: Vec::new(),
-        }
-    }
+/// Seeds, sampling and where it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Run {
+    /// First seed
+    #[arg(long, default_value = "0", help_heading = "Run")]
+    pub seed: u64,
+    /// Number of seeds, S..S+N-1, for every configuration
+    #[arg(long, default_value = "3", allow_negative_numbers = true, help_heading = "Run")]
+    pub seeds: usize,
+    /// Tokens sampled per configuration for the report's text (stops after two sentences)
+    #[arg(long, default_value = "60", allow_negative_numbers = true, help_heading = "Run")]
+    pub sample_tokens: usize,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu", help_heading = "Run")]
+    pub device: String,
 }
+
+defaults_from_clap!(Data, Protocol, AdamWConfig, Model, Graft, Run);
+
+/// Everything that defines an experiment. Two runs with equal configs give equal numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    #[command(flatten)]
+    pub data: Data,
+    #[command(flatten)]
+    pub protocol: Protocol,
+    #[command(flatten)]
+    pub optimizer: AdamWConfig,
+    #[command(flatten)]
+    pub model: Model,
+    #[command(flatten)]
+    pub graft: Graft,
+    #[command(flatten)]
+    pub run: Run,
+}
+
+/// Settings that may differ when an experiment is resumed: they change where it runs, not what
+/// it computes.
+pub const RESUMABLE: &[&str] = &["device"];
+
+/// Largest values that still describe a run a machine can hold; past them the arithmetic that
+/// sizes a run (steps, windows, allocations) could overflow.
+const MAX_SEQ_LEN: usize = 1 << 20;
+const MAX_SAMPLE_TOKENS: usize = 100_000;
+/// Seeds per configuration: every seed is a run of its own.
+const MAX_SEEDS: usize = 100_000;
 
 impl ExperimentConfig {
     /// A reduced budget that still gives a complete report, intervals included: 60 steps per
     /// run, evaluated every 20, three seeds. With GPT-2 (768 x 50257) on a 2-core CPU the
     /// twelve runs take about 6 minutes.
     pub fn quick(mut self) -> Self {
-        self.max_steps = Some(60);
-        self.eval_every = Some(20);
-        self.seeds = 3;
+        self.protocol.max_steps = Some(60);
+        self.protocol.eval_every = Some(20);
+        self.run.seeds = 3;
         self
     }
 
-    /// Sets every value of a protocol at once (flags given alongside still override).
-    pub fn protocol(mut self, p: Protocol) -> Self {
-        self.seq_len = 8;
-        self.stride = 2;
-        self.batch_size = 64;
-        self.epochs = 10;
-        self.optimizer.lr = 1e-3;
-        self.optimizer.weight_decay = 0.01;
-        self.split = match p {
-            Protocol::Course => Split::Windows,
-            Protocol::Honest => Split::Contiguous,
+    /// Sets every value of a protocol preset at once (flags given alongside still win).
+    pub fn preset(mut self, p: Preset) -> Self {
+        let d = ExperimentConfig::default();
+        self.protocol = Protocol { split: self.protocol.split, ..d.protocol };
+        self.optimizer.lr = d.optimizer.lr;
+        self.optimizer.weight_decay = d.optimizer.weight_decay;
+        self.protocol.split = match p {
+            Preset::Course => Split::Windows,
+            Preset::Honest => Split::Contiguous,
         };
         self
+    }
+
+    /// Every setting as (clap id = config.toml key, flag), in declaration order.
+    pub fn settings() -> Vec<(String, String)> {
+        let cmd = ExperimentConfig::augment_args(clap::Command::new("settings"));
+        cmd.get_arguments()
+            .map(|a| (a.get_id().to_string(), format!("--{}", a.get_long().unwrap_or(a.get_id().as_str()))))
+            .collect()
+    }
+
+    /// The experiment from its sources, in order of precedence: the flags the user gave
+    /// (`given(id)` is true for those, `cli` holds their parsed values), then `base` (a saved
+    /// config.toml, or the defaults with any presets applied). Settings are found by their
+    /// names in the serialised sections, so no setting is listed here.
+    pub fn resolve(base: &ExperimentConfig, cli: &ExperimentConfig, given: &dyn Fn(&str) -> bool) -> Result<Self> {
+        let mut merged = serde_json::to_value(base).map_err(|e| Error::Input(e.to_string()))?;
+        let from = serde_json::to_value(cli).map_err(|e| Error::Input(e.to_string()))?;
+        let (Some(into), Some(from)) = (merged.as_object_mut(), from.as_object()) else {
+            return Err(Error::Input("settings are not sections".into()));
+        };
+        for (section, values) in from {
+            let (Some(values), Some(target)) = (values.as_object(), into.get_mut(section).and_then(|v| v.as_object_mut()))
+            else {
+                continue;
+            };
+            for (key, v) in values.iter().filter(|(k, _)| given(k)) {
+                target.insert(key.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(merged).map_err(|e| Error::Input(format!("settings: {e}")))
+    }
+
+    /// The flags that rebuild this config from the defaults (settings left at their default are
+    /// not written). `resolve` over these flags gives `self` back.
+    pub fn to_args(&self) -> Vec<String> {
+        let (me, dflt) = match (serde_json::to_value(self), serde_json::to_value(ExperimentConfig::default())) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return Vec::new(),
+        };
+        let flags: std::collections::HashMap<String, String> = Self::settings().into_iter().collect();
+        let mut args = Vec::new();
+        for (section, values) in me.as_object().into_iter().flatten() {
+            for (key, v) in values.as_object().into_iter().flatten() {
+                if dflt.get(section).and_then(|s| s.get(key)) == Some(v) {
+                    continue;
+                }
+                let Some(flag) = flags.get(key) else { continue };
+                let text = |v: &serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                match v {
+                    serde_json::Value::Bool(true) => args.push(flag.clone()),
+                    serde_json::Value::Bool(false) | serde_json::Value::Null => {}
+                    serde_json::Value::Array(items) => {
+                        for item in items {
+                            args.push(flag.clone());
+                            args.push(text(item));
+                        }
+                    }
+                    other => {
+                        args.push(flag.clone());
+                        args.push(text(other));
+                    }
+                }
+            }
+        }
+        args
     }
 
     /// Steps between curve points besides epoch ends: `eval_every` if set; otherwise, for a
     /// run that ends before five epochs (a `--max-steps` run), about ten points over the run,
     /// so even a short run draws curves.
     pub fn eval_interval(&self, planned_steps: usize, steps_per_epoch: usize) -> Option<usize> {
-        self.eval_every.or_else(|| (planned_steps < 5 * steps_per_epoch).then(|| planned_steps.div_ceil(10).max(1)))
+        self.protocol
+            .eval_every
+            .or_else(|| (planned_steps < steps_per_epoch.saturating_mul(5)).then(|| planned_steps.div_ceil(10).max(1)))
     }
 
+    /// The seeds of the experiment, `seed..seed+seeds`.
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.run.seeds as u64).map(|k| self.run.seed.wrapping_add(k)).collect()
+    }
+
+    /// Checks every value on its own and in combination, naming the flag and the value given.
     pub fn validate(&self) -> Result<()> {
-        let positive = [
-            ("--seq-len", self.seq_len),
-            ("--stride", self.stride),
-            ("--batch-size", self.batch_size),
-            ("--epochs", self.epochs),
-            ("--seeds", self.seeds),
-        ];
-        for (flag, v) in positive {
+        let (p, o, m, g, r) = (&self.protocol, &self.optimizer, &self.model, &self.graft, &self.run);
+        let bad = |msg: String| Err(Error::Input(msg));
+        for (flag, v) in [
+            ("--seq-len", p.seq_len),
+            ("--stride", p.stride),
+            ("--batch-size", p.batch_size),
+            ("--epochs", p.epochs),
+            ("--seeds", r.seeds),
+        ] {
             if v == 0 {
-                return Err(Error::Input(format!("{flag} must be at least 1")));
+                return bad(format!("{flag} must be at least 1"));
             }
         }
-        if self.max_steps == Some(0) || self.eval_every == Some(0) {
-            return Err(Error::Input("--max-steps and --eval-every must be at least 1".into()));
+        for (flag, v) in [("--max-steps", p.max_steps), ("--eval-every", p.eval_every)] {
+            if v == Some(0) {
+                return bad(format!("{flag} must be at least 1"));
+            }
         }
-        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(Error::Input(format!("--test-fraction must be between 0 and 1, not {}", self.test_fraction)));
+        if p.seq_len > MAX_SEQ_LEN {
+            return bad(format!("--seq-len {} is longer than {MAX_SEQ_LEN} tokens; use a shorter window", p.seq_len));
         }
-        let o = &self.optimizer;
-        let lr_ok = o.lr > 0.0 && o.lr.is_finite();
-        let wd_ok = o.weight_decay >= 0.0 && o.weight_decay.is_finite();
-        if !(lr_ok && wd_ok) {
-            return Err(Error::Input("--lr must be positive and --weight-decay non-negative".into()));
+        if r.seeds > MAX_SEEDS {
+            return bad(format!("--seeds {} is over {MAX_SEEDS} runs per configuration; use fewer seeds", r.seeds));
         }
-        if self.configs.is_empty() {
-            return Err(Error::Input("--configs is empty; give letters from A,B,C,D".into()));
+        if r.sample_tokens > MAX_SAMPLE_TOKENS {
+            return bad(format!("--sample-tokens {} is over {MAX_SAMPLE_TOKENS}; sample fewer", r.sample_tokens));
         }
-        if self.thaw_every.is_some() && self.thaw_after.is_none() {
-            return Err(Error::Input("--thaw-every needs --thaw-after (when the first group thaws)".into()));
+        if r.seed.checked_add(r.seeds as u64 - 1).is_none() {
+            return bad(format!(
+                "--seed {} with --seeds {} runs past the largest seed {}; use a smaller --seed",
+                r.seed,
+                r.seeds,
+                u64::MAX
+            ));
         }
-        match self.model {
+        if !(p.test_fraction > 0.0 && p.test_fraction < 1.0) {
+            return bad(format!("--test-fraction must be between 0 and 1, not {}", p.test_fraction));
+        }
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return bad(format!("--lr must be positive and finite, not {}", o.lr));
+        }
+        if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
+            return bad(format!("--weight-decay must be non-negative and finite, not {}", o.weight_decay));
+        }
+        for (flag, b) in [("--beta1", o.beta1), ("--beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(format!("{flag} must be in [0, 1), not {b}"));
+            }
+        }
+        if !(o.eps > 0.0 && o.eps.is_finite()) {
+            return bad(format!("--eps must be positive and finite, not {}", o.eps));
+        }
+        if g.configs.0.is_empty() {
+            return bad("--configs is empty; give letters from A,B,C,D".into());
+        }
+        if g.thaw_every.is_some() && g.thaw_after.is_none() {
+            return bad("--thaw-every needs --thaw-after (when the first group thaws)".into());
+        }
+        match m.kind {
             ModelKind::Model1 => {
-                let g = &self.grid;
-                for (flag, v) in [("--graft", &g.graft), ("--graft", &g.graft_base)] {
+                for (flag, v) in [("--graft", &g.graft), ("--graft-base", &g.graft_base)] {
                     if !matches!(v.trim(), "wte" | "none" | "") {
-                        return Err(Error::Input(format!(
+                        return bad(format!(
                             "{flag} {v}: Model 1 can graft only wte; use --model model5 to graft other parts"
-                        )));
+                        ));
                     }
                 }
             }
             ModelKind::Model5 => {
-                if let Some(l) = self.configs.iter().find(|l| !Letter::LECTURE.contains(l)) {
-                    return Err(Error::Input(format!(
+                if let Some(l) = g.configs.0.iter().find(|l| !Letter::LECTURE.contains(l)) {
+                    return bad(format!(
                         "config {l} is a Model 1 control; with --model model5 use A-D (set what they graft with --graft/--freeze/--grid)"
-                    )));
+                    ));
                 }
-                if self.model5.layers == 0 {
-                    return Err(Error::Input("--layers must be at least 1".into()));
+                for (flag, v) in [("--layers", Some(m.layers)), ("--heads", m.heads), ("--dim", m.dim), ("--context", m.context)] {
+                    if v == Some(0) {
+                        return bad(format!("{flag} must be at least 1"));
+                    }
                 }
-                if let Some(c) = self.model5.context {
-                    if c < self.seq_len {
-                        return Err(Error::Input(format!(
+                if let (Some(h), Some(d)) = (m.heads, m.dim) {
+                    if d % h != 0 {
+                        return bad(format!("--dim {d} is not divisible by --heads {h}; pick a head count that divides the width"));
+                    }
+                }
+                if let Some(c) = m.context {
+                    if c < p.seq_len {
+                        return bad(format!(
                             "--context {c} is shorter than --seq-len {}; the model must see a whole window",
-                            self.seq_len
-                        )));
+                            p.seq_len
+                        ));
                     }
                 }
             }
@@ -444,63 +674,142 @@ impl ExperimentConfig {
 
     /// Whether configuration `l` grafts anything in this experiment.
     pub fn grafts(&self, l: Letter) -> bool {
-        !matches!(self.grid.cell(l).0.trim(), "none" | "")
+        !matches!(self.cell(l).0.trim(), "none" | "")
     }
 
     /// Whether configuration `l` freezes anything in this experiment.
     pub fn freezes(&self, l: Letter) -> bool {
-        !matches!(self.grid.cell(l).1.trim(), "none" | "")
+        !matches!(self.cell(l).1.trim(), "none" | "")
+    }
+
+    /// (graft patterns, freeze patterns) of a letter; E-H graft and freeze like C and B.
+    pub fn cell(&self, l: Letter) -> (&str, &str) {
+        let g = &self.graft;
+        (if l.copied() { &g.graft } else { &g.graft_base }, if l.frozen() { &g.freeze } else { &g.freeze_base })
+    }
+
+    /// Parses `graft=none,wte freeze=none,wte` (each axis one or two values, the first the
+    /// baseline) into the graft section.
+    pub fn set_grid(&mut self, spec: &str) -> Result<()> {
+        for axis in spec.split_whitespace() {
+            let (key, vals) = axis
+                .split_once('=')
+                .ok_or_else(|| Error::Input(format!("--grid {axis}: write graft=A,B or freeze=A,B")))?;
+            // Values are pattern lists themselves, so they are separated by ';' when a value
+            // has several patterns (graft=none;wte,wpe), else by ','.
+            let sep = if vals.contains(';') { ';' } else { ',' };
+            let vals: Vec<String> = vals.split(sep).map(|v| v.trim().to_string()).collect();
+            let (base, level) = match vals.as_slice() {
+                [one] => (one.clone(), one.clone()),
+                [a, b] => (a.clone(), b.clone()),
+                _ => {
+                    return Err(Error::Input(format!(
+                        "--grid {axis}: give one or two values per axis (a 2x2 grid is configs A-D); for more, run compare again with other values"
+                    )))
+                }
+            };
+            let g = &mut self.graft;
+            match key {
+                "graft" => (g.graft_base, g.graft) = (base, level),
+                "freeze" => (g.freeze_base, g.freeze) = (base, level),
+                _ => return Err(Error::Input(format!("--grid {axis}: the axes are graft and freeze"))),
+            }
+        }
+        Ok(())
     }
 
     /// What a letter means in this experiment, for plans, legends and tables.
     pub fn describe(&self, l: Letter) -> String {
-        let default = self.grid == Grid::default();
-        if self.model == ModelKind::Model1 || default {
+        let d = Graft::default();
+        let g = &self.graft;
+        let default_grid = (&g.graft, &g.freeze, &g.graft_base, &g.freeze_base)
+            == (&d.graft, &d.freeze, &d.graft_base, &d.freeze_base);
+        if self.model.kind == ModelKind::Model1 || default_grid {
             return l.describe().to_string();
         }
-        let (g, f) = self.grid.cell(l);
-        format!("graft {}, freeze {}", g, f)
+        let (g, f) = self.cell(l);
+        format!("graft {g}, freeze {f}")
     }
 
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serialises")
+        toml::to_string_pretty(self).unwrap_or_default()
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Input(format!("cannot read config: {}", e.message())))
+        toml::from_str(text).map_err(|e| Error::Input(format!("cannot read config: {}", e.message().trim())))
     }
 }
 
-/// Parses `A,B,C,D`.
-pub fn parse_letters(s: &str) -> Result<Vec<Letter>> {
-    if s.trim().eq_ignore_ascii_case("all") {
-        return Ok(Letter::WITH_CONTROLS.to_vec());
-    }
-    let mut out: Vec<Letter> = Vec::new();
-    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
-        let l: Letter = part.parse()?;
-        if !out.contains(&l) {
-            out.push(l);
+/// A command line holding only the settings: what tests and the Python front parse with.
+#[derive(clap::Parser, Debug)]
+#[command(name = "embgraft-settings", no_binary_name = true)]
+pub struct SettingsOnly {
+    #[command(flatten)]
+    pub settings: ExperimentConfig,
+}
+
+/// Parses setting flags alone (no presets) over `base`: what the tests and the Python front
+/// use; the command line adds its presets and `--resume` in main.rs the same way.
+pub fn parse_settings(base: &ExperimentConfig, args: &[String]) -> Result<ExperimentConfig> {
+    let m = SettingsOnly::command()
+        .try_get_matches_from(args)
+        .map_err(|e| Error::Input(crate::error::one_line(&e.render().to_string())))?;
+    let cli = SettingsOnly::from_arg_matches(&m).map_err(|e| Error::Input(e.to_string()))?.settings;
+    let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    ExperimentConfig::resolve(base, &cli, &given)
+}
+
+/// Helpers the tests of several modules share.
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    /// A value for a setting that differs from its default and that clap accepts, found from a
+    /// small pool: the settings themselves come from the type. Empty for a switch.
+    pub fn non_default_value(id: &str, flag: &str) -> Option<String> {
+        let d = ExperimentConfig::default();
+        let pool = ["5", "5steps", "0.25", "x.txt", "A,C", "wte,wpe", "h.*=0.0003"];
+        let cmd = ExperimentConfig::augment_args(clap::Command::new("t"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id)?;
+        if !arg.get_action().takes_values() {
+            return Some(String::new());
         }
+        // Enumerated settings: a value clap lists that is not the default.
+        let listed: Vec<String> = arg.get_possible_values().iter().map(|v| v.get_name().to_string()).collect();
+        let candidates: Vec<String> =
+            if listed.is_empty() { pool.iter().map(|s| s.to_string()).collect() } else { listed };
+        candidates.into_iter().find(|v| parse_settings(&d, &[flag.to_string(), v.clone()]).is_ok_and(|c| c != d))
     }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::non_default_value;
     use super::*;
 
     #[test]
     fn config_round_trips_through_toml() {
         let mut c = ExperimentConfig::default().quick();
-        c.corpora = vec!["x.txt".into(), "y.txt".into()];
-        c.model = ModelKind::Model5;
-        c.thaw_after = Some(Span::Steps(30));
-        c.lr_groups = vec!["h.*=3e-4".parse().unwrap()];
-        c.grid.parse_into("graft=none;wte,wpe freeze=none,wte").unwrap();
-        assert_eq!(c.grid.cell(Letter::B), ("wte,wpe", "wte"));
-        assert_eq!(c.grid.cell(Letter::D), ("none", "wte"));
+        c.data.corpora = vec!["x.txt".into(), "y.txt".into()];
+        c.model.kind = ModelKind::Model5;
+        c.graft.thaw_after = Some(Span::Steps(30));
+        c.graft.lr_groups = vec!["h.*=3e-4".parse().unwrap()];
+        c.set_grid("graft=none;wte,wpe freeze=none,wte").unwrap();
+        assert_eq!(c.cell(Letter::B), ("wte,wpe", "wte"));
+        assert_eq!(c.cell(Letter::D), ("none", "wte"));
         assert_eq!(ExperimentConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn defaults_are_the_course() {
+        let c = ExperimentConfig::default();
+        assert_eq!((c.protocol.seq_len, c.protocol.stride, c.protocol.batch_size, c.protocol.epochs), (8, 2, 64, 10));
+        assert_eq!((c.optimizer.lr, c.optimizer.weight_decay, c.optimizer.beta2), (1e-3, 0.01, 0.999));
+        assert_eq!(c.graft.configs.0, Letter::LECTURE.to_vec());
+        assert_eq!((c.protocol.split, c.run.seeds, c.data.donor.as_str()), (Split::Windows, 3, "gpt2"));
+        // A config.toml that names nothing is the defaults.
+        assert_eq!(ExperimentConfig::from_toml("").unwrap(), c);
+        assert!(ExperimentConfig::from_toml("[protocol]\nseq_lenn = 3").unwrap_err().to_string().contains("seq_lenn"));
     }
 
     #[test]
@@ -518,13 +827,35 @@ mod tests {
         assert_eq!("40steps".parse::<Span>().unwrap(), Span::Steps(40));
         assert_eq!("2 epochs".parse::<Span>().unwrap(), Span::Epochs(2));
         assert_eq!(Span::Epochs(2).steps(7), 14);
+        assert_eq!(Span::Epochs(usize::MAX).steps(7), usize::MAX);
         assert!("x".parse::<Span>().is_err() && "0".parse::<Span>().is_err() && "5min".parse::<Span>().is_err());
         assert_eq!("h.*.attn=1e-4".parse::<LrGroup>().unwrap(), LrGroup { pattern: "h.*.attn".into(), lr: 1e-4 });
         assert!("wte".parse::<LrGroup>().is_err() && "wte=-1".parse::<LrGroup>().is_err());
-        let mut g = Grid::default();
-        g.parse_into("graft=none,all freeze=wte").unwrap();
-        assert_eq!((g.cell(Letter::A), g.cell(Letter::C)), (("none", "wte"), ("all", "wte")));
-        assert!(g.parse_into("graft=none,wte,all").unwrap_err().to_string().contains("one or two values"));
-        assert!(g.parse_into("thaw=1").is_err());
+        let mut c = ExperimentConfig::default();
+        c.set_grid("graft=none,all freeze=wte").unwrap();
+        assert_eq!((c.cell(Letter::A), c.cell(Letter::C)), (("none", "wte"), ("all", "wte")));
+        assert!(c.set_grid("graft=none,wte,all").unwrap_err().to_string().contains("one or two values"));
+        assert!(c.set_grid("thaw=1").is_err());
+    }
+
+    /// Every setting (taken from the type) goes flags -> config.toml -> flags unchanged.
+    #[test]
+    fn every_setting_round_trips_through_flags_and_toml() {
+        let d = ExperimentConfig::default();
+        let settings = ExperimentConfig::settings();
+        assert!(settings.len() >= 30, "{} settings", settings.len());
+        for (id, flag) in settings {
+            let v = non_default_value(&id, &flag).unwrap_or_else(|| panic!("no non-default value found for {flag}"));
+            let args: Vec<String> = if v.is_empty() { vec![flag.clone()] } else { vec![flag.clone(), v.clone()] };
+            let c = parse_settings(&d, &args).unwrap();
+            assert_ne!(c, d, "{flag} {v} changed nothing");
+            let back = ExperimentConfig::from_toml(&c.to_toml()).unwrap();
+            assert_eq!(back, c, "{flag} through config.toml");
+            let again = parse_settings(&d, &back.to_args()).unwrap();
+            assert_eq!(again, c, "{flag} {v}: to_args gave {:?}", back.to_args());
+            // A flag given over a saved config wins over it.
+            let over = parse_settings(&c, &[]).unwrap();
+            assert_eq!(over, c);
+        }
     }
 }

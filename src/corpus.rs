@@ -73,7 +73,7 @@ impl Tokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> String {
         match self {
-            Tokenizer::Gpt2(bpe) => bpe.decode(ids.to_vec()).unwrap_or_else(|_| "<undecodable>".into()),
+            Tokenizer::Gpt2(bpe) => bpe.decode(ids).unwrap_or_else(|_| "<undecodable>".into()),
             Tokenizer::HuggingFace { tok, .. } => tok.decode(ids, true).unwrap_or_default(),
         }
     }
@@ -150,10 +150,10 @@ pub struct Dataset {
 
 /// Start offsets of every window of `seq_len` (+1 target) inside `lo..hi`, `stride` apart.
 fn window_starts(lo: usize, hi: usize, seq_len: usize, stride: usize) -> Vec<usize> {
-    if hi < lo + seq_len + 1 {
-        return Vec::new();
+    match lo.checked_add(seq_len).and_then(|x| x.checked_add(1)) {
+        Some(end) if end <= hi && stride > 0 => (lo..=hi - seq_len - 1).step_by(stride).collect(),
+        _ => Vec::new(),
     }
-    (lo..=hi - seq_len - 1).step_by(stride).collect()
 }
 
 impl Dataset {

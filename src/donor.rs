@@ -204,7 +204,7 @@ impl Donor {
         let view = st.tensor(name).map_err(|e| Error::Donor(format!("{name}: {e}")))?;
         let bytes = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F32 => crate::util::f32_from_bytes(bytes),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
@@ -313,7 +313,7 @@ fn normal_draws(std: f32, seed: u64) -> Result<impl FnMut(usize) -> Vec<f32>> {
 /// Writes (name, shape, values) as an F32 safetensors file, atomically.
 fn write_f32_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
     use safetensors::tensor::TensorView;
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.2.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<&[u8]> = tensors.iter().map(|t| crate::util::f32_bytes(&t.2)).collect();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&bytes)
@@ -379,7 +379,7 @@ pub(crate) mod tests {
     }
 
     pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        crate::util::f32_bytes(v).to_vec()
     }
 
     #[test]
@@ -459,19 +459,19 @@ pub(crate) mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         for case in 0..1500 {
             let bytes: Vec<u8> = match case % 4 {
-                0 => (0..rng.gen_range(0..120)).map(|_| rng.gen()).collect(),
+                0 => (0..rng.random_range(0..120)).map(|_| rng.random()).collect(),
                 1 => {
                     let mut b = valid.clone();
-                    for _ in 0..rng.gen_range(1..4) {
-                        let i = rng.gen_range(0..b.len());
-                        b[i] ^= 1 << rng.gen_range(0..8);
+                    for _ in 0..rng.random_range(1..4) {
+                        let i = rng.random_range(0..b.len());
+                        b[i] ^= 1 << rng.random_range(0..8);
                     }
                     b
                 }
-                2 => valid[..rng.gen_range(0..valid.len())].to_vec(),
+                2 => valid[..rng.random_range(0..valid.len())].to_vec(),
                 _ => {
                     let mut b = valid.clone();
-                    b[..8].copy_from_slice(&rng.gen_range(0u64..1 << 40).to_le_bytes());
+                    b[..8].copy_from_slice(&rng.random_range(0u64..1 << 40).to_le_bytes());
                     b
                 }
             };

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
 use crate::config::{ExperimentConfig, Letter};
 use crate::corpus::{self, Dataset, Tokenizer};
@@ -15,7 +14,8 @@ use crate::donor::{self, Donor, Embedding};
 use crate::error::{Error, Result};
 use crate::loss::TokenCounts;
 use crate::rng::{stream, Stream};
-use crate::train::{self, Observer, Point, RunResult};
+use crate::results::{InputSummary, Point, RunResult, Summary};
+use crate::train::{self, Observer};
 
 /// Everything read from disk and derived before training.
 pub struct Inputs {
@@ -34,32 +34,6 @@ pub struct Inputs {
     pub bigram: crate::baseline::Bigram,
     /// Donor rows no token id can reach (tokenizer smaller than the donor's vocabulary).
     pub unused_rows: usize,
-}
-
-/// Facts about the inputs that go into the report.
-#[derive(Serialize, Clone, Debug)]
-pub struct InputSummary {
-    pub corpus: String,
-    pub corpus_tokens: usize,
-    pub tokenizer: String,
-    pub donor: String,
-    pub donor_weights: String,
-    pub donor_tensor: String,
-    pub donor_dtype: String,
-    pub vocab: usize,
-    pub dim: usize,
-    pub unused_donor_rows: usize,
-    pub split: String,
-    pub train_windows: usize,
-    pub test_windows: usize,
-    pub test_positions: usize,
-    /// Share of test-window positions that training windows also cover (0 for contiguous).
-    pub test_positions_seen_in_training: f64,
-    /// Count-based references: the train floor H(next | current) and the add-k bigram's test loss.
-    pub bigram: crate::baseline::Bigram,
-    pub steps_per_run: usize,
-    #[serde(default)]
-    pub model: String,
 }
 
 pub fn device(name: &str) -> Result<Device> {
@@ -83,15 +57,15 @@ pub fn device(name: &str) -> Result<Device> {
 /// Reads the donor, tokenizer and corpus and cuts the windows. Nothing is written.
 pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     cfg.validate()?;
-    let donor_files = donor::locate(&cfg.donor)?;
+    let donor_files = donor::locate(&cfg.data.donor)?;
     let donor = Donor::open(&donor_files.weights)?;
-    let embedding = donor.embedding(cfg.tensor.as_deref())?;
-    let model5 = match cfg.model {
+    let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
+    let model5 = match cfg.model.kind {
         crate::config::ModelKind::Model5 => Some(model5_sizes(cfg, &donor_files, &embedding)?),
         crate::config::ModelKind::Model1 => None,
     };
 
-    let tokenizer = match cfg.tokenizer.as_str() {
+    let tokenizer = match cfg.data.tokenizer.as_str() {
         "auto" => match &donor_files.tokenizer {
             Some(p) => Tokenizer::from_file(p)?,
             None => Tokenizer::gpt2()?,
@@ -117,7 +91,7 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
         )));
     }
 
-    let corpus_path = match cfg.corpora.as_slice() {
+    let corpus_path = match cfg.data.corpora.as_slice() {
         [] => corpus::time_machine()?,
         [one] => PathBuf::from(one),
         _ => unreachable!("one corpus at a time: compare splits the list"),
@@ -126,11 +100,11 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     let tokens = tokenizer.encode(&text)?;
     let data = Dataset::new(
         tokens,
-        cfg.seq_len,
-        cfg.stride,
-        cfg.split,
-        cfg.test_fraction,
-        &mut stream(cfg.seed, Stream::Split),
+        cfg.protocol.seq_len,
+        cfg.protocol.stride,
+        cfg.protocol.split,
+        cfg.protocol.test_fraction,
+        &mut stream(cfg.run.seed, Stream::Split),
     )?;
     if data.max_token() as usize >= embedding.rows {
         return Err(Error::Input(format!("token id {} is past the donor's {} rows", data.max_token(), embedding.rows)));
@@ -169,7 +143,6 @@ fn check_plan(
     emb: &Embedding,
     m5: Option<&crate::model5::Model5Config>,
 ) -> Result<()> {
-    use crate::graft::select;
     let probe = match m5 {
         Some(c) => {
             let mut r = stream(0, Stream::InitHead);
@@ -177,24 +150,27 @@ fn check_plan(
         }
         None => None,
     };
-    let names: Vec<String> = match &probe {
-        Some(m) => m.names(),
-        None => vec!["wte".into(), "lm_head".into()],
-    };
-    let mut union = vec![false; names.len()];
-    for &l in &cfg.configs {
-        let (g, f) = cfg.grid.cell(l);
-        select(g, &names, "--graft")?.iter().enumerate().for_each(|(i, &on)| union[i] |= on);
-        select(f, &names, "--freeze")?;
-    }
-    for g in &cfg.lr_groups {
-        select(&g.pattern, &names, "--lr-group")?;
-    }
-    match &probe {
-        Some(m) if union.iter().any(|&u| u) => {
-            m.graft(donor, emb, &union)?;
+    let params = match &probe {
+        Some(m) => m.params.clone(),
+        None => {
+            let mut p = crate::params::Params::default();
+            let tiny = || candle_core::Var::zeros(1, candle_core::DType::F32, &Device::Cpu);
+            p.insert("wte", tiny()?);
+            p.insert("lm_head", tiny()?);
+            p
         }
-        _ => {}
+    };
+    let mut union = crate::params::Names::new();
+    for &l in &cfg.graft.configs.0 {
+        let (g, f) = cfg.cell(l);
+        union.extend(params.select(g, "--graft")?);
+        params.select(f, "--freeze")?;
+    }
+    for g in &cfg.graft.lr_groups {
+        params.select(&g.pattern, "--lr-group")?;
+    }
+    if probe.is_some() && !union.is_empty() {
+        crate::graft::graft_by_name(&params, donor, emb, &union)?;
     }
     Ok(())
 }
@@ -211,14 +187,15 @@ fn model5_sizes(
         Some(p) => donor::DonorConfig::read(p)?,
         None => donor::DonorConfig::default(),
     };
-    let s = &cfg.model5;
+    let s = &cfg.model;
     let dim = s.dim.or(dc.n_embd).unwrap_or(emb.cols);
     let heads = match (s.heads, dc.n_head) {
         (Some(h), _) => h,
         (None, Some(h)) if dc.n_embd == Some(dim) => h,
         _ => {
-            // About 64 wide per head, as GPT-2, and dividing the width.
-            let mut h = (dim / 64).max(1);
+            // About 64 wide per head, as GPT-2, and dividing the width (at most 1024 heads, so
+            // the search is short whatever the width).
+            let mut h = (dim / 64).clamp(1, 1024);
             while dim % h != 0 {
                 h -= 1;
             }
@@ -234,8 +211,8 @@ fn model5_sizes(
         dim,
         heads,
         layers: s.layers,
-        context: s.context.unwrap_or(cfg.seq_len),
-        tied: s.tied,
+        context: s.context.unwrap_or(cfg.protocol.seq_len),
+        tied: !s.untied,
         activation,
         layer_norm_eps: dc.layer_norm_epsilon.unwrap_or(1e-5),
     };
@@ -358,6 +335,46 @@ struct Recorder<'a> {
     first_step: Option<f64>,
 }
 
+impl<'a> Recorder<'a> {
+    /// Creates the folder, saves config.toml and starts metrics.csv with what the kept runs
+    /// and checkpoints measured, so a resumed experiment's file equals an uninterrupted one's.
+    fn open(
+        out: &Path,
+        cfg: &ExperimentConfig,
+        grid: &[(u64, Letter)],
+        priors: &[Prior],
+        should_stop: &'a dyn Fn() -> bool,
+        started: Instant,
+    ) -> Result<Self> {
+        create_out_dir(out)?;
+        crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+        let mut head = String::from("config,seed,epoch,step,split,loss\n");
+        for (&(seed, letter), p) in grid.iter().zip(priors) {
+            let points = match p {
+                Prior::Finished(r) => &r.points,
+                Prior::Checkpoint(c) => &c.points,
+                Prior::Nothing => continue,
+            };
+            points.iter().for_each(|pt| head.push_str(&csv_rows(letter, seed, pt)));
+        }
+        let csv_path = out.join("metrics.csv");
+        crate::util::write_atomic(&csv_path, head.as_bytes())?;
+        let csv = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&csv_path)
+            .map_err(|e| Error::Output(format!("cannot open {}: {e}", csv_path.display())))?;
+        Ok(Recorder {
+            out: out.to_path_buf(),
+            csv,
+            bar: None,
+            run_label: String::new(),
+            should_stop,
+            started,
+            first_step: None,
+        })
+    }
+}
+
 impl Observer for Recorder<'_> {
     fn on_step(&mut self, _step: usize, loss: f64) {
         if self.first_step.is_none() {
@@ -391,7 +408,7 @@ impl Observer for Recorder<'_> {
         Ok(())
     }
 
-    fn on_checkpoint(&mut self, (letter, seed): (Letter, u64), c: &train::Checkpoint) -> Result<()> {
+    fn on_checkpoint(&mut self, (letter, seed): (Letter, u64), c: &crate::checkpoint::Checkpoint) -> Result<()> {
         crate::checkpoint::save(&checkpoint_file(&self.out, letter, seed), c)
     }
 
@@ -400,25 +417,10 @@ impl Observer for Recorder<'_> {
     }
 }
 
-/// Everything `compare` measured, as written to `summary.json`.
-#[derive(Serialize, Debug)]
-pub struct Summary {
-    pub embgraft_version: &'static str,
-    pub inputs: InputSummary,
-    pub runs: Vec<RunResult>,
-    /// Per-config means with 95 % intervals, and the paired comparisons with verdicts.
-    pub analysis: crate::stats::Analysis,
-    pub wall_seconds: f64,
-    /// Start-up: from the command's start to the inputs being ready (donor mapped and read,
-    /// corpus tokenized and cut) and to the first optimizer step done.
-    pub seconds_to_inputs: f64,
-    pub seconds_to_first_step: Option<f64>,
-}
-
 /// What was already done in a folder being resumed, in the grid's order.
 enum Prior {
     Finished(Box<RunResult>),
-    Checkpoint(Box<train::Checkpoint>),
+    Checkpoint(Box<crate::checkpoint::Checkpoint>),
     Nothing,
 }
 
@@ -443,12 +445,12 @@ fn prior(out: &Path, letter: Letter, seed: u64) -> Result<Prior> {
 /// `ctl.should_stop`, it writes everything measured so far and returns
 /// [`Error::Interrupted`]; `ctl.resume` then continues where it stopped.
 pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summary> {
-    if cfg.corpora.len() > 1 {
+    if cfg.data.corpora.len() > 1 {
         return Err(Error::Input("compare takes one corpus; use compare_corpora for several".into()));
     }
     let started = Instant::now();
     // Every input is checked before the output folder is created: bad input leaves no files.
-    let dev = device(&cfg.device)?;
+    let dev = device(&cfg.run.device)?;
     if ctl.resume {
         if !out.join("config.toml").is_file() {
             return Err(Error::Input(format!(
@@ -463,7 +465,9 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
     run_grid(cfg, &inputs, &dev, out, ctl, started)
 }
 
-/// The grid of runs on inputs already read and checked.
+/// The grid of runs on inputs already read and checked: announce the plan, find what a
+/// resumed folder already holds, open the folder and its metrics stream, run each cell, and
+/// write the results.
 fn run_grid(
     cfg: &ExperimentConfig,
     inputs: &Inputs,
@@ -474,80 +478,19 @@ fn run_grid(
 ) -> Result<Summary> {
     let info = inputs.summary(cfg);
     let seconds_to_inputs = started.elapsed().as_secs_f64();
-
-    let seeds: Vec<u64> = (cfg.seed..cfg.seed + cfg.seeds as u64).collect();
-    let runs = seeds.len() * cfg.configs.len();
-    eprintln!(
-        "embgraft: {} tokens of {} ({}), donor {} {} [{} x {}], split {}: {} train / {} test windows",
-        info.corpus_tokens,
-        info.corpus,
-        info.tokenizer,
-        info.donor,
-        info.donor_tensor,
-        info.vocab,
-        info.dim,
-        info.split,
-        info.train_windows,
-        info.test_windows
-    );
-    eprintln!("model: {}", info.model);
-    eprintln!(
-        "plan: {runs} runs (configs {} x seeds {:?}), {} steps each of batch {}, {} steps in all",
-        cfg.configs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
-        seeds,
-        info.steps_per_run,
-        cfg.batch_size,
-        runs * info.steps_per_run
-    );
-    if inputs.unused_rows > 0 {
-        eprintln!(
-            "note: the tokenizer reaches {} of the donor's {} rows; {} rows are never used",
-            info.vocab - inputs.unused_rows,
-            info.vocab,
-            inputs.unused_rows
-        );
-    }
-
-    let grid: Vec<(u64, Letter)> = seeds.iter().flat_map(|&s| cfg.configs.iter().map(move |&l| (s, l))).collect();
-    let mut priors = Vec::new();
-    for &(seed, letter) in &grid {
-        priors.push(if ctl.resume { prior(out, letter, seed)? } else { Prior::Nothing });
-    }
-
-    create_out_dir(out)?;
-    crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
-    // metrics.csv restarts from what the kept runs and checkpoints measured, so a resumed
-    // experiment's file equals an uninterrupted one's.
-    let mut head = String::from("config,seed,epoch,step,split,loss\n");
-    for (&(seed, letter), p) in grid.iter().zip(&priors) {
-        let points = match p {
-            Prior::Finished(r) => &r.points,
-            Prior::Checkpoint(c) => &c.points,
-            Prior::Nothing => continue,
-        };
-        points.iter().for_each(|pt| head.push_str(&csv_rows(letter, seed, pt)));
-    }
-    let csv_path = out.join("metrics.csv");
-    crate::util::write_atomic(&csv_path, head.as_bytes())?;
-    let csv = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&csv_path)
-        .map_err(|e| Error::Output(format!("cannot open {}: {e}", csv_path.display())))?;
-    let mut rec = Recorder {
-        out: out.to_path_buf(),
-        csv,
-        bar: None,
-        run_label: String::new(),
-        should_stop: ctl.should_stop,
-        started,
-        first_step: None,
-    };
+    let grid: Vec<(u64, Letter)> =
+        cfg.seeds().into_iter().flat_map(|s| cfg.graft.configs.0.iter().map(move |&l| (s, l))).collect();
+    announce(cfg, &info, inputs.unused_rows, grid.len());
+    let priors = grid
+        .iter()
+        .map(|&(seed, letter)| if ctl.resume { prior(out, letter, seed) } else { Ok(Prior::Nothing) })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rec = Recorder::open(out, cfg, &grid, &priors, ctl.should_stop, started)?;
 
     let shared = inputs.shared(dev);
     let mut results = Vec::new();
-    let mut interrupted = false;
     for (&(seed, letter), prior) in grid.iter().zip(priors) {
-        rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, runs, cfg.describe(letter));
+        rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, grid.len(), cfg.describe(letter));
         let resume = match prior {
             Prior::Finished(r) => {
                 eprintln!("{} kept from the earlier run", rec.run_label);
@@ -560,44 +503,17 @@ fn run_grid(
             }
             Prior::Nothing => None,
         };
-        rec.bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(info.steps_per_run as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}",
-                )
-                .unwrap()
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(rec.run_label.clone());
-            bar.set_position(resume.as_ref().map_or(0, |c| c.step as u64));
-            bar
-        });
-        if rec.bar.is_none() {
-            eprintln!("{} ...", rec.run_label);
-        }
-        let (mut result, model) = train::run(cfg, letter, seed, &shared, resume, &mut rec)?;
-        result.sample = sample_text(&model, &inputs.tokenizer, cfg, seed, letter)?;
-        if let Some(bar) = rec.bar.take() {
-            bar.finish_and_clear();
-        }
-        interrupted = result.interrupted;
-        if interrupted {
-            eprintln!("{} interrupted at step {}", rec.run_label, result.steps);
-        } else {
-            let json = serde_json::to_string_pretty(&result).map_err(|e| Error::Output(e.to_string()))?;
-            crate::util::write_atomic(&run_file(out, letter, seed), json.as_bytes())?;
-            let _ = std::fs::remove_file(checkpoint_file(out, letter, seed));
-            eprintln!("{} done in {:.1} s", rec.run_label, result.wall_seconds);
-        }
+        let result = run_cell(cfg, inputs, &shared, (letter, seed), resume, &mut rec, info.steps_per_run)?;
+        let interrupted = result.interrupted;
         results.push(result);
         if interrupted {
             break;
         }
     }
 
+    let interrupted = results.last().is_some_and(|r| r.interrupted);
     let summary = Summary {
-        embgraft_version: env!("CARGO_PKG_VERSION"),
+        embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
         inputs: info,
         analysis: crate::stats::analyse(&results),
         runs: results,
@@ -616,16 +532,90 @@ fn run_grid(
     Ok(summary)
 }
 
+/// What will run, on what, before anything does.
+fn announce(cfg: &ExperimentConfig, info: &InputSummary, unused_rows: usize, runs: usize) {
+    eprintln!(
+        "embgraft: {} tokens of {} ({}), donor {} {} [{} x {}], split {}: {} train / {} test windows",
+        info.corpus_tokens,
+        info.corpus,
+        info.tokenizer,
+        info.donor,
+        info.donor_tensor,
+        info.vocab,
+        info.dim,
+        info.split,
+        info.train_windows,
+        info.test_windows
+    );
+    eprintln!("model: {}", info.model);
+    eprintln!(
+        "plan: {runs} runs (configs {} x seeds {:?}), {} steps each of batch {}, {} steps in all",
+        cfg.graft.configs,
+        cfg.seeds(),
+        info.steps_per_run,
+        cfg.protocol.batch_size,
+        info.steps_per_run.saturating_mul(runs)
+    );
+    if unused_rows > 0 {
+        eprintln!(
+            "note: the tokenizer reaches {} of the donor's {} rows; {unused_rows} rows are never used",
+            info.vocab - unused_rows,
+            info.vocab
+        );
+    }
+}
+
+/// Trains one cell of the grid (from its checkpoint, if any), samples its text, and saves its
+/// result file unless it was interrupted.
+fn run_cell(
+    cfg: &ExperimentConfig,
+    inputs: &Inputs,
+    shared: &train::Shared,
+    (letter, seed): (Letter, u64),
+    resume: Option<crate::checkpoint::Checkpoint>,
+    rec: &mut Recorder,
+    steps: usize,
+) -> Result<RunResult> {
+    rec.bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(steps as u64);
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(rec.run_label.clone());
+        bar.set_position(resume.as_ref().map_or(0, |c| c.step as u64));
+        bar
+    });
+    if rec.bar.is_none() {
+        eprintln!("{} ...", rec.run_label);
+    }
+    let (mut result, model) = train::run(cfg, letter, seed, shared, resume, rec)?;
+    result.sample = sample_text(&model, &inputs.tokenizer, cfg, seed, letter)?;
+    if let Some(bar) = rec.bar.take() {
+        bar.finish_and_clear();
+    }
+    if result.interrupted {
+        eprintln!("{} interrupted at step {}", rec.run_label, result.steps);
+    } else {
+        let json = serde_json::to_string_pretty(&result).map_err(|e| Error::Output(e.to_string()))?;
+        crate::util::write_atomic(&run_file(&rec.out, letter, seed), json.as_bytes())?;
+        let _ = std::fs::remove_file(checkpoint_file(&rec.out, letter, seed));
+        eprintln!("{} done in {:.1} s", rec.run_label, result.wall_seconds);
+    }
+    Ok(result)
+}
+
 /// Runs the experiment once per corpus, each into its own subfolder of `out` named after the
 /// file, then writes a top-level report that puts the verdicts side by side. One corpus (or
 /// none: The Time Machine) is a plain [`compare`] into `out`.
 pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
-    if cfg.corpora.len() <= 1 {
-        let name = cfg.corpora.first().map_or("timemachine".into(), |c| corpus_name(c));
+    if cfg.data.corpora.len() <= 1 {
+        let name = cfg.data.corpora.first().map_or("timemachine".into(), |c| corpus_name(c));
         return Ok(vec![(name, compare(cfg, out, ctl)?)]);
     }
     let mut names: Vec<String> = Vec::new();
-    for c in &cfg.corpora {
+    for c in &cfg.data.corpora {
         let base = corpus_name(c);
         let mut name = base.clone();
         let mut k = 2;
@@ -635,17 +625,21 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         }
         names.push(name);
     }
-    let one = |c: &String| ExperimentConfig { corpora: vec![c.clone()], ..cfg.clone() };
+    let one = |c: &String| {
+        let mut one = cfg.clone();
+        one.data.corpora = vec![c.clone()];
+        one
+    };
     // Every corpus is read and cut before anything is written: bad input leaves no files.
-    let dev = device(&cfg.device)?;
+    let dev = device(&cfg.run.device)?;
     if !ctl.resume {
         check_out_dir(out, ctl.force)?;
     }
-    let all_inputs = cfg.corpora.iter().map(|c| load_inputs(&one(c))).collect::<Result<Vec<_>>>()?;
+    let all_inputs = cfg.data.corpora.iter().map(|c| load_inputs(&one(c))).collect::<Result<Vec<_>>>()?;
     create_out_dir(out)?;
     crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     let mut done = Vec::new();
-    for ((c, name), inputs) in cfg.corpora.iter().zip(names).zip(&all_inputs) {
+    for ((c, name), inputs) in cfg.data.corpora.iter().zip(names).zip(&all_inputs) {
         eprintln!("== corpus {name} ({c}) ==");
         let sub = out.join(&name);
         // A corpus not started before an interruption starts fresh when resuming.
@@ -679,7 +673,7 @@ fn corpus_name(path: &str) -> String {
     }
 }
 
-/// Two sentences (at most `cfg.sample_tokens` tokens) from the trained model, after "The".
+/// Two sentences (at most `cfg.run.sample_tokens` tokens) from the trained model, after "The".
 fn sample_text(
     model: &train::Net,
     tok: &Tokenizer,
@@ -693,7 +687,7 @@ fn sample_text(
         let s = tok.decode(&[id]);
         s.contains('.') || s.contains('!') || s.contains('?')
     };
-    let ids = model.sample(&prompt, cfg.sample_tokens, &ends_sentence, 2, &mut rng)?;
+    let ids = model.sample(&prompt, cfg.run.sample_tokens, &ends_sentence, 2, &mut rng)?;
     let mut all = prompt;
     all.extend(ids);
     Ok(tok.decode(&all).split_whitespace().collect::<Vec<_>>().join(" "))

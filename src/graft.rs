@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use rand::seq::SliceRandom;
 
 use crate::config::{GraftScale, Source};
-use crate::donor::Embedding;
+use crate::donor::{Donor, Embedding};
+use crate::params::{Names, Params};
 use crate::error::{Error, Result};
 use crate::util::checksum;
 
@@ -110,6 +111,82 @@ pub fn graft(param: &Var, donor: &Embedding) -> Result<CopyCheck> {
     compare(&donor.tensor, &donor.data, param.as_tensor())
 }
 
+/// Copies the donor's tensors into the parameters `names` selects, by their GPT-2 names, and
+/// verifies each whole.
+/// `wte` comes from `embedding` (the tensor already chosen, any known name); the others by
+/// their GPT-2 name. Returns one check per tensor and notes for the report (a `wpe` cut to
+/// the context, Conv1D transposes).
+pub fn graft_by_name(
+    params: &Params,
+    donor: &Donor,
+    embedding: &Embedding,
+    names: &Names,
+) -> Result<(Vec<CopyCheck>, Vec<String>)> {
+    let mut checks = Vec::new();
+    let mut notes = Vec::new();
+    let mut transposed = 0;
+    for (name, var) in params.iter().filter(|(n, _)| names.contains(*n)) {
+        let want = var.dims().to_vec();
+        let (source, src_shape, data) = if name == "wte.weight" {
+            (embedding.tensor.clone(), vec![embedding.rows, embedding.cols], embedding.data.clone())
+        } else {
+            let found = match donor.find(name)? {
+                Some(n) => Some(n),
+                // GPT-2 ties its head to wte: an untied head grafts the donor's embedding.
+                None if name == "lm_head.weight" => {
+                    notes.push(format!("lm_head.weight grafted from the donor's {} (GPT-2 ties its head)", embedding.tensor));
+                    None
+                }
+                None => {
+                    return Err(Error::Donor(format!(
+                        "donor {} has no tensor for {name}; graft fewer parts (e.g. --graft wte,wpe) or use a GPT-2-layout donor",
+                        donor.path().display()
+                    )))
+                }
+            };
+            match found {
+                Some(n) => {
+                    let t = donor.read(&n)?;
+                    (n, t.shape, t.data)
+                }
+                None => (embedding.tensor.clone(), vec![embedding.rows, embedding.cols], embedding.data.clone()),
+            }
+        };
+        let mismatch = || {
+            Error::Donor(format!(
+                "cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}"
+            ))
+        };
+        let expected: Vec<f32> = if crate::model5::is_conv1d(name) {
+            // Conv1D (in, out) -> Linear (out, in).
+            if src_shape != [want[1], want[0]] {
+                return Err(mismatch());
+            }
+            transposed += 1;
+            crate::model5::transpose(&data, src_shape[0], src_shape[1])
+        } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0]
+        {
+            notes.push(format!(
+                "wpe: the donor's {} has {} positions; the first {} (--context) were grafted",
+                source, src_shape[0], want[0]
+            ));
+            data[..want[0] * want[1]].to_vec()
+        } else if src_shape != want {
+            return Err(mismatch());
+        } else {
+            data
+        };
+        var.set(&Tensor::from_vec(expected.clone(), want.as_slice(), var.device())?)?;
+        let mut check = compare(&source, &expected, var.as_tensor())?;
+        check.tensor = format!("{source} -> {name}");
+        checks.push(check);
+    }
+    if transposed > 0 {
+        notes.push(format!("{transposed} Conv1D weights transposed from GPT-2's (in, out) to (out, in)"));
+    }
+    Ok((checks, notes))
+}
+
 /// Which parameters a list of patterns names, as a mask over `names`. Patterns are separated
 /// by commas; each is dot-separated parts matched against a parameter name's leading parts:
 /// a literal, `*` (any one part) or a range `0-5`. So `wte` names `wte.weight`, `h.0-5` every
@@ -210,11 +287,7 @@ pub fn sum_frozen_checks(checks: &[FrozenCheck]) -> Option<FrozenCheck> {
 
 /// FNV-1a over the checksums in order: equal lists give equal results.
 fn joint_checksum<'a>(parts: impl Iterator<Item = &'a str>) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in parts.flat_map(|p| p.bytes().chain([b'|'])) {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::util::fnv1a(parts.flat_map(|p| p.bytes().chain([b'|']))))
 }
 
 /// Bit-identity of a frozen parameter after training.

@@ -1,15 +1,17 @@
 //! embgraft: graft pretrained token embeddings into small language models, freeze or thaw
 //! them, train, and report whether the graft helped and whether freezing hurt.
 //!
-//! The data path, one file per stage:
-//! text -> tokens -> windows ([`corpus`]) -> donor matrix ([`donor`]) -> [`graft`] into the
-//! [`model`] -> [`loss`] -> [`optim`] (AdamW) -> one run ([`train`], saved by [`checkpoint`])
-//! -> the grid of runs ([`experiment`]) -> statistics ([`stats`], [`baseline`], [`drift`])
-//! -> [`report`]. [`bench`] times the training step.
+//! Settings are declared once ([`config`], turned into flags by [`cli`]). The data path, one
+//! file per stage: text -> tokens -> windows ([`corpus`]) -> donor matrix ([`donor`]) ->
+//! [`graft`] into the [`model`] or [`model5`] (parameters by name: [`params`]) -> [`loss`] ->
+//! [`optim`] (AdamW; [`kernels`] wraps the raw GEMM) -> one run ([`train`], saved by
+//! [`checkpoint`]) -> the grid of runs ([`experiment`]) -> plain [`results`] -> statistics
+//! ([`stats`], [`baseline`], [`drift`]) -> [`report`]. [`bench`] times the training step.
 
 pub mod baseline;
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod corpus;
 pub mod donor;
@@ -17,11 +19,14 @@ pub mod drift;
 pub mod error;
 pub mod experiment;
 pub mod graft;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod model5;
 pub mod optim;
+pub mod params;
 pub mod report;
+pub mod results;
 pub mod rng;
 pub mod stats;
 pub mod train;

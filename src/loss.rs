@@ -180,30 +180,9 @@ impl candle_core::CustomOp2 for HeadCrossEntropyOp {
         let (x, w) = (&xb[xa..xa + n * d], &wb[wa..wa + vocab * d]);
         let mut z = vec![0f32; n * vocab];
         // z (n x V) = x (n x d) · wᵀ (d x V).
-        // SAFETY: pointers and strides stay inside x, w and z.
-        unsafe {
-            gemm::gemm(
-                n,
-                vocab,
-                d,
-                z.as_mut_ptr(),
-                1,
-                vocab as isize,
-                false,
-                x.as_ptr(),
-                1,
-                d as isize,
-                w.as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
-        }
+        use crate::kernels::{matmul, View};
+        matmul(&mut z, View::row_major(x, n, d), View::transposed(w, d, vocab), true)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let z = Tensor::from_vec(z, (n, vocab), &Device::Cpu)?;
         let op = FusedCrossEntropy { counts: &self.counts, grad: true, loss: Mutex::new(0.0) };
         z.inplace_op1(&op)?;
@@ -318,7 +297,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
         let (v, n, d) = (97, 33, 12);
-        let mut draw = |k: usize| -> Vec<f32> { (0..k).map(|_| rng.gen_range(-1.5..1.5)).collect() };
+        let mut draw = |k: usize| -> Vec<f32> { (0..k).map(|_| rng.random_range(-1.5..1.5)).collect() };
         let x = candle_core::Var::from_vec(draw(n * d), (n, d), &Device::Cpu).unwrap();
         let w = candle_core::Var::from_vec(draw(v * d), (v, d), &Device::Cpu).unwrap();
         let ys: Vec<u32> = (0..n).map(|i| (i * 31 % v) as u32).collect();
@@ -350,10 +329,10 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let (v, n) = (300, 200);
-        let xs: Vec<u32> = (0..n).map(|_| rng.gen_range(0..40)).collect();
-        let ys: Vec<u32> = (0..n).map(|_| rng.gen_range(0..v as u32)).collect();
+        let xs: Vec<u32> = (0..n).map(|_| rng.random_range(0..40)).collect();
+        let ys: Vec<u32> = (0..n).map(|_| rng.random_range(0..v as u32)).collect();
         let c = TokenCounts::from_pairs(&xs, &ys);
-        let z: Vec<f32> = (0..c.rows() * v).map(|_| rng.gen_range(-8.0..8.0)).collect();
+        let z: Vec<f32> = (0..c.rows() * v).map(|_| rng.random_range(-8.0..8.0)).collect();
         let z = Tensor::from_vec(z, (c.rows(), v), &Device::Cpu).unwrap();
         let (l_ops, g_ops) = cross_entropy_sum_ops(&z, &c, true).unwrap();
         let (l_fused, g_fused) = cross_entropy_sum(z.copy().unwrap(), &c, true).unwrap();

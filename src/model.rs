@@ -67,6 +67,12 @@ impl Grads {
     pub fn into_list(self) -> Vec<Grad> {
         self.wte.into_iter().chain([self.lm_head]).collect()
     }
+
+    /// The gradients by parameter name, as [`Model1::params`] names them.
+    pub fn into_named(self) -> std::collections::HashMap<String, Grad> {
+        let wte = self.wte.map(|g| ("wte".to_string(), g));
+        wte.into_iter().chain([("lm_head".to_string(), self.lm_head)]).collect()
+    }
 }
 
 impl Model1 {
@@ -82,7 +88,7 @@ impl Model1 {
     ) -> Result<Self> {
         let wte: Vec<f32> = (0..vocab * dim).map(|_| StandardNormal.sample(emb_rng)).collect();
         let bound = 1.0 / (dim as f32).sqrt();
-        let u = Uniform::new(-bound, bound);
+        let u = Uniform::new(-bound, bound).map_err(|e| crate::error::Error::Input(format!("head init bound {bound}: {e}")))?;
         let head: Vec<f32> = (0..vocab * dim).map(|_| u.sample(head_rng)).collect();
         Ok(Model1 {
             wte: Var::from_tensor(&Tensor::from_vec(wte, (vocab, dim), device)?)?,
@@ -95,6 +101,14 @@ impl Model1 {
     pub fn trainable(&self, train_wte: bool) -> Vec<Var> {
         let wte = train_wte.then(|| self.wte.clone());
         wte.into_iter().chain([self.lm_head.clone()]).collect()
+    }
+
+    /// The parameters by their checkpoint names, `wte` and `lm_head`.
+    pub fn params(&self) -> crate::params::Params {
+        let mut p = crate::params::Params::default();
+        p.insert("wte", self.wte.clone());
+        p.insert("lm_head", self.lm_head.clone());
+        p
     }
 
     pub fn vocab(&self) -> usize {
@@ -198,7 +212,7 @@ pub fn sample_with(
     for _ in 0..max_tokens {
         let probs = candle_nn::ops::softmax(&next_logits(&seq)?, D::Minus1)?.to_vec1::<f32>()?;
         // Inverse CDF: the first id whose cumulative probability passes a uniform draw.
-        let mut r: f32 = rng.gen();
+        let mut r: f32 = rng.random();
         let mut next = probs.len() - 1;
         for (i, p) in probs.iter().enumerate() {
             if r < *p {
@@ -272,8 +286,8 @@ mod tests {
         let m = Model1::random(v, d, &mut r.clone(), &mut r, &Device::Cpu).unwrap();
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         // Few distinct inputs, so tokens repeat as in real text.
-        let xs: Vec<u32> = (0..64).map(|_| r.gen_range(0..12)).collect();
-        let ys: Vec<u32> = (0..64).map(|_| r.gen_range(0..v as u32)).collect();
+        let xs: Vec<u32> = (0..64).map(|_| r.random_range(0..12)).collect();
+        let ys: Vec<u32> = (0..64).map(|_| r.random_range(0..v as u32)).collect();
         let counts = TokenCounts::from_pairs(&xs, &ys);
         for train_wte in [true, false] {
             let (l1, g1) = m.loss_and_grads(&counts, train_wte).unwrap();

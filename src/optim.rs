@@ -12,26 +12,12 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::kernels::{matmul, View};
 use crate::model::Grad;
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-pub struct AdamWConfig {
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-}
-
-impl Default for AdamWConfig {
-    /// torch.optim.AdamW's defaults, except the course's lr 1e-3 and wd 0.01.
-    fn default() -> Self {
-        AdamWConfig { lr: 1e-3, weight_decay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
-    }
-}
+pub use crate::config::AdamWConfig;
 
 enum Moments {
     /// CPU: plain buffers the fused update writes in place.
@@ -41,6 +27,9 @@ enum Moments {
 }
 
 struct Slot {
+    /// The parameter's name (`wte`, `h.0.attn.c_attn.weight`): gradients and checkpoints
+    /// find the slot by it.
+    name: String,
     param: Var,
     moments: Moments,
     lr: f64,
@@ -70,22 +59,39 @@ impl AdamW {
 
     fn with(params: Vec<Var>, cfg: AdamWConfig, fused: bool) -> Result<Self> {
         let mut opt = AdamW { cfg, step: 0, slots: Vec::new(), fused };
-        for p in params {
-            opt.add(p, cfg.lr)?;
+        for (i, p) in params.into_iter().enumerate() {
+            opt.add(&i.to_string(), p, cfg.lr)?;
         }
         Ok(opt)
     }
 
     /// Adds a parameter (a thawed one) with zero moments and its own learning rate.
-    pub fn add(&mut self, param: Var, lr: f64) -> Result<()> {
+    pub fn add(&mut self, name: &str, param: Var, lr: f64) -> Result<()> {
         let moments = if self.fused && param.device().is_cpu() {
             let n = param.elem_count();
             Moments::Host { m: vec![0.0; n], v: vec![0.0; n] }
         } else {
             Moments::Device { m: param.zeros_like()?, v: param.zeros_like()? }
         };
-        self.slots.push(Slot { param, moments, lr, t: 0 });
+        self.slots.push(Slot { name: name.to_string(), param, moments, lr, t: 0 });
         Ok(())
+    }
+
+    /// The parameters' names in slot order.
+    pub fn names(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// One step with gradients by parameter name; every slot must have one.
+    pub fn step_named(&mut self, grads: &mut std::collections::HashMap<String, Grad>) -> Result<()> {
+        let list = self
+            .slots
+            .iter()
+            .map(|s| {
+                grads.remove(&s.name).ok_or_else(|| crate::error::Error::Input(format!("no gradient for {}", s.name)))
+            })
+            .collect::<Result<Vec<Grad>>>()?;
+        self.step(&list.iter().collect::<Vec<_>>())
     }
 
     /// Sets the learning rate of slot `i`.
@@ -113,15 +119,7 @@ impl AdamW {
         let c = self.cfg;
         for (slot, grad) in self.slots.iter_mut().zip(grads) {
             slot.t += 1;
-            let t = slot.t as i32;
-            let h = Hyper {
-                decay: (1.0 - slot.lr * c.weight_decay) as f32,
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                step_size: (slot.lr / (1.0 - c.beta1.powi(t))) as f32,
-                bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
-                eps: c.eps as f32,
-            };
+            let h = Hyper::at(c, slot.lr, slot.t);
             match &mut slot.moments {
                 Moments::Host { m, v } if matches!(grad, Grad::Outer { .. }) => {
                     let Grad::Outer { g, h: x } = grad else { unreachable!() };
@@ -174,10 +172,14 @@ impl AdamW {
                 }
                 Moments::Device { m, v } => {
                     let g = grad.to_dense(slot.param.dims(), slot.param.device())?;
+                    // The same f32 operations in the same order as `adamw_update`, so the two
+                    // paths agree bit for bit (a tensor divided by an f64 would multiply by its
+                    // reciprocal instead, hence the one-element tensor).
                     let theta = (slot.param.as_tensor() * h.decay as f64)?;
-                    *m = (&*m + ((&g - &*m)? * (1.0 - c.beta1))?)?;
-                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-                    let denom = ((v.sqrt()? / h.bc2_sqrt as f64)? + c.eps)?;
+                    *m = (&*m + ((&g - &*m)? * h.one_minus_beta1 as f64)?)?;
+                    *v = ((&*v * h.beta2 as f64)? + ((&g * h.one_minus_beta2 as f64)? * &g)?)?;
+                    let bc2 = Tensor::new(h.bc2_sqrt, slot.param.device())?;
+                    let denom = (v.sqrt()?.broadcast_div(&bc2)? + h.eps as f64)?;
                     slot.param.set(&(theta - ((&*m / denom)? * h.step_size as f64)?)?)?;
                 }
             }
@@ -221,14 +223,34 @@ impl AdamW {
     }
 }
 
+/// One step's constants. As torch computes them: in f64 (Python floats), then rounded once
+/// to f32 where the kernel uses them; `1 − β2` computed in f32 would be 0.00099998713
+/// instead of torch's 0.0010000000475.
 #[derive(Clone, Copy)]
 struct Hyper {
     decay: f32,
-    beta1: f32,
+    one_minus_beta1: f32,
     beta2: f32,
+    one_minus_beta2: f32,
     step_size: f32,
     bc2_sqrt: f32,
     eps: f32,
+}
+
+impl Hyper {
+    /// Constants of a parameter's step `t` (its own count, from 1) at learning rate `lr`.
+    fn at(c: AdamWConfig, lr: f64, t: u64) -> Self {
+        let t = t.min(i32::MAX as u64) as i32;
+        Hyper {
+            decay: (1.0 - lr * c.weight_decay) as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            step_size: (lr / (1.0 - c.beta1.powi(t))) as f32,
+            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            eps: c.eps as f32,
+        }
+    }
 }
 
 /// AdamW's element update, shared by the fused passes.
@@ -236,8 +258,9 @@ struct Hyper {
 fn adamw_update(h: Hyper, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
     for i in 0..p.len() {
         let gi = g[i];
-        let mi = m[i] + (1.0 - h.beta1) * (gi - m[i]);
-        let vi = h.beta2 * v[i] + (1.0 - h.beta2) * gi * gi;
+        // torch: exp_avg.lerp_(g, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(g, g, value = 1 − β2).
+        let mi = m[i] + h.one_minus_beta1 * (gi - m[i]);
+        let vi = h.beta2 * v[i] + h.one_minus_beta2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
         let denom = vi.sqrt() / h.bc2_sqrt + h.eps;
@@ -275,40 +298,25 @@ impl InplaceOp1 for FusedOuterAdamW<'_> {
         let mut m = self.m.lock().unwrap();
         let mut v = self.v.lock().unwrap();
         let block = OUTER_ROWS * cols;
+        let failed: Mutex<Option<String>> = Mutex::new(None);
         theta.par_chunks_mut(block).zip(m.par_chunks_mut(block)).zip(v.par_chunks_mut(block)).enumerate().for_each(
             |(b, ((p, m), v))| {
                 let (r0, rows) = (b * OUTER_ROWS, p.len() / cols);
                 let mut grad = vec![0f32; rows * cols];
                 // grad (rows x cols) = gᵀ[r0.., :] (rows x U) · x (U x cols); one thread per block,
                 // so the sums do not depend on the thread count.
-                // SAFETY: every pointer and stride stays inside g (U x V), x (U x cols) and grad.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        cols,
-                        u,
-                        grad.as_mut_ptr(),
-                        1,
-                        cols as isize,
-                        false,
-                        self.g.as_ptr().add(r0),
-                        vocab as isize,
-                        1,
-                        self.x.as_ptr(),
-                        1,
-                        cols as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+                let gt = View { data: &self.g[r0..], rows, cols: u, row_stride: 1, col_stride: vocab };
+                if let Err(e) = matmul(&mut grad, gt, View::row_major(self.x, u, cols), false) {
+                    *failed.lock().unwrap() = Some(e.to_string());
+                    return;
                 }
                 adamw_update(self.h, p, m, v, &grad);
             },
         );
-        Ok(())
+        match failed.into_inner().unwrap() {
+            Some(e) => candle_core::bail!("{e}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -404,6 +412,33 @@ mod tests {
         }
     }
 
+    /// The fused pass and the tensor-op pass do the same f32 operations in the same order:
+    /// equal bits after several steps, dense and row-sparse, with weight decay on.
+    #[test]
+    fn fused_and_tensor_op_paths_agree_exactly() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let c = AdamWConfig { lr: 3e-3, weight_decay: 0.05, ..Default::default() };
+        let theta: Vec<f32> = (0..40 * 6).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let a = Var::from_slice(&theta, (40, 6), &Device::Cpu).unwrap();
+        let b = Var::from_slice(&theta, (40, 6), &Device::Cpu).unwrap();
+        let mut fused = AdamW::new(vec![a.clone()], c).unwrap();
+        let mut plain = AdamW::new_unfused(vec![b.clone()], c).unwrap();
+        for k in 0..5 {
+            let g: Vec<f32> = (0..40 * 6).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let grad = if k % 2 == 0 {
+                Grad::Dense(Tensor::from_vec(g, (40, 6), &Device::Cpu).unwrap())
+            } else {
+                Grad::Rows { ids: vec![3, 17], rows: Tensor::from_vec(g[..12].to_vec(), (2, 6), &Device::Cpu).unwrap() }
+            };
+            fused.step(&[&grad]).unwrap();
+            plain.step(&[&grad]).unwrap();
+        }
+        let bits = |v: &Var| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b));
+        assert_eq!(fused.moments(0).unwrap(), plain.moments(0).unwrap());
+    }
+
     /// A parameter thawed mid-run joins with zero moments and its own step count, so its
     /// first update is AdamW's first step (|Δ| = lr for a non-zero gradient), as a fresh torch
     /// parameter group would take; the one trained before keeps its state.
@@ -420,7 +455,7 @@ mod tests {
                 opt.step(&[&g([0.5, 0.5])]).unwrap();
             }
             let a_moments = opt.moments(0).unwrap();
-            opt.add(b.clone(), 0.2).unwrap();
+            opt.add("b", b.clone(), 0.2).unwrap();
             assert_eq!(opt.moments(1).unwrap(), (vec![0.0; 2], vec![0.0; 2]), "thawed moments start at zero");
             opt.step(&[&g([0.5, 0.5]), &g([2.0, -4.0])]).unwrap();
             assert_eq!((opt.slot_steps(0), opt.slot_steps(1)), (4, 1));
@@ -442,14 +477,14 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let (u, rows, cols) = (7, 150, 24);
         let c = AdamWConfig { lr: 0.05, weight_decay: 0.1, ..Default::default() };
-        let theta: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let theta: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
         let a = Var::from_slice(&theta, (rows, cols), &Device::Cpu).unwrap();
         let b = Var::from_slice(&theta, (rows, cols), &Device::Cpu).unwrap();
         let mut fused = AdamW::new(vec![a.clone()], c).unwrap();
         let mut plain = AdamW::new(vec![b.clone()], c).unwrap();
         for _ in 0..3 {
-            let g: Vec<f32> = (0..u * rows).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let x: Vec<f32> = (0..u * cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let g: Vec<f32> = (0..u * rows).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..u * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
             let outer = Grad::Outer {
                 g: Tensor::from_vec(g, (u, rows), &Device::Cpu).unwrap(),
                 h: Tensor::from_vec(x, (u, cols), &Device::Cpu).unwrap(),

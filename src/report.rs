@@ -8,9 +8,9 @@ use plotters::prelude::*;
 use crate::baseline::Bigram;
 use crate::config::{ExperimentConfig, Letter};
 use crate::error::{Error, Result};
-use crate::experiment::Summary;
+use crate::results::{RunResult, Summary};
 use crate::stats::Estimate;
-use crate::train::RunResult;
+
 use crate::util::write_atomic;
 
 /// The font the PNG's text is drawn with, carried by the build (no system fonts needed).
@@ -119,7 +119,7 @@ where
     let pad = ((hi - lo) * 0.08).max(0.05);
     let max_step = curves.values().flatten().map(|p| p.step).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&plot_area)
-        .caption(format!("{} loss, {} split", model_name(cfg), cfg.split), ("sans-serif", 22))
+        .caption(format!("{} loss, {} split", model_name(cfg), cfg.protocol.split), ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
@@ -341,7 +341,7 @@ fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig, thaws: &[usi
 }
 
 fn model_name(cfg: &ExperimentConfig) -> &'static str {
-    match cfg.model {
+    match cfg.model.kind {
         crate::config::ModelKind::Model1 => "Model 1",
         crate::config::ModelKind::Model5 => "Model 5",
     }
@@ -355,14 +355,30 @@ fn millions(n: usize) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 
+/// report.md: one section after another, each written by its own function.
 fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
-    let i = &s.inputs;
+    [
+        answers_section(cfg, s),
+        configs_section(cfg, s),
+        runs_section(cfg, s),
+        drift_section(drift),
+        controls_section(cfg, s),
+        details_section(s),
+        samples_section(s),
+        setup_section(cfg, s),
+    ]
+    .concat()
+}
+
+/// The title, the curves and the answers, as verdicts on paired differences.
+fn answers_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
     let push = |md: &mut String, line: String| {
         md.push_str(&line);
         md.push('\n');
     };
-    let title = match cfg.model {
+    let i = &s.inputs;
+    let title = match cfg.model.kind {
         crate::config::ModelKind::Model1 => "Model 1 with a grafted token embedding".to_string(),
         crate::config::ModelKind::Model5 => format!("Model 5 (GPT-style decoder) with grafted parts — {}", i.model),
     };
@@ -379,6 +395,17 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         push(&mut md, format!("- {line}"));
     }
     push(&mut md, String::new());
+    md
+}
+
+/// Each configuration's final losses over seeds, against the count-based references.
+fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
+    let i = &s.inputs;
     push(&mut md, "## Configurations (mean ± 95 % CI over seeds)\n".into());
     let refs = &i.bigram;
     push(
@@ -410,7 +437,7 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         );
     }
     push(&mut md, String::new());
-    let floor = match cfg.model {
+    let floor = match cfg.model.kind {
         crate::config::ModelKind::Model1 => "no Model 1 can get below H(next | current) = {:.4} on the training pairs (the *floor*; Model 1 sees only the current token)",
         crate::config::ModelKind::Model5 => "H(next | current) = {:.4} on the training pairs bounds models that see only the current token; Model 5 attends to the window, so it can go below this *floor*",
     };
@@ -421,6 +448,17 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
             floor.replace("{:.4}", &format!("{:.4}", refs.train_entropy)), refs.k, refs.test_loss
         ),
     );
+    md
+}
+
+/// One row per run: checks, steps, losses, time; then what the curves mean.
+fn runs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
+    let i = &s.inputs;
     push(&mut md, "## Runs\n".into());
     push(&mut md, "| config | copied? | frozen? | trainable params | steps | final train loss | final test loss | copy check | frozen check | wall time |".into());
     push(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
@@ -455,7 +493,7 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
             format!(
                 "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
                 r.config,
-                if cfg.seeds > 1 { format!(" seed {}", r.seed) } else { String::new() },
+                if cfg.run.seeds > 1 { format!(" seed {}", r.seed) } else { String::new() },
                 if r.copied { "yes" } else { "no" },
                 if r.frozen { "yes" } else { "no" },
                 millions(r.trainable_params),
@@ -475,6 +513,16 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
          The uniform guess scores ln {} = {:.3}.\n",
         i.test_positions, i.test_windows, i.vocab, (i.vocab as f64).ln()
     ));
+    md
+}
+
+/// How far trainable grafted embeddings moved, by token frequency (empty when none did).
+fn drift_section(drift: &DriftTable) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
     if !drift.is_empty() {
         push(&mut md, "## Embedding drift (trainable grafted embeddings)\n".into());
         push(&mut md, "![drift](drift.png)\n".into());
@@ -497,6 +545,16 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         }
         push(&mut md, String::new());
     }
+    md
+}
+
+/// The matrices the scale controls grafted (Model 1).
+fn controls_section(cfg: &ExperimentConfig, s: &Summary) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
     let transformed: Vec<String> = s
         .runs
         .iter()
@@ -504,11 +562,21 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
             r.graft.as_ref().filter(|g| g.contains(',')).map(|g| format!("- {} seed {}: {g}", r.config, r.seed))
         })
         .collect();
-    if !transformed.is_empty() && cfg.model == crate::config::ModelKind::Model1 {
+    if !transformed.is_empty() && cfg.model.kind == crate::config::ModelKind::Model1 {
         push(&mut md, "## Grafted matrices of the controls\n".into());
         transformed.into_iter().for_each(|line| push(&mut md, line));
         push(&mut md, String::new());
     }
+    md
+}
+
+/// Per configuration (first seed): notes, thaws and each grafted tensor's check.
+fn details_section(s: &Summary) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
     // Per config (first seed): notes, thaws and each grafted tensor's check.
     let mut seen = Vec::new();
     let mut details = Vec::new();
@@ -545,13 +613,34 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
         details.into_iter().for_each(|line| push(&mut md, line));
         push(&mut md, String::new());
     }
+    md
+}
+
+/// Text sampled from every trained model.
+fn samples_section(s: &Summary) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
     push(&mut md, "## Sampled text (prompt \"The\", two sentences at most)\n".into());
     for r in &s.runs {
         push(&mut md, format!("- **{}** (seed {}): {}", r.config, r.seed, r.sample.replace('|', "\\|")));
     }
     push(&mut md, String::new());
+    md
+}
+
+/// What was run, in a table.
+fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
+    let mut md = String::new();
+    let push = |md: &mut String, line: String| {
+        md.push_str(&line);
+        md.push('\n');
+    };
+    let i = &s.inputs;
     push(&mut md, "## Setup\n".into());
-    let split_note = match cfg.split {
+    let split_note = match cfg.protocol.split {
         crate::corpus::Split::Windows => "random split of the overlapping windows, as in the course: test windows share text with training windows, so test loss is optimistic",
         crate::corpus::Split::Contiguous => "the first part of the text trains and the last part tests; no window crosses the cut",
     };
@@ -572,20 +661,20 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
             "windows",
             format!(
                 "seq-len {}, stride {}: {} train, {} test",
-                cfg.seq_len, cfg.stride, i.train_windows, i.test_windows
+                cfg.protocol.seq_len, cfg.protocol.stride, i.train_windows, i.test_windows
             ),
         ),
         ("training", {
             let o = &cfg.optimizer;
-            let cap = cfg.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps"));
+            let cap = cfg.protocol.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps"));
             format!(
                 "batch {}, {} epochs{cap}, AdamW lr {} wd {} betas ({}, {}) eps {:e}",
-                cfg.batch_size, cfg.epochs, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
+                cfg.protocol.batch_size, cfg.protocol.epochs, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
             )
         }),
         ("model", i.model.clone()),
-        ("seeds", format!("{}..{}", cfg.seed, cfg.seed + cfg.seeds as u64 - 1)),
-        ("device", cfg.device.clone()),
+        ("seeds", format!("{}..{}", cfg.run.seed, cfg.run.seed + cfg.run.seeds as u64 - 1)),
+        ("device", cfg.run.device.clone()),
         ("wall time", format!("{:.1} s", s.wall_seconds)),
         (
             "start-up",
@@ -637,9 +726,9 @@ pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summar
     md.push_str(&format!(
         "Donor {}, configs {}, {} seeds each; each corpus has its own folder and report. Differences are of final test loss, \
          paired by seed; positive means the first configuration's loss is higher.\n\n",
-        cfg.donor,
-        cfg.configs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
-        cfg.seeds
+        cfg.data.donor,
+        cfg.graft.configs.0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+        cfg.run.seeds
     ));
     md.push_str(
         "| corpus | tokens | test text seen in training | bigram test loss | report |\n|---|---|---|---|---|\n",

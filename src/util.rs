@@ -5,34 +5,52 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader (or a crash) never sees half a file and a failed write leaves the old file intact.
+/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced, then
+/// renamed over `path`: a reader (or a crash) never sees half a file, and a failed write
+/// leaves the old file intact and no temporary file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// As [`write_atomic`], with the content written by `write` (for large files built piece by
+/// piece).
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let fail = |e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Output(format!("cannot write {}: {e}", path.display()))
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(fail)
+    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(fail)?;
+    write(tmp.as_file_mut()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// A float slice's bytes as stored on disk (little-endian, as every supported target is).
+pub fn f32_bytes(values: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(values)
+}
+
+/// Floats from little-endian bytes (any alignment).
+pub fn f32_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// This machine's physical memory in bytes, where the system says (Linux: /proc/meminfo).
+pub fn memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// FNV-1a, 64-bit: a cheap fingerprint that any change of one byte alters.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 /// FNV-1a over the bit patterns of a float slice: equal checksums for bit-identical data,
 /// and a cheap way to record in a report which matrix a run started from.
 pub fn checksum(values: &[f32]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for v in values {
-        for b in v.to_bits().to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-    }
-    h
+    fnv1a(f32_bytes(values).iter().copied())
 }
 
 #[cfg(test)]

@@ -41,19 +41,14 @@ fn fixture() -> Fixture {
 }
 
 fn small_config(f: &Fixture) -> ExperimentConfig {
-    ExperimentConfig {
-        corpora: vec![f.corpus.display().to_string()],
-        donor: f.donor.display().to_string(),
-        batch_size: 16,
-        epochs: 2,
-        max_steps: Some(12),
-        eval_every: Some(4),
-        // Large decay, so a frozen parameter handed to AdamW would visibly move.
-        optimizer: embgraft::optim::AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() },
-        sample_tokens: 10,
-        seeds: 1,
-        ..Default::default()
-    }
+    let mut c = ExperimentConfig::default();
+    c.data.corpora = vec![f.corpus.display().to_string()];
+    c.data.donor = f.donor.display().to_string();
+    (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) = (16, 2, Some(12), Some(4));
+    // Large decay, so a frozen parameter handed to AdamW would visibly move.
+    (c.optimizer.lr, c.optimizer.weight_decay) = (1e-2, 0.1);
+    (c.run.sample_tokens, c.run.seeds) = (10, 1);
+    c
 }
 
 #[test]
@@ -115,14 +110,14 @@ fn compare_writes_every_file_with_checks_passing() {
 fn same_seed_gives_identical_metrics_and_configs_are_paired() {
     let f = fixture();
     let mut c = small_config(&f);
-    c.configs = vec![Letter::A, Letter::D];
-    c.max_steps = Some(3);
-    c.eval_every = Some(1);
+    c.graft.configs.0 = vec![Letter::A, Letter::D];
+    c.protocol.max_steps = Some(3);
+    c.protocol.eval_every = Some(1);
     let read = |p: &Path| std::fs::read_to_string(p.join("metrics.csv")).unwrap();
     experiment::compare(&c, &f.root.join("one"), &Default::default()).unwrap();
     experiment::compare(&c, &f.root.join("two"), &Default::default()).unwrap();
     assert_eq!(read(&f.root.join("one")), read(&f.root.join("two")));
-    c.seed = 1;
+    c.run.seed = 1;
     experiment::compare(&c, &f.root.join("three"), &Default::default()).unwrap();
     assert_ne!(read(&f.root.join("one")), read(&f.root.join("three")));
     // A and D start from the same random embedding and see the same batches, so their first
@@ -144,9 +139,9 @@ fn same_seed_gives_identical_metrics_and_configs_are_paired() {
 fn contiguous_split_runs_and_is_reported() {
     let f = fixture();
     let mut c = small_config(&f);
-    c.split = embgraft::corpus::Split::Contiguous;
-    c.configs = vec![Letter::C];
-    c.max_steps = Some(2);
+    c.protocol.split = embgraft::corpus::Split::Contiguous;
+    c.graft.configs.0 = vec![Letter::C];
+    c.protocol.max_steps = Some(2);
     let out = f.root.join("contig");
     let s = experiment::compare(&c, &out, &Default::default()).unwrap();
     assert_eq!(s.inputs.split, "contiguous");
@@ -289,7 +284,7 @@ fn cli_bad_input_is_one_line_and_writes_nothing() {
         (with(&["--out", &p("a-file/run")]), "cannot create --out"),
         (with(&["--out", &p("full")]), "already holds files; choose another folder or pass --force"),
         (vec!["--resume".into(), p("missing-run")], "--resume"),
-        (with(&["--resume", &p("full")]), "drop the other flags"),
+        (with(&["--resume", &p("full")]), "would change it, so drop it"),
         (vec!["--corpus".into(), corpus.clone()], "cannot download openai-community/gpt2"),
         (with(&["--graft", "wpe"]), "Model 1 can graft only wte; use --model model5"),
         (with(&["--model", "model5", "--configs", "E"]), "config E is a Model 1 control"),
@@ -306,7 +301,17 @@ fn cli_bad_input_is_one_line_and_writes_nothing() {
         (with(&["--model", "model5", "--dim", "8", "--heads", "3"]), "--dim 8 is not divisible by --heads 3"),
         (with(&["--model", "model5", "--context", "4"]), "--context 4 is shorter than --seq-len 8"),
         (with(&["--model", "model5", "--lr-group", "h.*"]), "--lr-group h.* is not PATTERN=LR"),
-        (with(&["--thaw-after", "3min"]), "--thaw-after: '3min' is not N, Nepochs or Nsteps"),
+        (with(&["--thaw-after", "3min"]), "'3min' is not N, Nepochs or Nsteps"),
+        // Numbers at their type's maximum, and products that would overflow.
+        (with(&["--seed", &u64::MAX.to_string(), "--seeds", "2"]), "runs past the largest seed"),
+        (with(&["--seq-len", &usize::MAX.to_string()]), "is longer than 1048576 tokens"),
+        (with(&["--sample-tokens", &usize::MAX.to_string()]), "--sample-tokens 18446744073709551615 is over"),
+        (with(&["--model", "model5", "--layers", &usize::MAX.to_string()]), "parameters"),
+        (with(&["--model", "model5", "--dim", &usize::MAX.to_string(), "--heads", "1"]), "parameters"),
+        (with(&["--model", "model5", "--context", &usize::MAX.to_string()]), "parameters"),
+        (with(&["--model", "model5", "--heads", &usize::MAX.to_string()]), "does not divide the width 8"),
+        (with(&["--model", "model5", "--layers", "4000", "--dim", "8192", "--heads", "64"]), "parameters"),
+        (with(&["--beta2", "1"]), "--beta2 must be in [0, 1), not 1"),
         (with(&["--thaw-every", "2"]), "--thaw-every needs --thaw-after"),
         (with(&["--grid", "graft=none,wte,all"]), "one or two values per axis"),
         (with(&["--grid", "graft=none,wte", "freeze=none,wte", "--configs", "Q"]), "unknown configuration 'Q'"),
@@ -399,7 +404,7 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     let f = fixture();
     let mut cfg = small_config(&f);
     cfg.optimizer.weight_decay = 0.5;
-    cfg.max_steps = Some(5);
+    cfg.protocol.max_steps = Some(5);
     let inputs = experiment::load_inputs(&cfg).unwrap();
     let shared = inputs.shared(&candle_core::Device::Cpu);
     let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -409,10 +414,14 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     let (b, model_b) =
         embgraft::train::run(&cfg, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(b.frozen_check.unwrap().passed());
-    assert_eq!(bits(&values(model_b.param("wte").unwrap().as_tensor())), bits(donor));
+    assert_eq!(bits(&values(model_b.params().get("wte").unwrap().as_tensor())), bits(donor));
     // The head, which trains, did move: the optimizer ran.
     let (_, fresh) = embgraft::train::run(
-        &ExperimentConfig { max_steps: Some(1), ..cfg.clone() },
+        &{
+            let mut one = cfg.clone();
+            one.protocol.max_steps = Some(1);
+            one
+        },
         Letter::B,
         0,
         &shared,
@@ -421,14 +430,14 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     )
     .unwrap();
     assert_ne!(
-        values(model_b.param("lm_head").unwrap().as_tensor()),
-        values(fresh.param("lm_head").unwrap().as_tensor())
+        values(model_b.params().get("lm_head").unwrap().as_tensor()),
+        values(fresh.params().get("lm_head").unwrap().as_tensor())
     );
 
     let (c, model_c) =
         embgraft::train::run(&cfg, Letter::C, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(c.frozen_check.is_none());
-    let moved = values(model_c.param("wte").unwrap().as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
+    let moved = values(model_c.params().get("wte").unwrap().as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
     // Decoupled weight decay shrinks every row, seen in the batches or not.
     assert_eq!(moved, donor.iter().filter(|&&x| x != 0.0).count());
 }
@@ -437,7 +446,8 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
 fn interrupted_then_resumed_equals_uninterrupted() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let f = fixture();
-    let c = ExperimentConfig { max_steps: None, eval_every: None, epochs: 3, ..small_config(&f) };
+    let mut c = small_config(&f);
+    (c.protocol.max_steps, c.protocol.eval_every, c.protocol.epochs) = (None, None, 3);
     let per_run = experiment::load_inputs(&c).unwrap().summary(&c).steps_per_run;
     let full = experiment::compare(&c, &f.root.join("full"), &Default::default()).unwrap();
 
@@ -472,7 +482,7 @@ fn interrupted_then_resumed_equals_uninterrupted() {
 fn diverging_run_is_stopped_and_reported_while_others_go_on() {
     let f = fixture();
     let mut c = small_config(&f);
-    c.configs = vec![Letter::A, Letter::B];
+    c.graft.configs.0 = vec![Letter::A, Letter::B];
     c.optimizer.lr = 1e37; // one step sends the weights past f32's range
     let out = f.root.join("nan");
     let s = experiment::compare(&c, &out, &Default::default()).unwrap();
@@ -535,7 +545,8 @@ fn ctrl_c_writes_results_and_exits_nonzero() {
 #[test]
 fn several_seeds_give_intervals_bands_and_verdicts() {
     let f = fixture();
-    let c = ExperimentConfig { seeds: 3, max_steps: Some(8), ..small_config(&f) };
+    let mut c = small_config(&f);
+    (c.run.seeds, c.protocol.max_steps) = (3, Some(8));
     let out = f.root.join("seeds");
     let s = experiment::compare(&c, &out, &Default::default()).unwrap();
     assert_eq!(s.runs.len(), 12);
@@ -568,7 +579,8 @@ fn several_seeds_give_intervals_bands_and_verdicts() {
 #[test]
 fn controls_drift_and_references() {
     let f = fixture();
-    let c = ExperimentConfig { configs: Letter::WITH_CONTROLS.to_vec(), seeds: 2, ..small_config(&f) };
+    let mut c = small_config(&f);
+    (c.graft.configs.0, c.run.seeds) = (Letter::WITH_CONTROLS.to_vec(), 2);
     let out = f.root.join("controls");
     let s = experiment::compare(&c, &out, &Default::default()).unwrap();
     assert_eq!(s.runs.len(), 16);
@@ -623,18 +635,12 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
     let second = f.root.join("second.txt");
     std::fs::write(&second, tiny_corpus().replace("machine", "garden").replace("Weena", "Filby")).unwrap();
     let corpora = vec![f.corpus.display().to_string(), second.display().to_string()];
-    let c = ExperimentConfig {
-        corpora: corpora.clone(),
-        configs: vec![Letter::B, Letter::C],
-        seeds: 2,
-        ..small_config(&f)
-    };
+    let mut c = small_config(&f);
+    (c.data.corpora, c.graft.configs.0, c.run.seeds) = (corpora.clone(), vec![Letter::B, Letter::C], 2);
 
     // A bad corpus anywhere in the list stops everything before a file is written.
-    let bad = ExperimentConfig {
-        corpora: vec![corpora[0].clone(), f.root.join("nope.txt").display().to_string()],
-        ..c.clone()
-    };
+    let mut bad = c.clone();
+    bad.data.corpora = vec![corpora[0].clone(), f.root.join("nope.txt").display().to_string()];
     let out_bad = f.root.join("bad");
     assert!(experiment::compare_corpora(&bad, &out_bad, &Default::default()).is_err());
     assert!(!out_bad.exists());
@@ -679,11 +685,11 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
     use embgraft::config::{ModelKind, Span};
     let f = fixture();
     let mut cfg = small_config(&f);
-    cfg.model = ModelKind::Model5;
-    cfg.model5.layers = 1;
-    cfg.model5.heads = Some(2);
-    cfg.grid.graft = "wte,wpe".into();
-    cfg.configs = vec![Letter::B, Letter::C];
+    cfg.model.kind = ModelKind::Model5;
+    cfg.model.layers = 1;
+    cfg.model.heads = Some(2);
+    cfg.graft.graft = "wte,wpe".into();
+    cfg.graft.configs.0 = vec![Letter::B, Letter::C];
     let inputs = experiment::load_inputs(&cfg).unwrap();
     let shared = inputs.shared(&candle_core::Device::Cpu);
     let values = |v: candle_core::Var| v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -694,20 +700,21 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
     let (b, net) = embgraft::train::run(&cfg, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert_eq!(b.copy_checks.len(), 2);
     assert!(b.copy_check.as_ref().unwrap().passed() && b.frozen_check.as_ref().unwrap().passed(), "{b:?}");
-    assert_eq!(bits(&values(net.param("wte").unwrap())), donor_wte);
+    assert_eq!(bits(&values(net.params().get("wte").unwrap().clone())), donor_wte);
     assert!(b.notes.iter().any(|n| n.contains("tied to wte")), "{:?}", b.notes);
     assert!(b.notes.iter().any(|n| n.contains("1024 positions; the first 8")), "{:?}", b.notes);
     assert!(b.trainable_params > 0 && b.trainable_params < b.total_params);
     assert!(b.thaws.is_empty());
 
     // Thawed after 6 steps: checked bit-identical up to then, moving afterwards.
-    let thawing = ExperimentConfig { thaw_after: Some(Span::Steps(6)), ..cfg.clone() };
+    let mut thawing = cfg.clone();
+    thawing.graft.thaw_after = Some(Span::Steps(6));
     let (t, net) =
         embgraft::train::run(&thawing, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert_eq!(t.thaws.len(), 1);
     assert_eq!((t.thaws[0].step, t.thaws[0].params.clone()), (6, vec!["wte.weight".to_string()]));
     assert!(t.frozen_check.as_ref().unwrap().passed());
-    assert_ne!(bits(&values(net.param("wte").unwrap())), donor_wte);
+    assert_ne!(bits(&values(net.params().get("wte").unwrap().clone())), donor_wte);
     assert_eq!(t.trainable_params, t.total_params);
     // The first six steps are those of the frozen run.
     assert_eq!(t.points[0], b.points[0]);
@@ -732,15 +739,16 @@ fn model5_thawing_run_resumes_exactly() {
     use embgraft::config::{ModelKind, Span};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let f = fixture();
-    let mut c = ExperimentConfig { max_steps: None, eval_every: None, epochs: 2, ..small_config(&f) };
-    c.model = ModelKind::Model5;
-    c.model5.layers = 1;
-    c.model5.heads = Some(2);
-    c.grid.graft = "wte,wpe".into();
-    c.grid.freeze = "wte,wpe,h.0".into();
-    c.configs = vec![Letter::B];
-    c.thaw_after = Some(Span::Steps(2));
-    c.thaw_every = Some(Span::Epochs(1));
+    let mut c = small_config(&f);
+    (c.protocol.max_steps, c.protocol.eval_every, c.protocol.epochs) = (None, None, 2);
+    c.model.kind = ModelKind::Model5;
+    c.model.layers = 1;
+    c.model.heads = Some(2);
+    c.graft.graft = "wte,wpe".into();
+    c.graft.freeze = "wte,wpe,h.0".into();
+    c.graft.configs.0 = vec![Letter::B];
+    c.graft.thaw_after = Some(Span::Steps(2));
+    c.graft.thaw_every = Some(Span::Epochs(1));
     let per_run = experiment::load_inputs(&c).unwrap().summary(&c).steps_per_run;
     let per_epoch = per_run / 2;
     assert!(per_epoch >= 6, "the thaws must straddle the checkpoint ({per_epoch} steps per epoch)");

@@ -1,0 +1,304 @@
+//! The command line. The experiment's settings come from [`ExperimentConfig`]'s sections,
+//! flattened in as flags; what is here besides is about one invocation: presets that set
+//! several settings at once, where results go, and resuming.
+
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
+
+use crate::config::{ExperimentConfig, Preset, RESUMABLE};
+use crate::error::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "embgraft",
+    version,
+    about = "Graft pretrained embeddings (or any part of GPT-2) into Model 1 or a GPT-style Model 5, train frozen, trainable or thawing, and report"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run configurations A (random, trainable), B (copied, frozen), C (copied, trainable) and D (random, frozen);
+    /// with --model model5, what they graft and freeze is set by --graft/--freeze/--grid
+    Compare(RunArgs),
+    /// Run one configuration, writing the same files as compare
+    Train {
+        /// A-H
+        #[arg(long = "config")]
+        letter: String,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Time Model 1's training step at one shape (see bench/compare.sh for the PyTorch comparison)
+    Bench(BenchArgs),
+    /// List a safetensors file's tensors and the embedding that would be grafted
+    Inspect {
+        /// A .safetensors file, a model folder, or gpt2
+        path: String,
+        #[arg(long)]
+        tensor: Option<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// BATCHxSEQ_LEN
+    #[arg(long, default_value = "64x8")]
+    pub shape: String,
+    /// Train the embedding too (default: frozen, only the unembedding trains)
+    #[arg(long)]
+    pub trainable: bool,
+    #[arg(long = "impl", value_enum, default_value = "fused")]
+    pub implementation: crate::bench::Impl,
+    #[arg(long, default_value_t = 50257)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 768)]
+    pub dim: usize,
+    /// Timed steps
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Batches shared with bench/model1_bench.py; written from --corpus (GPT-2 BPE) when missing
+    #[arg(long)]
+    pub batches: PathBuf,
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub settings: ExperimentConfig,
+    /// course (the lecture's values, random window split) or honest (the same, contiguous split)
+    #[arg(long, value_enum, help_heading = "Presets")]
+    pub protocol: Option<Preset>,
+    /// Reduced budget with a complete report: 60 steps per run, evaluated every 20, 3 seeds
+    #[arg(long, help_heading = "Presets")]
+    pub quick: bool,
+    /// The 2x2 grid in one flag: --grid graft=none,wte freeze=none,wte (first value = A's; ';' separates values with commas)
+    #[arg(long, num_args = 1..=2, value_name = "AXIS=V0,V1", help_heading = "Presets")]
+    pub grid: Vec<String>,
+    /// Start from a saved config.toml; flags given here override it
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+    /// Output folder [default: runs/<UTC timestamp>]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write into an existing non-empty --out folder
+    #[arg(long)]
+    pub force: bool,
+    /// Continue an interrupted experiment in DIR (its config.toml; only --device may change)
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+}
+
+/// The flag an argument id is written as (`lr_groups` -> `--lr-group`).
+fn flag_of(id: &str) -> String {
+    ExperimentConfig::settings()
+        .into_iter()
+        .find(|(i, _)| i == id)
+        .map_or_else(|| format!("--{}", id.replace('_', "-")), |(_, flag)| flag)
+}
+
+impl RunArgs {
+    /// The experiment these flags describe. `m` holds the subcommand's parsed arguments, which
+    /// tell which flags the user gave (a setting not given keeps the saved or preset value).
+    pub fn config(&self, m: &ArgMatches) -> Result<ExperimentConfig> {
+        let given = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+        if let Some(dir) = &self.resume {
+            let p = dir.join("config.toml");
+            // Anything given besides --resume and the settings that may change is refused, by
+            // name: it would silently not apply.
+            // Argument ids only (clap also records each flattened section as a group).
+            let args = RunArgs::augment_args(clap::Command::new("args"));
+            let is_arg = |id: &str| args.get_arguments().any(|a| a.get_id() == id);
+            let mut ids: Vec<&str> = m.ids().map(|i| i.as_str()).filter(|i| given(i) && is_arg(i)).collect();
+            ids.sort_unstable();
+            if let Some(id) = ids.into_iter().find(|i| !["resume", "letter"].contains(i) && !RESUMABLE.contains(i)) {
+                return Err(Error::Input(format!(
+                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device may change)",
+                    p.display(),
+                    flag_of(id)
+                )));
+            }
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                Error::Input(format!(
+                    "--resume {}: cannot read {} ({e}); give the folder of an earlier run",
+                    dir.display(),
+                    p.display()
+                ))
+            })?;
+            return ExperimentConfig::resolve(&ExperimentConfig::from_toml(&text)?, &self.settings, &given);
+        }
+        let mut base = match &self.config_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Error::Input(format!("cannot read --config-file {} ({e})", p.display())))?;
+                ExperimentConfig::from_toml(&text)?
+            }
+            None => ExperimentConfig::default(),
+        };
+        if let Some(p) = self.protocol {
+            base = base.preset(p);
+        }
+        if self.quick {
+            base = base.quick();
+        }
+        if !self.grid.is_empty() {
+            base.set_grid(&self.grid.join(" "))?;
+        }
+        let c = ExperimentConfig::resolve(&base, &self.settings, &given)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn out_dir(&self) -> PathBuf {
+        self.resume.clone().or_else(|| self.out.clone()).unwrap_or_else(|| PathBuf::from("runs").join(utc_timestamp()))
+    }
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, from the civil-from-days algorithm (no date crate needed).
+pub fn utc_timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Parses an `embgraft` command line (without the program name) into the command and the
+/// experiment it describes, as the binary does. For tests and other fronts.
+pub fn parse_run(args: &[&str]) -> Result<(RunArgs, ExperimentConfig)> {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv = std::iter::once("embgraft").chain(args.iter().copied());
+    let m = Cli::command().try_get_matches_from(argv).map_err(|e| Error::Input(crate::error::one_line(&e.render().to_string())))?;
+    let cli = Cli::from_arg_matches(&m).map_err(|e| Error::Input(e.to_string()))?;
+    let (_, sub) = m.subcommand().ok_or_else(|| Error::Input("no subcommand".into()))?;
+    match cli.cmd {
+        Command::Compare(a) | Command::Train { args: a, .. } => {
+            let c = a.config(sub)?;
+            Ok((a, c))
+        }
+        _ => Err(Error::Input("parse_run takes compare or train".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every setting (taken from the type), given with `--resume`, is refused with one line
+    /// that names its flag; `--device` alone may change.
+    #[test]
+    fn resume_refuses_every_setting_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        for (id, flag) in ExperimentConfig::settings() {
+            if RESUMABLE.contains(&id.as_str()) {
+                continue;
+            }
+            let v = crate::config::tests_support::non_default_value(&id, &flag).unwrap();
+            let mut args = vec!["compare", "--resume", d, flag.as_str()];
+            if !v.is_empty() {
+                args.push(v.as_str());
+            }
+            let err = parse_run(&args).err().unwrap_or_else(|| panic!("{flag} accepted with --resume")).to_string();
+            assert!(err.contains(&format!("{flag} would change it")) && !err.contains('\n'), "{flag}: {err}");
+        }
+        for extra in [&["--quick"][..], &["--protocol", "honest"], &["--grid", "graft=none,wte"], &["--force"]] {
+            let mut args = vec!["compare", "--resume", d];
+            args.extend(extra);
+            assert!(parse_run(&args).is_err(), "{extra:?}");
+        }
+        // --device may change: it gets as far as reading the (missing) config.toml.
+        let err = parse_run(&["compare", "--resume", d, "--device", "cuda"]).err().unwrap().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        std::fs::write(dir.path().join("config.toml"), ExperimentConfig::default().to_toml()).unwrap();
+        let (_, c) = parse_run(&["compare", "--resume", d, "--device", "cuda:1"]).unwrap();
+        assert_eq!(c.run.device, "cuda:1");
+    }
+
+    /// Parsing and validation never panic, whatever the values: every setting (from the type)
+    /// drawn with numbers at 0, 1, their type's maximum and beyond, negative, non-finite and
+    /// random, several at once, then the arithmetic that sizes a run on a small corpus.
+    #[test]
+    fn arbitrary_values_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let settings = ExperimentConfig::settings();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let u = usize::MAX.to_string();
+        let u64m = u64::MAX.to_string();
+        let pool = [
+            "0", "1", "2", "-1", &u, &u64m, "18446744073709551616", "1e308", "-1e308", "NaN", "inf", "0.5", "", "x",
+            "A,B", "all", "wte", "none", "h.*=1e-3", "3steps", "5", "4096", "model5", "contiguous",
+        ];
+        let tokens: Vec<u32> = (0..500u32).map(|i| i % 37).collect();
+        let mut accepted = 0;
+        for _ in 0..3000 {
+            let mut args: Vec<String> = vec!["compare".into()];
+            for _ in 0..rng.random_range(1..6) {
+                let (_, flag) = &settings[rng.random_range(0..settings.len())];
+                args.push(flag.clone());
+                let v = if rng.random_bool(0.3) {
+                    rng.random::<u64>().to_string()
+                } else {
+                    pool[rng.random_range(0..pool.len())].to_string()
+                };
+                args.push(v);
+            }
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let outcome = std::panic::catch_unwind(|| {
+                let Ok((_, cfg)) = parse_run(&argv) else { return false };
+                let per_epoch = 7usize.div_ceil(cfg.protocol.batch_size);
+                let steps = crate::train::planned_steps(&cfg, 7);
+                let _ = cfg.eval_interval(steps, per_epoch);
+                assert_eq!(cfg.seeds().len(), cfg.run.seeds);
+                let p = &cfg.protocol;
+                let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+                let _ = crate::corpus::Dataset::new(tokens.clone(), p.seq_len, p.stride, p.split, p.test_fraction, &mut r);
+                let m = &cfg.model;
+                let dim = m.dim.unwrap_or(16);
+                let c = crate::model5::Model5Config {
+                    vocab: 37,
+                    dim,
+                    heads: m.heads.unwrap_or(1),
+                    layers: m.layers,
+                    context: m.context.unwrap_or(p.seq_len),
+                    tied: !m.untied,
+                    activation: crate::model5::Activation::GeluNew,
+                    layer_norm_eps: 1e-5,
+                };
+                let _ = c.validate();
+                true
+            });
+            match outcome {
+                Ok(ok) => accepted += ok as usize,
+                Err(_) => panic!("panicked on {args:?}"),
+            }
+        }
+        assert!(accepted > 100, "only {accepted} of the drawn command lines were valid: the draw tests too little");
+    }
+
+    #[test]
+    fn presets_then_flags_then_validation() {
+        let (_, c) = parse_run(&["compare", "--protocol", "honest", "--quick", "--seq-len", "16"]).unwrap();
+        assert_eq!((c.protocol.split, c.protocol.seq_len, c.protocol.max_steps), (crate::corpus::Split::Contiguous, 16, Some(60)));
+        let (_, c) = parse_run(&["train", "--config", "C", "--grid", "graft=none;wte,wpe", "freeze=none,wte", "--model", "model5"]).unwrap();
+        assert_eq!(c.cell(crate::config::Letter::C), ("wte,wpe", "none"));
+        let err = parse_run(&["compare", "--seed", &u64::MAX.to_string(), "--seeds", "2"]).err().unwrap().to_string();
+        assert!(err.contains("--seed 18446744073709551615 with --seeds 2"), "{err}");
+    }
+}
