@@ -515,7 +515,7 @@ fn run_grid(
     let summary = Summary {
         embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
         inputs: info,
-        analysis: crate::stats::analyse(&results),
+        analysis: crate::stats::analyse(&results, inputs.data.train.len().div_ceil(cfg.protocol.batch_size)),
         runs: results,
         wall_seconds: started.elapsed().as_secs_f64(),
         seconds_to_inputs,

@@ -35,6 +35,9 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     if !drift.is_empty() {
         write_drift_plots(out, &drift)?;
     }
+    if s.analysis.comparisons.iter().any(|c| c.over_time.len() > 1) {
+        write_answer_plots(out, &s.analysis.comparisons)?;
+    }
     write_atomic(&out.join("report.md"), markdown(cfg, s, &drift).as_bytes())?;
     Ok(())
 }
@@ -317,6 +320,60 @@ fn write_drift_plots(out: &Path, table: &DriftTable) -> Result<()> {
     png_atomic(&out.join("drift.png"), size, |area| draw_drift(area, table))
 }
 
+/// One panel per question: the paired difference of test loss at each curve point, its 95 %
+/// band and the zero line, so a reader sees where an answer flips.
+fn draw_answers<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    comparisons: &[crate::stats::Comparison],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("answers plot: {e}"));
+    root.fill(&WHITE).map_err(err)?;
+    let shown: Vec<&crate::stats::Comparison> = comparisons.iter().filter(|c| c.over_time.len() > 1).collect();
+    let cols = if shown.len() > 4 { 3 } else { shown.len().clamp(1, 2) };
+    let rows = shown.len().div_ceil(cols).max(1);
+    let panels = root.split_evenly((rows, cols));
+    for (c, area) in shown.iter().zip(panels.iter()) {
+        let pts: Vec<(f64, f64, f64, f64)> = c
+            .over_time
+            .iter()
+            .map(|t| (t.step as f64, t.difference.mean, t.difference.low(), t.difference.high()))
+            .filter(|p| p.1.is_finite() && p.2.is_finite() && p.3.is_finite())
+            .collect();
+        let (lo, hi) = pts.iter().fold((0f64, 0f64), |(lo, hi), p| (lo.min(p.2), hi.max(p.3)));
+        let pad = ((hi - lo) * 0.1).max(1e-3);
+        let x_max = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{} ({} − {})", c.key, c.minuend, c.subtrahend), ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("step").max_light_lines(0).draw().map_err(err)?;
+        let colour = RGBColor(31, 119, 180);
+        let band: Vec<(f64, f64)> =
+            pts.iter().map(|p| (p.0, p.3)).chain(pts.iter().rev().map(|p| (p.0, p.2))).collect();
+        chart.draw_series([Polygon::new(band, colour.mix(0.2).filled())]).map_err(err)?;
+        chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), colour.stroke_width(2))).map_err(err)?;
+        chart.draw_series(LineSeries::new([(0.0, 0.0), (x_max, 0.0)], BLACK.stroke_width(1))).map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn write_answer_plots(out: &Path, comparisons: &[crate::stats::Comparison]) -> Result<()> {
+    let n = comparisons.iter().filter(|c| c.over_time.len() > 1).count();
+    let cols = if n > 4 { 3 } else { n.clamp(1, 2) } as u32;
+    let size = (360 * cols, 260 * (n as u32).div_ceil(cols).max(1));
+    let mut svg = String::new();
+    draw_answers(SVGBackend::with_string(&mut svg, size).into_drawing_area(), comparisons)?;
+    write_atomic(&out.join("answers-over-time.svg"), svg.as_bytes())?;
+    png_atomic(&out.join("answers-over-time.png"), size, |area| draw_answers(area, comparisons))
+}
+
 /// Draws a PNG into a temporary file beside `path` (the encoder picks the format from the
 /// extension), then renames it into place; a failed drawing leaves no file behind.
 fn png_atomic(
@@ -324,14 +381,15 @@ fn png_atomic(
     size: (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
-    let done = draw(BitMapBackend::new(&tmp, size).into_drawing_area()).and_then(|_| {
-        std::fs::rename(&tmp, path).map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
+    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // The encoder writes by path and picks the format from the extension; the temporary file
+    // is removed if anything fails before it is renamed into place.
+    let tmp = tempfile::Builder::new().prefix(".plot.").suffix(".png").tempfile_in(dir).map_err(fail)?;
+    draw(BitMapBackend::new(tmp.path(), size).into_drawing_area())?;
+    std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
 }
 
 fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig, thaws: &[usize]) -> Result<String> {
@@ -395,6 +453,15 @@ fn answers_section(cfg: &ExperimentConfig, s: &Summary) -> String {
         push(&mut md, format!("- {line}"));
     }
     push(&mut md, String::new());
+    if !s.analysis.comparisons.is_empty() {
+        push(
+            &mut md,
+            format!(
+                "Error control: {}. Each line shows the unadjusted 95 % interval beside the adjusted verdict.\n",
+                s.analysis.correction
+            ),
+        );
+    }
     md
 }
 
@@ -410,10 +477,10 @@ fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let refs = &i.bigram;
     push(
         &mut md,
-        "| config | copied? | frozen? | seeds | final train loss | final train loss, evaluated as test | final test loss | train-eval − floor | test − bigram |"
+        "| config | copied? | frozen? | seeds | final train loss | final train loss, evaluated as test | final test loss | best test loss (mean step) | train-eval − floor | test − bigram |"
             .into(),
     );
-    push(&mut md, "|---|---|---|---|---|---|---|---|---|".into());
+    push(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
     for c in &s.analysis.configs {
         let show = |e: &Option<crate::stats::Estimate>| e.map_or("–".to_string(), |e| e.show());
         let above = |e: &Option<crate::stats::Estimate>, floor: f64| {
@@ -423,14 +490,19 @@ fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
         push(
             &mut md,
             format!(
-                "| {} {} | {} | {} | {seeds} | {} | {} | {} | {} | {} |",
+                "| {} {}{} | {} | {} | {seeds} | {} | {} | {} | {} | {} | {} |",
                 c.config,
                 cfg.describe(c.config),
+                if c.still_improving.is_some() { " (still improving)" } else { "" },
                 if cfg.grafts(c.config) { "yes" } else { "no" },
                 if cfg.freezes(c.config) { "yes" } else { "no" },
                 show(&c.final_train),
                 show(&c.final_train_eval),
                 show(&c.final_test),
+                match (&c.best_test, c.best_step) {
+                    (Some(b), Some(step)) => format!("{} ({step:.0})", b.show()),
+                    _ => "–".to_string(),
+                },
                 above(&c.final_train_eval, refs.train_entropy),
                 above(&c.final_test, refs.test_loss)
             ),
@@ -699,6 +771,31 @@ fn answers(s: &Summary) -> Vec<String> {
     if out.is_empty() {
         out.push("Run both configurations of a pair (B and C, A and C, D and B) to answer these questions.".into());
     }
+    let early: Vec<String> = s
+        .analysis
+        .configs
+        .iter()
+        .filter_map(|c| c.still_improving.as_ref().map(|why| format!("{} ({why})", c.config)))
+        .collect();
+    if !early.is_empty() {
+        out.push(format!(
+            "**Still improving**: {}. These verdicts are about early training; a longer run may answer differently.",
+            early.join("; ")
+        ));
+    }
+    for c in &s.analysis.comparisons {
+        let f = crate::stats::flips(c);
+        if !f.is_empty() {
+            let steps: Vec<String> = f.iter().map(|(step, a, b)| format!("{a} → {b} at step {step}")).collect();
+            out.push(format!(
+                "{} ({} − {}) changed its answer over training: {} (answers-over-time.png).",
+                c.key,
+                c.minuend,
+                c.subtrahend,
+                steps.join(", ")
+            ));
+        }
+    }
     for r in &s.runs {
         if let Some(d) = &r.diverged {
             out.push(format!(
@@ -767,7 +864,7 @@ pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summar
         }
         md.push('\n');
     }
-    md.push_str("\nEach cell: the paired difference (mean ± 95 % CI) and what it shows; see each corpus's report for the full sentence.\n");
+    md.push_str("\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over that corpus's questions; see each corpus's report for the full sentence.\n");
     let json = serde_json::json!({
         "embgraft_version": env!("CARGO_PKG_VERSION"),
         "corpora": done.iter().map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis})).collect::<Vec<_>>(),
