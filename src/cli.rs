@@ -4,8 +4,16 @@
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::parse_letters;
+use crate::donor::Donor;
+use crate::experiment::Control;
+use crate::results::Summary;
 
 use crate::config::{ExperimentConfig, Preset, RESUMABLE};
 use crate::error::{Error, Result};
@@ -179,17 +187,156 @@ pub fn utc_timestamp() -> String {
     format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Set by the first Ctrl-C (or SIGTERM): the current step finishes, results are written.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting now (result files are written whole or not at all)");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step and writing results; Ctrl-C again to quit at once");
+    });
+}
+
+fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> {
+    let stop = || STOP.load(Ordering::SeqCst);
+    let ctl = Control { force: args.force, resume: args.resume.is_some(), should_stop: &stop, ..Control::default() };
+    let out = args.out_dir();
+    let done: Vec<(String, Summary)> = crate::experiment::compare_corpora(cfg, &out, &ctl)?;
+    let runs: usize = done.iter().map(|(_, s)| s.runs.len()).sum();
+    let secs: f64 = done.iter().map(|(_, s)| s.wall_seconds).sum();
+    println!("wrote {} ({runs} runs on {} corpus/corpora, {secs:.1} s): open report.md there", out.display(), done.len());
+    Ok(())
+}
+
+fn bench(a: &BenchArgs) -> anyhow::Result<()> {
+    let (b, t) = a
+        .shape
+        .split_once('x')
+        .and_then(|(b, t)| Some((b.parse::<usize>().ok()?, t.parse::<usize>().ok()?)))
+        .filter(|&(b, t)| b > 0 && t > 0)
+        .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", a.shape))?;
+    if !a.batches.exists() {
+        let corpus = a.corpus.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
+        let tokens = crate::corpus::Tokenizer::gpt2()?.encode(&crate::corpus::read_text(corpus)?)?;
+        let batches = crate::bench::make_batches(&tokens, a.steps + a.warmup, b, t, 0)?;
+        crate::bench::save_batches(&a.batches, &batches, b, t)?;
+    }
+    let (batches, fb, ft) = crate::bench::load_batches(&a.batches)?;
+    if (fb, ft) != (b, t) {
+        anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", a.batches.display());
+    }
+    let spec = crate::bench::Spec {
+        batch: b,
+        seq_len: t,
+        vocab: a.vocab,
+        dim: a.dim,
+        trainable: a.trainable,
+        imp: a.implementation,
+        warmup: a.warmup,
+    };
+    println!("{}", serde_json::to_string(&crate::bench::run(&batches, spec)?)?);
+    Ok(())
+}
+
+fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
+    let files = crate::donor::locate(path)?;
+    let donor = Donor::open(&files.weights)?;
+    println!("{}", files.weights.display());
+    for t in donor.tensors()? {
+        println!("  {:<50} {:<5} {:?}", t.name, t.dtype, t.shape);
+    }
+    match donor.embedding_name(tensor) {
+        Ok(name) => println!("embedding: {name}"),
+        Err(e) => println!("embedding: none ({e})"),
+    }
+    match &files.tokenizer {
+        Some(t) => println!("tokenizer: {}", t.display()),
+        None => println!("tokenizer: none (GPT-2 BPE is used)"),
+    }
+    if let Some(c) = &files.config {
+        let dc = crate::donor::DonorConfig::read(c)?;
+        let show = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
+        println!(
+            "config: {} (width {}, heads {}, layers {}, positions {}) — Model 5 takes width and heads from it",
+            c.display(),
+            show(dc.n_embd),
+            show(dc.n_head),
+            show(dc.n_layer),
+            show(dc.n_positions)
+        );
+    }
+    Ok(())
+}
+
+fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
+    let sub = m.subcommand().map(|(_, s)| s).context("no subcommand")?;
+    match cli.cmd {
+        Command::Compare(args) => run_experiment(&args, &args.config(sub)?)?,
+        Command::Train { letter, args } => {
+            let mut cfg = args.config(sub)?;
+            cfg.graft.configs.0 = parse_letters(&letter)?;
+            if cfg.graft.configs.0.len() != 1 {
+                anyhow::bail!("train runs one configuration; use compare --configs {letter} for several");
+            }
+            run_experiment(&args, &cfg)?;
+        }
+        Command::Bench(args) => bench(&args)?,
+        Command::Inspect { path, tensor } => inspect(&path, tensor.as_deref())?,
+    }
+    Ok(())
+}
+
+/// The `embgraft` command: parses `args` (the program name first), runs it, prints errors as
+/// one line, and returns the exit status (0; 1 for an error, 2 for flags clap rejects, 130
+/// when interrupted). The binary and the Python package's `embgraft` script both call this.
+pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
+    let parsed = Cli::command().try_get_matches_from(args).and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (cli, m) = match parsed {
+        Ok(p) => p,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{}; see embgraft --help", crate::error::one_line(&e.render().to_string()));
+            return 2;
+        }
+    };
+    install_interrupt_handler();
+    match run(cli, &m) {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(crate::Error::Interrupted(msg)) = e.downcast_ref::<crate::Error>() {
+                eprintln!("{msg}");
+                return 130;
+            }
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
 /// Parses an `embgraft` command line (without the program name) into the command and the
 /// experiment it describes, as the binary does. For tests and other fronts.
 pub fn parse_run(args: &[&str]) -> Result<(RunArgs, ExperimentConfig)> {
-    use clap::{CommandFactory, FromArgMatches};
     let argv = std::iter::once("embgraft").chain(args.iter().copied());
     let m = Cli::command().try_get_matches_from(argv).map_err(|e| Error::Input(crate::error::one_line(&e.render().to_string())))?;
     let cli = Cli::from_arg_matches(&m).map_err(|e| Error::Input(e.to_string()))?;
     let (_, sub) = m.subcommand().ok_or_else(|| Error::Input("no subcommand".into()))?;
     match cli.cmd {
-        Command::Compare(a) | Command::Train { args: a, .. } => {
+        Command::Compare(a) => {
             let c = a.config(sub)?;
+            Ok((a, c))
+        }
+        Command::Train { args: a, letter } => {
+            let mut c = a.config(sub)?;
+            c.graft.configs.0 = parse_letters(&letter)?;
+            if c.graft.configs.0.len() != 1 {
+                return Err(Error::Input(format!("train runs one configuration; use compare --configs {letter} for several")));
+            }
             Ok((a, c))
         }
         _ => Err(Error::Input("parse_run takes compare or train".into())),

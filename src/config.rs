@@ -491,6 +491,22 @@ impl ExperimentConfig {
         self
     }
 
+    /// Every setting as (keyword = config.toml key, flag, default, help), for other fronts'
+    /// documentation (the Python package's keyword arguments).
+    pub fn described() -> Vec<(String, String, String, String)> {
+        let cmd = ExperimentConfig::augment_args(clap::Command::new("settings"));
+        cmd.get_arguments()
+            .map(|a| {
+                let flag = format!("--{}", a.get_long().unwrap_or(a.get_id().as_str()));
+                let keyword = flag.trim_start_matches("--").replace('-', "_");
+                let default =
+                    a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",");
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                (keyword, flag, default, help)
+            })
+            .collect()
+    }
+
     /// Every setting as (clap id = config.toml key, flag), in declaration order.
     pub fn settings() -> Vec<(String, String)> {
         let cmd = ExperimentConfig::augment_args(clap::Command::new("settings"));

@@ -22,8 +22,9 @@ pub struct Inputs {
     pub corpus_path: PathBuf,
     pub tokenizer: Tokenizer,
     pub donor_files: donor::DonorFiles,
-    /// The donor file, memory-mapped: Model 5 grafts more of it than the embedding.
-    pub donor: Donor,
+    /// The donor file, memory-mapped: Model 5 grafts more of it than the embedding. None for a
+    /// donor handed over in memory (the Python front's array), which holds the embedding only.
+    pub donor: Option<Donor>,
     pub embedding: Embedding,
     /// Model 5's sizes, resolved against the donor (None for Model 1).
     pub model5: Option<crate::model5::Model5Config>,
@@ -56,10 +57,30 @@ pub fn device(name: &str) -> Result<Device> {
 
 /// Reads the donor, tokenizer and corpus and cuts the windows. Nothing is written.
 pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
+    load_inputs_with(cfg, None)
+}
+
+/// As [`load_inputs`], with the donor's embedding given in memory instead of read from
+/// `--donor` (whose value then only names it in the report).
+pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<Inputs> {
     cfg.validate()?;
-    let donor_files = donor::locate(&cfg.data.donor)?;
-    let donor = Donor::open(&donor_files.weights)?;
-    let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
+    let (donor_files, donor, embedding) = match memory {
+        Some(e) => {
+            let files = donor::DonorFiles {
+                spec: cfg.data.donor.clone(),
+                weights: PathBuf::from("(in memory)"),
+                tokenizer: None,
+                config: None,
+            };
+            (files, None, e.clone())
+        }
+        None => {
+            let files = donor::locate(&cfg.data.donor)?;
+            let donor = Donor::open(&files.weights)?;
+            let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
+            (files, Some(donor), embedding)
+        }
+    };
     let model5 = match cfg.model.kind {
         crate::config::ModelKind::Model5 => Some(model5_sizes(cfg, &donor_files, &embedding)?),
         crate::config::ModelKind::Model1 => None,
@@ -118,7 +139,7 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
     for &w in &data.train {
         data.inputs(w).iter().for_each(|&t| input_freq[t as usize] += 1);
     }
-    check_plan(cfg, &donor, &embedding, model5.as_ref())?;
+    check_plan(cfg, donor.as_ref(), &embedding, model5.as_ref())?;
     Ok(Inputs {
         corpus_path,
         tokenizer,
@@ -139,7 +160,7 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
 /// donor with the right shape. Checked on a throwaway model before anything is written.
 fn check_plan(
     cfg: &ExperimentConfig,
-    donor: &Donor,
+    donor: Option<&Donor>,
     emb: &Embedding,
     m5: Option<&crate::model5::Model5Config>,
 ) -> Result<()> {
@@ -230,7 +251,7 @@ impl Inputs {
             input_freq: &self.input_freq,
             donor: &self.embedding,
             device,
-            donor_file: Some(&self.donor),
+            donor_file: self.donor.as_ref(),
             model5: self.model5.as_ref(),
         }
     }
@@ -296,12 +317,26 @@ pub struct Control<'a> {
     pub resume: bool,
     /// Asked after every step; true stops the experiment (Ctrl-C).
     pub should_stop: &'a dyn Fn() -> bool,
+    /// The donor's embedding in memory (the Python front's array) instead of `--donor`'s file.
+    pub donor: Option<&'a Embedding>,
+    /// Progress goes here instead of the terminal (a notebook's bar).
+    pub progress: Option<&'a dyn Fn(&Progress)>,
 }
 
 impl Default for Control<'_> {
     fn default() -> Self {
-        Control { force: false, resume: false, should_stop: &|| false }
+        Control { force: false, resume: false, should_stop: &|| false, donor: None, progress: None }
     }
+}
+
+/// What a run reports while it trains, for a front that shows progress its own way.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// A run starts (or continues from `done` steps) and will take `steps`.
+    Start { run: String, done: usize, steps: usize },
+    Step { step: usize, loss: f64 },
+    Point { run: String, epoch: usize, step: usize, train: f64, test: f64 },
+    Finish { run: String },
 }
 
 fn csv_rows(letter: Letter, seed: u64, p: &Point) -> String {
@@ -330,6 +365,8 @@ struct Recorder<'a> {
     bar: Option<ProgressBar>,
     run_label: String,
     should_stop: &'a dyn Fn() -> bool,
+    /// A front's own progress display; the terminal bar and lines are off then.
+    progress: Option<&'a dyn Fn(&Progress)>,
     started: Instant,
     /// Seconds from the start to the first optimizer step done.
     first_step: Option<f64>,
@@ -369,6 +406,7 @@ impl<'a> Recorder<'a> {
             bar: None,
             run_label: String::new(),
             should_stop,
+            progress: None,
             started,
             first_step: None,
         })
@@ -376,7 +414,10 @@ impl<'a> Recorder<'a> {
 }
 
 impl Observer for Recorder<'_> {
-    fn on_step(&mut self, _step: usize, loss: f64) {
+    fn on_step(&mut self, step: usize, loss: f64) {
+        if let Some(f) = self.progress {
+            f(&Progress::Step { step, loss });
+        }
         if self.first_step.is_none() {
             let t = self.started.elapsed().as_secs_f64();
             self.first_step = Some(t);
@@ -397,6 +438,11 @@ impl Observer for Recorder<'_> {
             |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", self.out.join("metrics.csv").display()));
         self.csv.write_all(csv_rows(letter, seed, p).as_bytes()).map_err(fail)?;
         self.csv.flush().map_err(fail)?;
+        if let Some(f) = self.progress {
+            let (run, epoch, step, train, test) = (self.run_label.clone(), p.epoch, p.step, p.train_loss, p.test_loss);
+            f(&Progress::Point { run, epoch, step, train, test });
+            return Ok(());
+        }
         let line = format!(
             "{} epoch {} step {}: train {:.4}, test {:.4}",
             self.run_label, p.epoch, p.step, p.train_loss, p.test_loss
@@ -461,7 +507,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
     } else {
         check_out_dir(out, ctl.force)?;
     }
-    let inputs = load_inputs(cfg)?;
+    let inputs = load_inputs_with(cfg, ctl.donor)?;
     run_grid(cfg, &inputs, &dev, out, ctl, started)
 }
 
@@ -486,6 +532,7 @@ fn run_grid(
         .map(|&(seed, letter)| if ctl.resume { prior(out, letter, seed) } else { Ok(Prior::Nothing) })
         .collect::<Result<Vec<_>>>()?;
     let mut rec = Recorder::open(out, cfg, &grid, &priors, ctl.should_stop, started)?;
+    rec.progress = ctl.progress;
 
     let shared = inputs.shared(dev);
     let mut results = Vec::new();
@@ -576,7 +623,10 @@ fn run_cell(
     rec: &mut Recorder,
     steps: usize,
 ) -> Result<RunResult> {
-    rec.bar = std::io::stderr().is_terminal().then(|| {
+    if let Some(f) = rec.progress {
+        f(&Progress::Start { run: rec.run_label.clone(), done: resume.as_ref().map_or(0, |c| c.step), steps });
+    }
+    rec.bar = (std::io::stderr().is_terminal() && rec.progress.is_none()).then(|| {
         let bar = ProgressBar::new(steps as u64);
         if let Ok(style) =
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} {msg}")
@@ -587,13 +637,16 @@ fn run_cell(
         bar.set_position(resume.as_ref().map_or(0, |c| c.step as u64));
         bar
     });
-    if rec.bar.is_none() {
+    if rec.bar.is_none() && rec.progress.is_none() {
         eprintln!("{} ...", rec.run_label);
     }
     let (mut result, model) = train::run(cfg, letter, seed, shared, resume, rec)?;
     result.sample = sample_text(&model, &inputs.tokenizer, cfg, seed, letter)?;
     if let Some(bar) = rec.bar.take() {
         bar.finish_and_clear();
+    }
+    if let Some(f) = rec.progress {
+        f(&Progress::Finish { run: rec.run_label.clone() });
     }
     if result.interrupted {
         eprintln!("{} interrupted at step {}", rec.run_label, result.steps);
@@ -635,7 +688,7 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     if !ctl.resume {
         check_out_dir(out, ctl.force)?;
     }
-    let all_inputs = cfg.data.corpora.iter().map(|c| load_inputs(&one(c))).collect::<Result<Vec<_>>>()?;
+    let all_inputs = cfg.data.corpora.iter().map(|c| load_inputs_with(&one(c), ctl.donor)).collect::<Result<Vec<_>>>()?;
     create_out_dir(out)?;
     crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
     let mut done = Vec::new();
@@ -644,7 +697,7 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         let sub = out.join(&name);
         // A corpus not started before an interruption starts fresh when resuming.
         let resume = ctl.resume && sub.join("config.toml").is_file();
-        let sub_ctl = Control { force: true, resume, should_stop: ctl.should_stop };
+        let sub_ctl = Control { force: true, resume, ..*ctl };
         match run_grid(&one(c), inputs, &dev, &sub, &sub_ctl, Instant::now()) {
             Ok(s) => done.push((name, s)),
             Err(e @ Error::Interrupted(_)) => {

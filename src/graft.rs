@@ -118,7 +118,7 @@ pub fn graft(param: &Var, donor: &Embedding) -> Result<CopyCheck> {
 /// the context, Conv1D transposes).
 pub fn graft_by_name(
     params: &Params,
-    donor: &Donor,
+    donor: Option<&Donor>,
     embedding: &Embedding,
     names: &Names,
 ) -> Result<(Vec<CopyCheck>, Vec<String>)> {
@@ -130,6 +130,11 @@ pub fn graft_by_name(
         let (source, src_shape, data) = if name == "wte.weight" {
             (embedding.tensor.clone(), vec![embedding.rows, embedding.cols], embedding.data.clone())
         } else {
+            let Some(donor) = donor else {
+                return Err(Error::Donor(format!(
+                    "the donor given in memory holds only its embedding, not {name}; graft only wte (--graft wte), or pass a model file"
+                )));
+            };
             let found = match donor.find(name)? {
                 Some(n) => Some(n),
                 // GPT-2 ties its head to wte: an untied head grafts the donor's embedding.

@@ -299,13 +299,13 @@ fn graft(cfg: &ExperimentConfig, letter: Letter, seed: u64, net: &Net, plan: &Pl
             (g.what, g.wte) = (Some(what), Some(emb));
         }
         Net::M5(m) if !plan.grafted.is_empty() => {
-            let file = shared.donor_file.ok_or_else(|| Error::Input("Model 5 grafts need the donor file".into()))?;
+            let file = shared.donor_file;
             let (checks, notes) = crate::graft::graft_by_name(&m.params, file, shared.donor, &plan.grafted)?;
             let names: Vec<String> = m.params.names().into_iter().filter(|n| plan.grafted.contains(n)).collect();
             g.what = Some(format!(
                 "{} tensors from {}: {}",
                 checks.len(),
-                file.path().display(),
+                file.map_or("the donor in memory".to_string(), |f| f.path().display().to_string()),
                 crate::graft::summarise_names(&names)
             ));
             (g.checks, g.notes) = (checks, notes);

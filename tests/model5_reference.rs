@@ -106,7 +106,7 @@ fn whole_gpt2_graft_gives_pytorchs_logits_and_loss() {
     // Context 8 < the donor's 12 positions: wpe is cut to its first 8 rows.
     let m = model(DIM, 8);
     let everything: Names = m.names().into_iter().collect();
-    let (checks, notes) = graft_by_name(&m.params, &donor, &emb, &everything).unwrap();
+    let (checks, notes) = graft_by_name(&m.params, Some(&donor), &emb, &everything).unwrap();
     assert_eq!(checks.len(), 2 + 12 * LAYERS + 2);
     assert!(checks.iter().all(|c| c.passed()), "{checks:?}");
     assert!(notes.iter().any(|n| n.contains("12 positions; the first 8")), "{notes:?}");
@@ -169,11 +169,11 @@ fn wrong_shapes_are_errors_naming_both() {
     let m = model(DIM, 16);
     let names = m.names();
     let only = |p: &str| names.iter().filter(|n| n.starts_with(p)).cloned().collect::<Names>();
-    let msg = graft_by_name(&m.params, &donor, &emb, &only("wpe")).unwrap_err().to_string();
+    let msg = graft_by_name(&m.params, Some(&donor), &emb, &only("wpe")).unwrap_err().to_string();
     assert!(msg.contains("[12, 16]") && msg.contains("[16, 16]"), "{msg}");
     // A narrower model.
     let m = model(8, 8);
-    let msg = graft_by_name(&m.params, &donor, &emb, &only("h.0.attn.c_attn.weight")).unwrap_err().to_string();
+    let msg = graft_by_name(&m.params, Some(&donor), &emb, &only("h.0.attn.c_attn.weight")).unwrap_err().to_string();
     assert!(msg.contains("[16, 48]") && msg.contains("[24, 8]"), "{msg}");
 }
 
@@ -204,7 +204,7 @@ fn written_gpt2_layout_models_graft_whole() {
         &Device::Cpu,
     )
     .unwrap();
-    let (checks, _) = graft_by_name(&m.params, &donor, &emb, &m.names().into_iter().collect()).unwrap();
+    let (checks, _) = graft_by_name(&m.params, Some(&donor), &emb, &m.names().into_iter().collect()).unwrap();
     assert_eq!(checks.len(), 28);
     assert!(checks.iter().all(|c| c.passed()));
 }
@@ -226,7 +226,7 @@ fn matches_transformers_gpt2_logits_every_gradient_and_ten_adamw_steps() {
     let emb = donor.embedding(None).unwrap();
     let m = model(DIM, 8);
     let all: Names = m.names().into_iter().collect();
-    graft_by_name(&m.params, &donor, &emb, &all).unwrap();
+    graft_by_name(&m.params, Some(&donor), &emb, &all).unwrap();
     let floats = |v: &serde_json::Value| -> Vec<f64> {
         let mut out = Vec::new();
         let mut stack = vec![v];

@@ -1,0 +1,261 @@
+"""compare / train / inspect / report: keyword arguments become the command line's flags."""
+
+import base64
+import csv
+import json
+import sys
+from pathlib import Path
+
+from . import _embgraft
+
+# Flags that take no value: True gives the flag, False leaves it out.
+_SWITCHES = {"quick", "force", "untied"}
+
+
+def settings():
+    """Every setting as (keyword, flag, default, help), from the engine's own settings types."""
+    return _embgraft.settings()
+
+
+def _argv(command, kwargs):
+    """Keyword arguments -> flags: ``max_steps=20`` -> ``--max-steps 20``; lists repeat the flag."""
+    argv = [command]
+    for key, value in kwargs.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+            continue
+        if key in _SWITCHES:
+            raise _embgraft.InputError(f"{key}= takes True or False, not {value!r}")
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            argv += [flag, str(v)]
+    return argv
+
+
+def _array(donor):
+    """A 2-D float32 array (bytes, rows, cols, source dtype) from numpy, torch or DLPack."""
+    import numpy as np
+
+    dtype = str(getattr(donor, "dtype", ""))
+    if hasattr(donor, "detach") and hasattr(donor, "float"):  # a torch tensor
+        t = donor.detach()
+        if str(t.device) != "cpu":
+            raise _embgraft.InputError(f"donor tensor is on {t.device}; pass donor.cpu()")
+        arr = t.float().numpy()  # float16 and bfloat16 widen exactly
+    elif hasattr(donor, "__array__"):
+        arr = np.asarray(donor)
+    elif hasattr(donor, "__dlpack__"):
+        arr = np.from_dlpack(donor)
+    else:
+        raise _embgraft.InputError(
+            f"donor= takes gpt2, a path, or a 2-D array (numpy, torch), not {type(donor).__name__}"
+        )
+    if arr.ndim != 2:
+        raise _embgraft.InputError(f"donor array has shape {list(arr.shape)}; pass a 2-D (vocabulary x width) matrix")
+    if arr.dtype.kind != "f":
+        raise _embgraft.InputError(f"donor array has dtype {arr.dtype}; pass float32, float16 or bfloat16")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise _embgraft.InputError("donor array holds NaN or infinite values")
+    return arr.tobytes(), arr.shape[0], arr.shape[1], dtype.replace("torch.", "") or str(arr.dtype)
+
+
+class _Progress:
+    """A tqdm bar (it renders in Jupyter and in a terminal) when tqdm is importable, else one
+    line per curve point."""
+
+    def __init__(self):
+        try:
+            from tqdm.auto import tqdm
+
+            self._tqdm = tqdm
+        except ImportError:
+            self._tqdm = None
+        self._bar = None
+
+    def __call__(self, kind, *args):
+        if kind == "start":
+            run, done, steps = args
+            if self._tqdm is not None:
+                self._bar = self._tqdm(total=steps, initial=done, desc=run, leave=False)
+            else:
+                print(f"{run} ...", file=sys.stderr, flush=True)
+        elif kind == "step" and self._bar is not None:
+            step, loss = args
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        elif kind == "point":
+            run, epoch, step, train, test = args
+            line = f"{run} epoch {epoch} step {step}: train {train:.4f}, test {test:.4f}"
+            if self._bar is not None:
+                self._bar.write(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
+        elif kind == "finish" and self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _run(command, kwargs):
+    kwargs = dict(kwargs)
+    donor = kwargs.get("donor")
+    memory = None
+    if donor is not None and not isinstance(donor, (str, Path)):
+        memory = _array(donor)
+        kwargs["donor"] = None
+    progress = kwargs.pop("progress", True)
+    callback = _Progress() if progress is True else (progress or None)
+    out = _embgraft.run(_argv(command, kwargs), memory, callback)
+    return Result(out)
+
+
+def compare(**kwargs):
+    """Runs configurations A-D (or ``configs=``) over ``seeds=`` seeds and returns a :class:`Result`.
+
+    Keywords are the command line's flags in snake_case (see ``embgraft.settings()``);
+    ``donor=`` may be a 2-D array; ``resume=run_dir`` continues an interrupted run;
+    ``progress=False`` trains silently. Errors raise ``embgraft.Error`` subclasses.
+    """
+    return _run("compare", kwargs)
+
+
+def train(config, **kwargs):
+    """One configuration (``config="C"``), with the same keywords and files as :func:`compare`."""
+    return _run("train", {"config": config, **kwargs})
+
+
+def inspect(path):
+    """A donor's tensors, the embedding that would be grafted, its tokenizer and config, as a dict."""
+    return json.loads(_embgraft.inspect(str(path)))
+
+
+def report(run_dir):
+    """The :class:`Result` of a run folder already written."""
+    return Result(run_dir)
+
+
+class Result:
+    """A run folder: the report's answers, every number, the metrics and the curves."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        path = self.run_dir / "summary.json"
+        if not path.is_file():
+            raise _embgraft.InputError(f"{self.run_dir} has no summary.json; give the folder of a finished run")
+        self.summary = json.loads(path.read_text())
+
+    def _analyses(self):
+        """(corpus name or None, analysis) for one corpus or each of several."""
+        if "corpora" in self.summary:
+            return [(c["name"], c["analysis"]) for c in self.summary["corpora"]]
+        return [(None, self.summary["analysis"])]
+
+    @property
+    def verdicts(self):
+        """The report's answers: key, difference, 95 % interval, p-values, verdict sentence."""
+        out = []
+        for corpus, analysis in self._analyses():
+            for c in analysis["comparisons"]:
+                d = c.get("difference") or {}
+                half = d.get("ci95")
+                row = {
+                    "key": c["key"],
+                    "difference": d.get("mean"),
+                    "low": None if half is None else d["mean"] - half,
+                    "high": None if half is None else d["mean"] + half,
+                    "p_value": c.get("p_value"),
+                    "p_adjusted": c.get("p_adjusted"),
+                    "outcome": c["outcome"],
+                    "verdict": c["verdict"],
+                }
+                if corpus is not None:
+                    row["corpus"] = corpus
+                out.append(row)
+        return out
+
+    @property
+    def metrics(self):
+        """Every curve point (config, seed, epoch, step, split, loss): a pandas DataFrame when
+        pandas is importable, else a list of dicts."""
+        files = [self.run_dir / "metrics.csv"]
+        if not files[0].is_file():
+            files = sorted(self.run_dir.glob("*/metrics.csv"))
+        rows = []
+        for f in files:
+            with open(f, newline="") as fh:
+                for r in csv.DictReader(fh):
+                    r = {"config": r["config"], "seed": int(r["seed"]), "epoch": int(r["epoch"]),
+                         "step": int(r["step"]), "split": r["split"], "loss": float(r["loss"])}
+                    if len(files) > 1:
+                        r["corpus"] = f.parent.name
+                    rows.append(r)
+        try:
+            import pandas as pd
+
+            return pd.DataFrame(rows)
+        except ImportError:
+            return rows
+
+    def _png(self):
+        p = self.run_dir / "loss-curves.png"
+        if p.is_file():
+            return p
+        found = sorted(self.run_dir.glob("*/loss-curves.png"))
+        return found[0] if found else None
+
+    def plot(self, ax=None):
+        """Mean test (dashed) and train (solid) loss per configuration with matplotlib (returns the
+        axes); without matplotlib, the path of the report's PNG."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return self._png()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 5))
+        rows = self.metrics
+        rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+        curves = {}
+        for r in rows:
+            if r["split"] in ("train", "test"):
+                curves.setdefault((r["config"], r["split"]), {}).setdefault(r["step"], []).append(r["loss"])
+        for (config, split), pts in sorted(curves.items()):
+            steps = sorted(pts)
+            ax.plot(steps, [sum(pts[s]) / len(pts[s]) for s in steps], "--" if split == "test" else "-",
+                    label=f"{config} {split}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend(ncol=2, fontsize="small")
+        return ax
+
+    def _repr_html_(self):
+        import html
+
+        parts = [f"<h4>embgraft: {html.escape(str(self.run_dir))}</h4><ul>"]
+        for v in self.verdicts:
+            prefix = f"[{html.escape(v['corpus'])}] " if "corpus" in v else ""
+            parts.append(f"<li>{prefix}{html.escape(v['verdict'])}</li>")
+        parts.append("</ul>")
+        for corpus, analysis in self._analyses():
+            title = f" ({html.escape(corpus)})" if corpus else ""
+            parts.append(f"<table><tr><th>config{title}</th><th>final test loss</th><th>best test loss</th></tr>")
+            for c in analysis["configs"]:
+                def show(e):
+                    if not e:
+                        return "–"
+                    return f"{e['mean']:.4f}" + (f" ± {e['ci95']:.4f}" if e.get("ci95") is not None else "")
+                mark = " (still improving)" if c.get("still_improving") else ""
+                parts.append(f"<tr><td>{c['config']}{mark}</td><td>{show(c.get('final_test'))}</td>"
+                             f"<td>{show(c.get('best_test'))}</td></tr>")
+            parts.append("</table>")
+        png = self._png()
+        if png is not None:
+            data = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f'<img src="data:image/png;base64,{data}" style="max-width:100%"/>')
+        return "".join(parts)
+
+    def __repr__(self):
+        lines = [f"embgraft.Result({str(self.run_dir)!r})"] + [f"  {v['verdict']}" for v in self.verdicts]
+        return "\n".join(lines)

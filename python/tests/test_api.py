@@ -1,0 +1,150 @@
+"""The installed wheel, as a notebook user calls it: same numbers as the command line, a donor
+from memory, errors as exceptions with the command line's messages, Ctrl-C that leaves whole,
+resumable files. Everything is generated here: no network, no files outside the test's folder."""
+
+import _thread
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import embgraft
+
+VOCAB, DIM = 50257, 8  # GPT-2's BPE (compiled in) indexes 50257 rows
+
+
+def write_safetensors(path, tensors):
+    """The safetensors layout: 8-byte header length, JSON header, raw little-endian data."""
+    header, blobs, offset = {}, [], 0
+    for name, arr in tensors.items():
+        data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    wte = (rng.standard_normal((VOCAB, DIM)) * 0.5).astype(np.float32)
+    donor = root / "donor"
+    donor.mkdir()
+    write_safetensors(donor / "model.safetensors", {"wte.weight": wte})
+    words = "the time traveller smiled and the machine began to move across the years of the future".split()
+    text = " ".join(words[int(i)] for i in rng.integers(0, len(words), 6000)) + "."
+    corpus = root / "corpus.txt"
+    corpus.write_text(text)
+    return {"root": root, "wte": wte, "donor": str(donor), "corpus": str(corpus)}
+
+
+SMALL = dict(max_steps=6, eval_every=3, seeds=2, batch_size=16, progress=False)
+
+
+def cli(*args):
+    exe = shutil.which("embgraft", path=str(Path(sys.executable).parent))
+    assert exe, "the wheel installs the embgraft command"
+    return subprocess.run([exe, *args], capture_output=True, text=True)
+
+
+def test_same_bytes_as_the_command_line(inputs, tmp_path):
+    out = tmp_path / "cli"
+    p = cli("compare", "--donor", inputs["donor"], "--corpus", inputs["corpus"], "--max-steps", "6",
+            "--eval-every", "3", "--seeds", "2", "--batch-size", "16", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    r = embgraft.compare(donor=inputs["donor"], corpus=inputs["corpus"], out=tmp_path / "py", **SMALL)
+    assert (out / "metrics.csv").read_bytes() == (r.run_dir / "metrics.csv").read_bytes()
+    assert r.summary == json.loads((r.run_dir / "summary.json").read_text())
+    keys = [v["key"] for v in r.verdicts]
+    assert keys == ["freeze_cost", "graft_benefit_trainable", "graft_benefit_frozen"]
+    assert all(v["verdict"] and v["p_value"] is not None for v in r.verdicts)
+    rows = r.metrics
+    rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    assert len(rows) == 4 * 2 * 2 * 3 and {"config", "seed", "epoch", "step", "split", "loss"} <= set(rows[0])
+    html = r._repr_html_()
+    assert "B − C = " in html and "data:image/png;base64," in html
+
+
+def test_numpy_donor_gives_the_files_numbers(inputs, tmp_path):
+    from_file = embgraft.compare(donor=inputs["donor"], corpus=inputs["corpus"], out=tmp_path / "file", **SMALL)
+    from_memory = embgraft.compare(donor=inputs["wte"], corpus=inputs["corpus"], out=tmp_path / "mem", **SMALL)
+    assert (from_file.run_dir / "metrics.csv").read_bytes() == (from_memory.run_dir / "metrics.csv").read_bytes()
+    assert from_memory.summary["inputs"]["donor"] == f"in-memory array [{VOCAB} x {DIM}]"
+    report = (from_memory.run_dir / "report.md").read_text()
+    assert f"in-memory array [{VOCAB} x {DIM}]" in report
+    # The copy check ran against the array passed: every grafted run passed it.
+    checks = [run["copy_check"] for run in from_memory.summary["runs"] if run["copied"]]
+    assert checks and all(c["max_abs_delta"] == 0 and c["differing_bits"] == 0 for c in checks)
+    # float16 arrays widen exactly; a 1-D array is refused.
+    half = embgraft.train("B", donor=inputs["wte"].astype(np.float16), corpus=inputs["corpus"],
+                          out=tmp_path / "half", **SMALL)
+    assert half.summary["runs"][0]["copy_check"]["max_abs_delta"] == 0
+    with pytest.raises(embgraft.InputError, match="2-D"):
+        embgraft.compare(donor=np.zeros(5, dtype=np.float32), corpus=inputs["corpus"], out=tmp_path / "x", **SMALL)
+
+
+@pytest.mark.parametrize(
+    "kwargs, flags, error",
+    [
+        (dict(seq_len=0), ["--seq-len", "0"], embgraft.InputError),
+        (dict(configs="A,Q"), ["--configs", "A,Q"], embgraft.InputError),
+        (dict(seed=2**64 - 1, seeds=2), ["--seed", str(2**64 - 1), "--seeds", "2"], embgraft.InputError),
+        (dict(corpus="/nonexistent/corpus.txt"), ["--corpus", "/nonexistent/corpus.txt"], embgraft.InputError),
+    ],
+)
+def test_bad_arguments_raise_with_the_command_lines_message(inputs, tmp_path, kwargs, flags, error):
+    base = {"donor": inputs["donor"], "corpus": inputs["corpus"], "out": str(tmp_path / "bad"), **kwargs}
+    argv = ["compare", "--donor", inputs["donor"], "--out", str(tmp_path / "bad")]
+    if "corpus" not in kwargs:
+        argv += ["--corpus", inputs["corpus"]]
+    p = cli(*argv, *flags)
+    assert p.returncode in (1, 2)
+    message = p.stderr.strip().splitlines()[-1]
+    with pytest.raises(error) as e:
+        embgraft.compare(progress=False, **base)
+    assert isinstance(e.value, embgraft.Error)
+    assert str(e.value) in message, (str(e.value), message)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_keyboard_interrupt_leaves_whole_files_and_resumes(inputs, tmp_path):
+    opts = dict(donor=inputs["donor"], corpus=inputs["corpus"], max_steps=30, eval_every=5, seeds=1,
+                batch_size=16, configs="B,C")
+    full = embgraft.compare(out=tmp_path / "full", progress=False, **opts)
+
+    def stop_midway(kind, *args):
+        # The notebook's stop button: SIGINT while the second run trains.
+        if kind == "step" and args[0] == 12 and stop_midway.runs == 2:
+            _thread.interrupt_main()
+        if kind == "start":
+            stop_midway.runs += 1
+
+    stop_midway.runs = 0
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt, match="resume"):
+        embgraft.compare(out=part, progress=stop_midway, **opts)
+    summary = json.loads((part / "summary.json").read_text())  # whole, parseable
+    assert [r["interrupted"] for r in summary["runs"]] == [False, True]
+    assert (part / "report.md").is_file() and (part / "run-B-0.json").is_file()
+    resumed = embgraft.compare(resume=part, progress=False)
+    assert (resumed.run_dir / "metrics.csv").read_bytes() == (full.run_dir / "metrics.csv").read_bytes()
+
+
+def test_inspect_report_and_settings(inputs, tmp_path):
+    info = embgraft.inspect(inputs["donor"])
+    assert info["embedding"] == "wte.weight" and info["tensors"][0]["shape"] == [VOCAB, DIM]
+    r = embgraft.compare(donor=inputs["donor"], corpus=inputs["corpus"], out=tmp_path / "r", **SMALL)
+    again = embgraft.report(r.run_dir)
+    assert again.verdicts == r.verdicts
+    names = [s[0] for s in embgraft.settings()]
+    assert {"max_steps", "seeds", "lr_group", "corpus", "donor"} <= set(names)
+    with pytest.raises(embgraft.InputError, match="summary.json"):
+        embgraft.report(tmp_path)
