@@ -129,18 +129,27 @@ impl std::fmt::Display for Letters {
     }
 }
 
-impl From<Letters> for String {
-    fn from(l: Letters) -> String {
-        l.to_string()
-    }
+
+/// Settings written as text in config.toml: serde goes through their `Display` and `FromStr`,
+/// so the file holds what the flag takes (`configs = "A,C"`, `thaw_after = "30steps"`).
+macro_rules! serde_as_text {
+    ($($t:ty),*) => {$(
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                s.parse()
+            }
+        }
+    )*};
 }
 
-impl TryFrom<String> for Letters {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
+serde_as_text!(Letters, Span, LrGroup);
 
 /// Parses `A,B,C,D` or `all`.
 pub fn parse_letters(s: &str) -> Result<Vec<Letter>> {
@@ -226,18 +235,6 @@ impl std::fmt::Display for Span {
     }
 }
 
-impl From<Span> for String {
-    fn from(s: Span) -> String {
-        s.to_string()
-    }
-}
-
-impl TryFrom<String> for Span {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
 
 /// A learning rate for the parameters a pattern names (`--lr-group 'h.*=3e-4'`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,18 +263,6 @@ impl std::fmt::Display for LrGroup {
     }
 }
 
-impl From<LrGroup> for String {
-    fn from(g: LrGroup) -> String {
-        g.to_string()
-    }
-}
-
-impl TryFrom<String> for LrGroup {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
 
 /// `Default` for a settings section is what clap gives when no flag is passed: the defaults
 /// are written once, in the `#[arg(default_value = ...)]` attributes.
