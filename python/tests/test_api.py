@@ -83,6 +83,19 @@ def test_numpy_donor_gives_the_files_numbers(inputs, tmp_path):
     # The copy check ran against the array passed: every grafted run passed it.
     checks = [run["copy_check"] for run in from_memory.summary["runs"] if run["copied"]]
     assert checks and all(c["max_abs_delta"] == 0 and c["differing_bits"] == 0 for c in checks)
+    # Anything that speaks DLPack (a torch or JAX array) gives the same numbers.
+    class DLPackOnly:
+        def __init__(self, a):
+            self._a = a
+
+        def __dlpack__(self, **kw):
+            return self._a.__dlpack__(**kw)
+
+        def __dlpack_device__(self):
+            return self._a.__dlpack_device__()
+
+    via_dlpack = embgraft.compare(donor=DLPackOnly(inputs["wte"]), corpus=inputs["corpus"], out=tmp_path / "dl", **SMALL)
+    assert (via_dlpack.run_dir / "metrics.csv").read_bytes() == (from_file.run_dir / "metrics.csv").read_bytes()
     # float16 arrays widen exactly; a 1-D array is refused.
     half = embgraft.train("B", donor=inputs["wte"].astype(np.float16), corpus=inputs["corpus"],
                           out=tmp_path / "half", **SMALL)
