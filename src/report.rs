@@ -771,16 +771,21 @@ fn answers(s: &Summary) -> Vec<String> {
     if out.is_empty() {
         out.push("Run both configurations of a pair (B and C, A and C, D and B) to answer these questions.".into());
     }
-    let early: Vec<String> = s
-        .analysis
-        .configs
-        .iter()
-        .filter_map(|c| c.still_improving.as_ref().map(|why| format!("{} ({why})", c.config)))
-        .collect();
+    // Configurations still improving, grouped by reason (a quick run gives them all one).
+    let mut early: Vec<(String, Vec<String>)> = Vec::new();
+    for c in &s.analysis.configs {
+        if let Some(why) = &c.still_improving {
+            match early.iter_mut().find(|(w, _)| w == why) {
+                Some((_, ls)) => ls.push(c.config.to_string()),
+                None => early.push((why.clone(), vec![c.config.to_string()])),
+            }
+        }
+    }
     if !early.is_empty() {
+        let groups: Vec<String> = early.iter().map(|(why, ls)| format!("{} ({why})", ls.join(", "))).collect();
         out.push(format!(
             "**Still improving**: {}. These verdicts are about early training; a longer run may answer differently.",
-            early.join("; ")
+            groups.join("; ")
         ));
     }
     for c in &s.analysis.comparisons {

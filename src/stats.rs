@@ -318,7 +318,7 @@ fn differences_at(runs: &[RunResult], a: Letter, b: Letter, seeds: &[u64]) -> BT
 fn still_improving(ok: &[&RunResult], steps_per_epoch: usize, final_test: Option<Estimate>) -> Option<String> {
     let steps = ok.iter().map(|r| r.steps).max()?;
     if steps < steps_per_epoch {
-        return Some(format!("{steps} steps, less than one epoch ({steps_per_epoch} steps)"));
+        return Some(format!("{steps} steps, less than one epoch of {steps_per_epoch}"));
     }
     let late = steps - steps.div_ceil(10);
     let earlier: Vec<f64> = ok
@@ -436,7 +436,7 @@ fn comparison(
         .filter(|_| undecided)
         .and_then(|e| seeds_for_power(e.mean, e.sd, ALPHA / family.max(1) as f64, 0.8));
     let ps = match (p_value, p_adjusted) {
-        (Some(p), Some(pa)) => format!("p = {}, Holm-adjusted {}", show_p(p), show_p(pa)),
+        (Some(p), Some(pa)) => format!("p {}, Holm-adjusted p {}", show_p(p), show_p(pa)),
         _ => String::new(),
     };
     let verdict = match difference {
@@ -490,11 +490,12 @@ fn comparison(
     }
 }
 
+/// `= 0.0033`, or `< 0.0001` for smaller values.
 fn show_p(p: f64) -> String {
     if p < 1e-4 {
         "< 0.0001".into()
     } else {
-        format!("{p:.4}")
+        format!("= {p:.4}")
     }
 }
 
@@ -577,7 +578,7 @@ mod tests {
         assert_eq!(c.p_adjusted, c.p_value);
         assert_eq!(
             c.verdict,
-            "the graft helped (trainable): A − C = +1.0000 (95 % CI +0.7516 to +1.2484, 3 seeds; p = 0.0033, Holm-adjusted 0.0033)"
+            "the graft helped (trainable): A − C = +1.0000 (95 % CI +0.7516 to +1.2484, 3 seeds; p = 0.0033, Holm-adjusted p = 0.0033)"
         );
         assert_eq!((c.outcome.as_str(), c.finding.as_str()), ("positive", "the graft helped (trainable)"));
 

@@ -89,7 +89,7 @@ fn compare_writes_every_file_with_checks_passing() {
         "from one seed: no interval, so no verdict",
         // 12 steps are less than an epoch: every config is early training, and the report says so.
         "| B copied, frozen (still improving) | yes | yes | 1 |",
-        "**Still improving**: A (12 steps, less than one epoch",
+        "**Still improving**: A, B, C, D (12 steps, less than one epoch of",
         "Error control: Holm's step-down",
         "loss-curves.png",
     ] {
