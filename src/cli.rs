@@ -439,6 +439,20 @@ mod tests {
         assert!(accepted > 100, "only {accepted} of the drawn command lines were valid: the draw tests too little");
     }
 
+    /// A preset sets the lecture's values and leaves the rest of a saved config alone.
+    #[test]
+    fn preset_keeps_what_the_lecture_does_not_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut saved = ExperimentConfig::default();
+        (saved.protocol.max_steps, saved.protocol.eval_every, saved.protocol.test_fraction) = (Some(40), Some(7), 0.2);
+        (saved.protocol.seq_len, saved.optimizer.lr) = (32, 0.5);
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, saved.to_toml()).unwrap();
+        let (_, c) = parse_run(&["compare", "--config-file", file.to_str().unwrap(), "--protocol", "honest"]).unwrap();
+        assert_eq!((c.protocol.max_steps, c.protocol.eval_every, c.protocol.test_fraction), (Some(40), Some(7), 0.2));
+        assert_eq!((c.protocol.seq_len, c.optimizer.lr, c.protocol.split), (8, 1e-3, crate::corpus::Split::Contiguous));
+    }
+
     #[test]
     fn presets_then_flags_then_validation() {
         let (_, c) = parse_run(&["compare", "--protocol", "honest", "--quick", "--seq-len", "16"]).unwrap();

@@ -465,11 +465,14 @@ impl ExperimentConfig {
 
     /// Sets every value of a protocol preset at once (flags given alongside still win).
     pub fn preset(mut self, p: Preset) -> Self {
+        // The lecture's values; what the lecture does not fix (test fraction, step cap,
+        // evaluation interval) keeps what the config file or defaults say.
         let d = ExperimentConfig::default();
-        self.protocol = Protocol { split: self.protocol.split, ..d.protocol };
-        self.optimizer.lr = d.optimizer.lr;
-        self.optimizer.weight_decay = d.optimizer.weight_decay;
-        self.protocol.split = match p {
+        let (p0, o0) = (&mut self.protocol, &mut self.optimizer);
+        (p0.seq_len, p0.stride, p0.batch_size, p0.epochs) =
+            (d.protocol.seq_len, d.protocol.stride, d.protocol.batch_size, d.protocol.epochs);
+        (o0.lr, o0.weight_decay) = (d.optimizer.lr, d.optimizer.weight_decay);
+        p0.split = match p {
             Preset::Course => Split::Windows,
             Preset::Honest => Split::Contiguous,
         };
