@@ -409,7 +409,7 @@ mod tests {
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let outcome = std::panic::catch_unwind(|| {
                 let Ok((_, cfg)) = parse_run(&argv) else { return false };
-                let per_epoch = 7usize.div_ceil(cfg.protocol.batch_size);
+                let per_epoch = crate::train::steps_per_epoch(&cfg, 7);
                 let steps = crate::train::planned_steps(&cfg, 7);
                 let _ = cfg.eval_interval(steps, per_epoch);
                 assert_eq!(cfg.seeds().len(), cfg.run.seeds);

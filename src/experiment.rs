@@ -30,6 +30,8 @@ pub struct Inputs {
     pub model5: Option<crate::model5::Model5Config>,
     pub data: Dataset,
     pub test_counts: TokenCounts,
+    /// The fixed training subset evaluated like the test set, and its (input, target) counts.
+    pub train_eval_windows: Vec<usize>,
     pub train_eval_counts: TokenCounts,
     pub input_freq: Vec<u32>,
     pub bigram: crate::baseline::Bigram,
@@ -64,44 +66,13 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
 /// `--donor` (whose value then only names it in the report).
 pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<Inputs> {
     cfg.validate()?;
-    let (donor_files, donor, embedding) = match memory {
-        Some(e) => {
-            let files = donor::DonorFiles {
-                spec: cfg.data.donor.clone(),
-                weights: PathBuf::from("(in memory)"),
-                tokenizer: None,
-                config: None,
-            };
-            (files, None, e.clone())
-        }
-        None => {
-            let files = donor::locate(&cfg.data.donor)?;
-            let donor = Donor::open(&files.weights)?;
-            let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
-            (files, Some(donor), embedding)
-        }
-    };
+    let (donor_files, donor, embedding) = open_donor(cfg, memory)?;
     let model5 = match cfg.model.kind {
         crate::config::ModelKind::Model5 => Some(model5_sizes(cfg, &donor_files, &embedding)?),
         crate::config::ModelKind::Model1 => None,
     };
 
-    let tokenizer = match cfg.data.tokenizer.as_str() {
-        "auto" => match &donor_files.tokenizer {
-            Some(p) => Tokenizer::from_file(p)?,
-            None => Tokenizer::gpt2()?,
-        },
-        "gpt2" => {
-            if let Some(own) = &donor_files.tokenizer {
-                return Err(Error::Input(format!(
-                    "--tokenizer gpt2 but the donor brings its own tokenizer ({}); its rows are indexed by that tokenizer's ids, so drop --tokenizer or use --tokenizer auto",
-                    own.display()
-                )));
-            }
-            Tokenizer::gpt2()?
-        }
-        path => Tokenizer::from_file(Path::new(path))?,
-    };
+    let tokenizer = tokenizer_for(cfg, &donor_files)?;
     let ids = tokenizer.vocab_size();
     if ids > embedding.rows {
         return Err(Error::Input(format!(
@@ -132,7 +103,8 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     }
     let (xs, ys) = data.pairs(&data.test);
     let test_counts = TokenCounts::from_pairs(&xs, &ys);
-    let (xs, ys) = data.pairs(&data.train_eval_windows());
+    let train_eval_windows = data.train_eval_windows();
+    let (xs, ys) = data.pairs(&train_eval_windows);
     let train_eval_counts = TokenCounts::from_pairs(&xs, &ys);
     let bigram = crate::baseline::bigram(&data, embedding.rows);
     let mut input_freq = vec![0u32; embedding.rows];
@@ -150,9 +122,53 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         model5,
         data,
         test_counts,
+        train_eval_windows,
         train_eval_counts,
         input_freq,
         bigram,
+    })
+}
+
+/// The donor's files, its memory-mapped weights and the embedding to graft; a donor given in
+/// memory has no files and no map.
+fn open_donor(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<(donor::DonorFiles, Option<Donor>, Embedding)> {
+    Ok(match memory {
+        Some(e) => {
+            let files = donor::DonorFiles {
+                spec: cfg.data.donor.clone(),
+                weights: PathBuf::from("(in memory)"),
+                tokenizer: None,
+                config: None,
+            };
+            (files, None, e.clone())
+        }
+        None => {
+            let files = donor::locate(&cfg.data.donor)?;
+            let donor = Donor::open(&files.weights)?;
+            let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
+            (files, Some(donor), embedding)
+        }
+    })
+}
+
+/// `--tokenizer`: auto (the donor's own, else GPT-2's BPE), gpt2 (refused when the donor brings
+/// its own: its rows follow that tokenizer's ids), or a tokenizer.json path.
+fn tokenizer_for(cfg: &ExperimentConfig, donor_files: &donor::DonorFiles) -> Result<Tokenizer> {
+    Ok(match cfg.data.tokenizer.as_str() {
+        "auto" => match &donor_files.tokenizer {
+            Some(p) => Tokenizer::from_file(p)?,
+            None => Tokenizer::gpt2()?,
+        },
+        "gpt2" => {
+            if let Some(own) = &donor_files.tokenizer {
+                return Err(Error::Input(format!(
+                    "--tokenizer gpt2 but the donor brings its own tokenizer ({}); its rows are indexed by that tokenizer's ids, so drop --tokenizer or use --tokenizer auto",
+                    own.display()
+                )));
+            }
+            Tokenizer::gpt2()?
+        }
+        path => Tokenizer::from_file(Path::new(path))?,
     })
 }
 
@@ -248,6 +264,7 @@ impl Inputs {
             data: &self.data,
             test: &self.test_counts,
             train_eval: &self.train_eval_counts,
+            train_eval_windows: &self.train_eval_windows,
             input_freq: &self.input_freq,
             donor: &self.embedding,
             device,
@@ -562,7 +579,7 @@ fn run_grid(
     let summary = Summary {
         embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
         inputs: info,
-        analysis: crate::stats::analyse(&results, inputs.data.train.len().div_ceil(cfg.protocol.batch_size)),
+        analysis: crate::stats::analyse(&results, train::steps_per_epoch(cfg, inputs.data.train.len())),
         runs: results,
         wall_seconds: started.elapsed().as_secs_f64(),
         seconds_to_inputs,

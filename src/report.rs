@@ -374,22 +374,14 @@ fn write_answer_plots(out: &Path, comparisons: &[crate::stats::Comparison]) -> R
     png_atomic(&out.join("answers-over-time.png"), size, |area| draw_answers(area, comparisons))
 }
 
-/// Draws a PNG into a temporary file beside `path` (the encoder picks the format from the
-/// extension), then renames it into place; a failed drawing leaves no file behind.
+/// Draws a PNG into a temporary file beside `path` and renames it into place (through the one
+/// atomic writer); a failed drawing leaves no file behind.
 fn png_atomic(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<()> {
-    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    // The encoder writes by path and picks the format from the extension; the temporary file
-    // is removed if anything fails before it is renamed into place.
-    let tmp = tempfile::Builder::new().prefix(".plot.").suffix(".png").tempfile_in(dir).map_err(fail)?;
-    draw(BitMapBackend::new(tmp.path(), size).into_drawing_area())?;
-    std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    crate::util::write_atomic_with(path, |tmp| draw(BitMapBackend::new(tmp.path(), size).into_drawing_area()))
 }
 
 fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig, thaws: &[usize]) -> Result<String> {
@@ -413,6 +405,12 @@ fn millions(n: usize) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 
+/// Appends one line to a section.
+fn push(md: &mut String, line: String) {
+    md.push_str(&line);
+    md.push('\n');
+}
+
 /// report.md: one section after another, each written by its own function.
 fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
     [
@@ -431,10 +429,6 @@ fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) -> String {
 /// The title, the curves and the answers, as verdicts on paired differences.
 fn answers_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     let i = &s.inputs;
     let title = match cfg.model.kind {
         crate::config::ModelKind::Model1 => "Model 1 with a grafted token embedding".to_string(),
@@ -468,10 +462,6 @@ fn answers_section(cfg: &ExperimentConfig, s: &Summary) -> String {
 /// Each configuration's final losses over seeds, against the count-based references.
 fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     let i = &s.inputs;
     push(&mut md, "## Configurations (mean ± 95 % CI over seeds)\n".into());
     let refs = &i.bigram;
@@ -526,10 +516,6 @@ fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
 /// One row per run: checks, steps, losses, time; then what the curves mean.
 fn runs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     let i = &s.inputs;
     push(&mut md, "## Runs\n".into());
     push(&mut md, "| config | copied? | frozen? | trainable params | steps | final train loss | final test loss | copy check | frozen check | wall time |".into());
@@ -591,10 +577,6 @@ fn runs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
 /// How far trainable grafted embeddings moved, by token frequency (empty when none did).
 fn drift_section(drift: &DriftTable) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     if !drift.is_empty() {
         push(&mut md, "## Embedding drift (trainable grafted embeddings)\n".into());
         push(&mut md, "![drift](drift.png)\n".into());
@@ -623,10 +605,6 @@ fn drift_section(drift: &DriftTable) -> String {
 /// The matrices the scale controls grafted (Model 1).
 fn controls_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     let transformed: Vec<String> = s
         .runs
         .iter()
@@ -645,10 +623,6 @@ fn controls_section(cfg: &ExperimentConfig, s: &Summary) -> String {
 /// Per configuration (first seed): notes, thaws and each grafted tensor's check.
 fn details_section(s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     // Per config (first seed): notes, thaws and each grafted tensor's check.
     let mut seen = Vec::new();
     let mut details = Vec::new();
@@ -691,10 +665,6 @@ fn details_section(s: &Summary) -> String {
 /// Text sampled from every trained model.
 fn samples_section(s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     push(&mut md, "## Sampled text (prompt \"The\", two sentences at most)\n".into());
     for r in &s.runs {
         push(&mut md, format!("- **{}** (seed {}): {}", r.config, r.seed, r.sample.replace('|', "\\|")));
@@ -706,10 +676,6 @@ fn samples_section(s: &Summary) -> String {
 /// What was run, in a table.
 fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
-    let push = |md: &mut String, line: String| {
-        md.push_str(&line);
-        md.push('\n');
-    };
     let i = &s.inputs;
     push(&mut md, "## Setup\n".into());
     let split_note = match cfg.protocol.split {

@@ -114,11 +114,15 @@ pub trait Observer {
 pub struct NoObserver;
 impl Observer for NoObserver {}
 
+/// Optimizer steps in one epoch: one per batch, the last batch possibly short.
+pub fn steps_per_epoch(cfg: &ExperimentConfig, train_windows: usize) -> usize {
+    train_windows.div_ceil(cfg.protocol.batch_size)
+}
+
 /// Optimizer steps one run takes under `cfg` (saturating: a count past any machine's reach
 /// simply never ends the loop early).
 pub fn planned_steps(cfg: &ExperimentConfig, train_windows: usize) -> usize {
-    let per_epoch = train_windows.div_ceil(cfg.protocol.batch_size);
-    let all = per_epoch.saturating_mul(cfg.protocol.epochs);
+    let all = steps_per_epoch(cfg, train_windows).saturating_mul(cfg.protocol.epochs);
     cfg.protocol.max_steps.map_or(all, |m| m.min(all))
 }
 
@@ -130,6 +134,8 @@ pub struct Shared<'a> {
     pub test: &'a TokenCounts,
     /// (input, target) counts of the fixed training subset evaluated like the test set.
     pub train_eval: &'a TokenCounts,
+    /// That subset's windows (Model 5 evaluates windows, not counts).
+    pub train_eval_windows: &'a [usize],
     /// How often each token id is an input in the training windows.
     pub input_freq: &'a [u32],
     pub donor: &'a Embedding,
@@ -240,7 +246,7 @@ impl Plan {
                 lr.insert(name, g.lr);
             }
         }
-        let per_epoch = train_windows.div_ceil(cfg.protocol.batch_size);
+        let per_epoch = steps_per_epoch(cfg, train_windows);
         let frozen_in_order: Vec<String> = params.names().into_iter().filter(|n| frozen.contains(n)).collect();
         let thaws = match (cfg.graft.thaw_after, cfg.graft.thaw_every) {
             (None, _) => Vec::new(),
@@ -453,7 +459,7 @@ impl State {
             step: self.step,
             train_loss: self.acc.0 / self.acc.1 as f64,
             test_loss: net.eval(sh.data, sh.test, &sh.data.test)?,
-            train_eval_loss: Some(net.eval(sh.data, sh.train_eval, &sh.data.train_eval_windows())?),
+            train_eval_loss: Some(net.eval(sh.data, sh.train_eval, sh.train_eval_windows)?),
         };
         obs.on_point(run, &p)?;
         self.points.push(p);

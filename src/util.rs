@@ -9,17 +9,25 @@ use crate::error::{Error, Result};
 /// renamed over `path`: a reader (or a crash) never sees half a file, and a failed write
 /// leaves the old file intact and no temporary file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |f| f.write_all(bytes))
+    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
+    write_atomic_with(path, |tmp| tmp.as_file_mut().write_all(bytes).map_err(fail))
 }
 
-/// As [`write_atomic`], with the content written by `write` (for large files built piece by
-/// piece).
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+/// As [`write_atomic`], with the temporary file filled by `fill`, through its handle or by its
+/// path (a PNG encoder writes by path; the temporary name keeps `path`'s extension for it).
+/// Whatever `fill` wrote is fsynced before the rename; if it fails, the temporary file goes.
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(fail)?;
-    write(tmp.as_file_mut()).map_err(fail)?;
+    let ext = path.extension().map_or(String::new(), |e| format!(".{}", e.to_string_lossy()));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(&format!(".tmp{ext}"))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    fill(&mut tmp)?;
+    // fsync is per file, not per descriptor: it also flushes what was written by path.
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())

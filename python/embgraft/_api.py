@@ -8,17 +8,14 @@ from pathlib import Path
 
 from . import _embgraft
 
-# Flags that take no value: True gives the flag, False leaves it out.
-_SWITCHES = {"quick", "force", "untied"}
-
-
 def settings():
     """Every setting as (keyword, flag, default, help), from the engine's own settings types."""
     return _embgraft.settings()
 
 
 def _argv(command, kwargs):
-    """Keyword arguments -> flags: ``max_steps=20`` -> ``--max-steps 20``; lists repeat the flag."""
+    """Keyword arguments -> flags: ``max_steps=20`` -> ``--max-steps 20``; lists repeat the flag;
+    True gives a switch, False and None leave the flag out. The engine's parser checks them."""
     argv = [command]
     for key, value in kwargs.items():
         if value is None or value is False:
@@ -27,8 +24,6 @@ def _argv(command, kwargs):
         if value is True:
             argv.append(flag)
             continue
-        if key in _SWITCHES:
-            raise _embgraft.InputError(f"{key}= takes True or False, not {value!r}")
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
             argv += [flag, str(v)]
