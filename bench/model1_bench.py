@@ -6,18 +6,34 @@ positions), torch.optim.AdamW(lr=1e-3, weight_decay=0.01); frozen = embedding.re
 False, handed to AdamW as the course does. Reads the batches `embgraft bench` wrote, times one
 step per batch after the warm-up ones, and prints one JSON line like embgraft's.
 
-  python3 bench/model1_bench.py --batches B.safetensors [--trainable] [--warmup 2]
+  python3 bench/model1_bench.py --batches B.safetensors [--trainable] [--warmup 2] [--device cuda]
+
+On CUDA a step is timed to torch.cuda.synchronize(), and peak_gpu_mb is the caching allocator's
+peak reservation (torch.cuda.max_memory_reserved: the device memory PyTorch held, which is what
+embgraft's figure, device memory in use, compares with).
 """
 import argparse
 import json
 import resource
 import statistics
+import struct
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file
+
+
+def load_tokens(path):
+    """The I64 tensor `tokens` of a safetensors file, read with the standard library and numpy."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        info = json.loads(f.read(n))["tokens"]
+        lo, hi = info["data_offsets"]
+        f.seek(8 + n + lo)
+        data = np.frombuffer(f.read(hi - lo), dtype=np.int64)
+    return torch.from_numpy(data.copy()).reshape(info["shape"])
 
 
 class Model1(nn.Module):
@@ -38,31 +54,38 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    tokens = load_file(a.batches)["tokens"]  # (steps, batch, seq_len + 1)
+    tokens = load_tokens(a.batches).to(dev)  # (steps, batch, seq_len + 1)
     steps, batch, window = tokens.shape
     torch.manual_seed(0)
-    model = Model1(a.vocab, a.dim)
+    model = Model1(a.vocab, a.dim).to(dev)
     model.embedding.weight.requires_grad = a.trainable
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     times = []
     for i in range(steps):
         x, y = tokens[i, :, :-1], tokens[i, :, 1:]
+        sync()
         t0 = time.perf_counter()
         logp = F.log_softmax(model(x), dim=-1)  # (B, T, V)
         loss = F.nll_loss(logp.reshape(-1, a.vocab), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     print(json.dumps({
-        "implementation": f"pytorch-{torch.__version__}",
+        "implementation": f"pytorch-{torch.__version__}", "device": a.device,
         "batch": batch, "seq_len": window - 1, "trainable": a.trainable, "steps": len(times),
         "median_step_s": median, "tokens_per_s": batch * (window - 1) / median,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if cuda else None,
         "final_loss": loss.item(), "threads": torch.get_num_threads(),
     }))
 

@@ -29,6 +29,8 @@ pub enum Impl {
 #[derive(Debug, Serialize)]
 pub struct BenchResult {
     pub implementation: String,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
     pub batch: usize,
     pub seq_len: usize,
     pub trainable: bool,
@@ -36,6 +38,9 @@ pub struct BenchResult {
     pub median_step_s: f64,
     pub tokens_per_s: f64,
     pub peak_rss_mb: f64,
+    /// On CUDA: the most device memory in use at any step's end (total − free, sampled after
+    /// each step), less what was in use before the model existed; none on the CPU.
+    pub peak_gpu_mb: Option<f64>,
     pub final_loss: f64,
 }
 
@@ -65,6 +70,15 @@ pub fn save_batches(path: &Path, batches: &[Vec<u32>], batch: usize, seq_len: us
     let bytes: Vec<u8> = batches.iter().flatten().flat_map(|&t| (t as i64).to_le_bytes()).collect();
     let view = TensorView::new(Dtype::I64, vec![batches.len(), batch, seq_len + 1], &bytes)
         .map_err(|e| Error::Output(e.to_string()))?;
+    let data =
+        safetensors::serialize([("tokens".to_string(), view)], None).map_err(|e| Error::Output(e.to_string()))?;
+    crate::util::write_atomic(path, &data)
+}
+
+/// Writes token ids as a one-dimensional I64 tensor `tokens`.
+pub fn save_tokens(path: &Path, tokens: &[u32]) -> Result<()> {
+    let bytes: Vec<u8> = tokens.iter().flat_map(|&t| (t as i64).to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::I64, vec![tokens.len()], &bytes).map_err(|e| Error::Output(e.to_string()))?;
     let data =
         safetensors::serialize([("tokens".to_string(), view)], None).map_err(|e| Error::Output(e.to_string()))?;
     crate::util::write_atomic(path, &data)
@@ -104,12 +118,15 @@ pub struct Spec {
     pub warmup: usize,
 }
 
-/// Times one step per batch after `spec.warmup` untimed ones.
-pub fn run(batches: &[Vec<u32>], spec: Spec) -> Result<BenchResult> {
+/// Times one step per batch after `spec.warmup` untimed ones, on `dev` (a step ends when the
+/// device has finished it).
+pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult> {
     let Spec { batch, seq_len, vocab, dim, trainable, imp, warmup } = spec;
-    let dev = Device::Cpu;
+    dev.synchronize()?;
+    let memory_before = memory_used(dev);
+    let mut peak = memory_before;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let model = Model1::random(vocab, dim, &mut rng.clone(), &mut rng, &dev)?;
+    let model = Model1::random(vocab, dim, &mut rng.clone(), &mut rng, dev)?;
     let params = model.trainable(trainable);
     let mut opt = match imp {
         Impl::Fused => AdamW::new(params, AdamWConfig::default())?,
@@ -129,18 +146,22 @@ pub fn run(batches: &[Vec<u32>], spec: Spec) -> Result<BenchResult> {
             Impl::Plain => model.loss_and_grads_autograd(&xs, &ys, trainable)?,
         };
         opt.step(&grads.into_list().iter().collect::<Vec<_>>())?;
+        dev.synchronize()?;
         if i >= warmup {
             times.push(t0.elapsed().as_secs_f64());
         }
         loss = l;
+        peak = peak.max(memory_used(dev));
     }
     if times.is_empty() {
         return Err(Error::Input("bench needs more batches than --warmup".into()));
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     Ok(BenchResult {
         implementation: format!("embgraft-{}", serde_json::to_value(imp).unwrap().as_str().unwrap()),
+        device: device_name(dev),
         batch,
         seq_len,
         trainable,
@@ -148,8 +169,30 @@ pub fn run(batches: &[Vec<u32>], spec: Spec) -> Result<BenchResult> {
         median_step_s: median,
         tokens_per_s: (batch * seq_len) as f64 / median,
         peak_rss_mb: peak_rss_mb(),
+        peak_gpu_mb: match (memory_before, peak) {
+            (Some(before), Some(peak)) => Some(mib(peak.saturating_sub(before))),
+            _ => None,
+        },
         final_loss: loss,
     })
+}
+
+fn device_name(dev: &Device) -> String {
+    match dev.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn memory_used(dev: &Device) -> Option<usize> {
+    crate::cuda::memory_used(dev)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn memory_used(_: &Device) -> Option<usize> {
+    None
 }
 
 #[cfg(test)]
@@ -167,8 +210,9 @@ mod tests {
         assert_eq!((back.clone(), b, t), (batches, 4, 5));
         for trainable in [false, true] {
             let spec = Spec { batch: 4, seq_len: 5, vocab: 97, dim: 16, trainable, imp: Impl::Fused, warmup: 1 };
-            let fused = run(&back, spec).unwrap();
-            let plain = run(&back, Spec { imp: Impl::Plain, ..spec }).unwrap();
+            let fused = run(&back, spec, &Device::Cpu).unwrap();
+            let plain = run(&back, Spec { imp: Impl::Plain, ..spec }, &Device::Cpu).unwrap();
+            assert_eq!((fused.device.as_str(), fused.peak_gpu_mb), ("cpu", None));
             assert_eq!(fused.steps, 5);
             assert!((fused.final_loss - plain.final_loss).abs() < 1e-4, "{} vs {}", fused.final_loss, plain.final_loss);
             assert!(fused.tokens_per_s > 0.0 && fused.peak_rss_mb > 0.0);

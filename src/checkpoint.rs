@@ -16,11 +16,16 @@ use crate::results::{Point, Thaw};
 #[derive(Serialize, Deserialize)]
 struct Meta {
     epoch: usize,
+    /// Absent in checkpoints from before mid-epoch saves: they were all at an epoch's end.
+    #[serde(default)]
+    batch: usize,
     step: usize,
     adam_step: u64,
     /// u128 as a decimal string: JSON numbers cannot carry it.
     shuffle_word_pos: String,
     points: Vec<Point>,
+    #[serde(default)]
+    loss_since_point: (f64, usize),
     last_finite_loss: Option<f64>,
     params: Vec<String>,
     slots: Vec<String>,
@@ -30,15 +35,21 @@ struct Meta {
 }
 
 
-/// A run's state at an epoch's end: parameters, AdamW state, the batch-order RNG's position,
+/// A run's state after some step: parameters, AdamW state, the batch-order RNG's position,
 /// the curve and the thaws so far. Restoring it continues the run exactly.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// Whole epochs done.
     pub epoch: usize,
+    /// Batches of the next epoch done (0 at an epoch's end).
+    pub batch: usize,
     pub step: usize,
     pub adam_step: u64,
+    /// The batch-order stream's position where the next (or unfinished) epoch draws its order.
     pub shuffle_word_pos: u128,
     pub points: Vec<Point>,
+    /// Sum and count of the batch losses since the last curve point.
+    pub loss_since_point: (f64, usize),
     pub last_finite_loss: Option<f64>,
     /// Every parameter by name.
     pub params: Vec<(String, Vec<f32>)>,
@@ -57,10 +68,12 @@ const META_KEY: &str = "embgraft.checkpoint";
 pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
     let meta = Meta {
         epoch: c.epoch,
+        batch: c.batch,
         step: c.step,
         adam_step: c.adam_step,
         shuffle_word_pos: c.shuffle_word_pos.to_string(),
         points: c.points.clone(),
+        loss_since_point: c.loss_since_point,
         last_finite_loss: c.last_finite_loss,
         params: c.params.iter().map(|(n, _)| n.clone()).collect(),
         slots: c.slots.clone(),
@@ -117,10 +130,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let params = meta.params.iter().map(|n| Ok((n.clone(), read(&format!("param.{n}"))?))).collect::<Result<_>>()?;
     Ok(Checkpoint {
         epoch: meta.epoch,
+        batch: meta.batch,
         step: meta.step,
         adam_step: meta.adam_step,
         shuffle_word_pos: meta.shuffle_word_pos.parse().map_err(|_| bad("bad RNG position".into()))?,
         points: meta.points,
+        loss_since_point: meta.loss_since_point,
         last_finite_loss: meta.last_finite_loss,
         params,
         slots: meta.slots,
@@ -139,6 +154,7 @@ mod tests {
     fn round_trips_exactly() {
         let c = Checkpoint {
             epoch: 2,
+            batch: 3,
             step: 17,
             adam_step: 17,
             shuffle_word_pos: u128::MAX - 5,
@@ -149,6 +165,7 @@ mod tests {
                 test_loss: std::f64::consts::PI,
                 train_eval_loss: Some(2.5),
             }],
+            loss_since_point: (0.1 + 0.7, 3),
             last_finite_loss: Some(1.0 / 3.0),
             params: vec![("wte".into(), vec![1.5, -0.0, f32::MIN_POSITIVE]), ("h.0.ln_1.bias".into(), vec![2.0; 3])],
             slots: vec!["h.0.ln_1.bias".into()],

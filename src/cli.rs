@@ -77,6 +77,13 @@ pub struct BenchArgs {
     pub batches: PathBuf,
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// Also write --corpus's GPT-2 token ids here (an I64 safetensors tensor `tokens`), for
+    /// bench/course_protocol.py, the lecture's loop in PyTorch
+    #[arg(long)]
+    pub tokens_out: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (cuda needs the CUDA build: scripts/build-cuda.sh)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Args)]
@@ -101,7 +108,7 @@ pub struct RunArgs {
     /// Write into an existing non-empty --out folder
     #[arg(long)]
     pub force: bool,
-    /// Continue an interrupted experiment in DIR (its config.toml; only --device may change)
+    /// Continue an interrupted experiment in DIR (its config.toml; only --device and --checkpoint-every may change)
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
 }
@@ -130,7 +137,7 @@ impl RunArgs {
             ids.sort_unstable();
             if let Some(id) = ids.into_iter().find(|i| !["resume", "letter"].contains(i) && !RESUMABLE.contains(i)) {
                 return Err(Error::Input(format!(
-                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device may change)",
+                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device and --checkpoint-every may change)",
                     p.display(),
                     flag_of(id)
                 )));
@@ -218,10 +225,19 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         .and_then(|(b, t)| Some((b.parse::<usize>().ok()?, t.parse::<usize>().ok()?)))
         .filter(|&(b, t)| b > 0 && t > 0)
         .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", a.shape))?;
+    let tokens = match &a.corpus {
+        Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => {
+            Some(crate::corpus::Tokenizer::gpt2()?.encode(&crate::corpus::read_text(corpus)?)?)
+        }
+        _ => None,
+    };
+    if let Some(out) = &a.tokens_out {
+        let tokens = tokens.as_ref().context("--tokens-out needs --corpus")?;
+        crate::bench::save_tokens(out, tokens)?;
+    }
     if !a.batches.exists() {
-        let corpus = a.corpus.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
-        let tokens = crate::corpus::Tokenizer::gpt2()?.encode(&crate::corpus::read_text(corpus)?)?;
-        let batches = crate::bench::make_batches(&tokens, a.steps + a.warmup, b, t, 0)?;
+        let tokens = tokens.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
+        let batches = crate::bench::make_batches(tokens, a.steps + a.warmup, b, t, 0)?;
         crate::bench::save_batches(&a.batches, &batches, b, t)?;
     }
     let (batches, fb, ft) = crate::bench::load_batches(&a.batches)?;
@@ -237,7 +253,8 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         imp: a.implementation,
         warmup: a.warmup,
     };
-    println!("{}", serde_json::to_string(&crate::bench::run(&batches, spec)?)?);
+    let device = crate::experiment::device(&a.device)?;
+    println!("{}", serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
     Ok(())
 }
 

@@ -149,7 +149,7 @@ macro_rules! serde_as_text {
     )*};
 }
 
-serde_as_text!(Letters, Span, LrGroup);
+serde_as_text!(Letters, Span, LrGroup, Every);
 
 /// Parses `A,B,C,D` or `all`.
 pub fn parse_letters(s: &str) -> Result<Vec<Letter>> {
@@ -235,6 +235,46 @@ impl std::fmt::Display for Span {
     }
 }
 
+
+/// How often a run saves its checkpoint while it trains: `30s`, `10m`, `2h`, or `off` (only
+/// when interrupted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Every(pub Option<std::time::Duration>);
+
+impl FromStr for Every {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        if t == "off" || t == "never" {
+            return Ok(Every(None));
+        }
+        let bad = || Error::Input(format!("'{s}' is not a duration like 30s, 10m or 2h (or off)"));
+        let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let secs = match unit.trim() {
+            "s" | "sec" | "secs" => n,
+            "m" | "min" | "mins" => n.saturating_mul(60),
+            "h" | "hour" | "hours" => n.saturating_mul(3600),
+            _ => return Err(bad()),
+        };
+        if secs == 0 {
+            return Err(Error::Input(format!("'{s}': give at least 1s, or off")));
+        }
+        Ok(Every(Some(std::time::Duration::from_secs(secs))))
+    }
+}
+
+impl std::fmt::Display for Every {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.map(|d| d.as_secs()) {
+            None => f.write_str("off"),
+            Some(s) if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            Some(s) if s % 60 == 0 => write!(f, "{}m", s / 60),
+            Some(s) => write!(f, "{s}s"),
+        }
+    }
+}
 
 /// A learning rate for the parameters a pattern names (`--lr-group 'h.*=3e-4'`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -419,6 +459,10 @@ pub struct Run {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu", help_heading = "Run")]
     pub device: String,
+    /// Save each run's checkpoint at least this often while it trains (30s, 10m, 2h, or off);
+    /// Ctrl-C and SIGTERM (Slurm's preemption) always save one before stopping
+    #[arg(long, default_value = "10m", help_heading = "Run")]
+    pub checkpoint_every: Every,
 }
 
 defaults_from_clap!(Data, Protocol, AdamWConfig, Model, Graft, Run);
@@ -443,7 +487,7 @@ pub struct ExperimentConfig {
 
 /// Settings that may differ when an experiment is resumed: they change where it runs, not what
 /// it computes.
-pub const RESUMABLE: &[&str] = &["device"];
+pub const RESUMABLE: &[&str] = &["device", "checkpoint_every"];
 
 /// Largest values that still describe a run a machine can hold; past them the arithmetic that
 /// sizes a run (steps, windows, allocations) could overflow.
@@ -772,7 +816,7 @@ pub mod tests_support {
     /// small pool: the settings themselves come from the type. Empty for a switch.
     pub fn non_default_value(id: &str, flag: &str) -> Option<String> {
         let d = ExperimentConfig::default();
-        let pool = ["5", "5steps", "0.25", "x.txt", "A,C", "wte,wpe", "h.*=0.0003"];
+        let pool = ["5", "5steps", "0.25", "x.txt", "A,C", "wte,wpe", "h.*=0.0003", "30s"];
         let cmd = ExperimentConfig::augment_args(clap::Command::new("t"));
         let arg = cmd.get_arguments().find(|a| a.get_id() == id)?;
         if !arg.get_action().takes_values() {

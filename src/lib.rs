@@ -6,7 +6,8 @@
 //! [`graft`] into the [`model`] or [`model5`] (parameters by name: [`params`]) -> [`loss`] ->
 //! [`optim`] (AdamW; [`kernels`] wraps the raw GEMM) -> one run ([`train`], saved by
 //! [`checkpoint`]) -> the grid of runs ([`experiment`]) -> plain [`results`] -> statistics
-//! ([`stats`], [`baseline`], [`drift`]) -> [`report`]. [`bench`] times the training step.
+//! ([`stats`], [`baseline`], [`drift`]) -> [`report`]. [`bench`] times the training step; with `--features cuda`, [`cuda`] holds Model 1's
+//! fused step for the GPU.
 
 pub mod baseline;
 pub mod bench;
@@ -14,6 +15,8 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod corpus;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod donor;
 pub mod drift;
 pub mod error;

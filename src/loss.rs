@@ -102,18 +102,23 @@ impl TokenCounts {
 
 /// Sum over positions of −log p(target) (divide by `counts.positions` for the mean), and, when
 /// `grad` is set, the gradient of the *mean* with respect to the logits `z` (rows x vocab).
-/// On the CPU this is one fused pass that overwrites `z` with its gradient; elsewhere it is
-/// built from tensor ops.
+/// On the CPU and on CUDA this is one fused pass that overwrites `z` with its gradient;
+/// elsewhere it is built from tensor ops.
 pub fn cross_entropy_sum(z: Tensor, counts: &TokenCounts, grad: bool) -> Result<(f64, Option<Tensor>)> {
     if z.device().is_cpu() {
         let z = z.contiguous()?;
         let op = FusedCrossEntropy { counts, grad, loss: Mutex::new(0.0) };
         z.inplace_op1(&op)?;
         let loss = *op.loss.lock().unwrap();
-        Ok((loss, grad.then_some(z)))
-    } else {
-        cross_entropy_sum_ops(&z, counts, grad)
+        return Ok((loss, grad.then_some(z)));
     }
+    #[cfg(feature = "cuda")]
+    if z.device().is_cuda() {
+        let z = z.contiguous()?;
+        let loss = crate::cuda::cross_entropy_sum(&z, counts, grad)?;
+        return Ok((loss, grad.then_some(z)));
+    }
+    cross_entropy_sum_ops(&z, counts, grad)
 }
 
 /// The same computation written with plain tensor ops: the reference the fused pass is tested

@@ -24,6 +24,9 @@ enum Moments {
     Host { m: Vec<f32>, v: Vec<f32> },
     /// Other devices: tensors updated with tensor ops.
     Device { m: Tensor, v: Tensor },
+    /// CUDA: device buffers the fused kernel updates in place.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::Moments),
 }
 
 struct Slot {
@@ -67,9 +70,11 @@ impl AdamW {
 
     /// Adds a parameter (a thawed one) with zero moments and its own learning rate.
     pub fn add(&mut self, name: &str, param: Var, lr: f64) -> Result<()> {
+        let n = param.elem_count();
         let moments = if self.fused && param.device().is_cpu() {
-            let n = param.elem_count();
             Moments::Host { m: vec![0.0; n], v: vec![0.0; n] }
+        } else if self.fused && param.device().is_cuda() {
+            cuda_moments(param.device(), n)?
         } else {
             Moments::Device { m: param.zeros_like()?, v: param.zeros_like()? }
         };
@@ -170,6 +175,8 @@ impl AdamW {
                     let op = FusedAdamW { h, cols, row_of: row_of.as_deref(), m: Mutex::new(m), v: Mutex::new(v) };
                     slot.param.as_tensor().inplace_op2(&g, &op)?;
                 }
+                #[cfg(feature = "cuda")]
+                Moments::Cuda(mv) => crate::cuda::adamw(&slot.param, mv, grad, h.args())?,
                 Moments::Device { m, v } => {
                     let g = grad.to_dense(slot.param.dims(), slot.param.device())?;
                     // The same f32 operations in the same order as `adamw_update`, so the two
@@ -203,6 +210,8 @@ impl AdamW {
         }
         slot.moments = match &slot.moments {
             Moments::Host { .. } => Moments::Host { m: m_in, v: v_in },
+            #[cfg(feature = "cuda")]
+            Moments::Cuda(_) => Moments::Cuda(crate::cuda::Moments::from_host(slot.param.device(), &m_in, &v_in)?),
             Moments::Device { .. } => {
                 let (shape, dev) = (slot.param.shape().clone(), slot.param.device().clone());
                 Moments::Device {
@@ -219,6 +228,8 @@ impl AdamW {
         Ok(match &self.slots[i].moments {
             Moments::Host { m, v } => (m.clone(), v.clone()),
             Moments::Device { m, v } => (m.flatten_all()?.to_vec1()?, v.flatten_all()?.to_vec1()?),
+            #[cfg(feature = "cuda")]
+            Moments::Cuda(mv) => mv.to_host(self.slots[i].param.device())?,
         })
     }
 }
@@ -251,6 +262,26 @@ impl Hyper {
             eps: c.eps as f32,
         }
     }
+}
+
+impl Hyper {
+    /// The constants in the CUDA kernel's argument order.
+    #[cfg(feature = "cuda")]
+    fn args(self) -> crate::cuda::HyperArgs {
+        [self.decay, self.one_minus_beta1, self.beta2, self.one_minus_beta2, self.step_size, self.bc2_sqrt, self.eps]
+    }
+}
+
+/// Zero moments kept on a CUDA device, for the fused kernel.
+#[cfg(feature = "cuda")]
+fn cuda_moments(device: &candle_core::Device, n: usize) -> Result<Moments> {
+    Ok(Moments::Cuda(crate::cuda::Moments::zeros(device, n)?))
+}
+
+/// Without the CUDA build no parameter lives on a CUDA device.
+#[cfg(not(feature = "cuda"))]
+fn cuda_moments(device: &candle_core::Device, n: usize) -> Result<Moments> {
+    Ok(Moments::Device { m: Tensor::zeros(n, candle_core::DType::F32, device)?, v: Tensor::zeros(n, candle_core::DType::F32, device)? })
 }
 
 /// AdamW's element update, shared by the fused passes.

@@ -101,12 +101,17 @@ pub trait Observer {
     fn on_point(&mut self, _run: (Letter, u64), _p: &Point) -> Result<()> {
         Ok(())
     }
-    /// Called at every epoch's end with everything needed to continue from there.
+    /// Called when a checkpoint is due or the run is told to stop, with everything needed to
+    /// continue from that step.
     fn on_checkpoint(&mut self, _run: (Letter, u64), _c: &Checkpoint) -> Result<()> {
         Ok(())
     }
-    /// Asked after every step; true ends the run there (Ctrl-C).
+    /// Asked after every step; true saves a checkpoint and ends the run there (Ctrl-C, SIGTERM).
     fn should_stop(&self) -> bool {
+        false
+    }
+    /// Asked after every step; true saves a checkpoint there (`--checkpoint-every`).
+    fn checkpoint_due(&mut self) -> bool {
         false
     }
 }
@@ -182,9 +187,13 @@ pub fn run(
     };
     let (data, eval_every) = (shared.data, cfg.eval_interval(plan.steps, plan.per_epoch));
     'epochs: for epoch in s.first_epoch..=cfg.protocol.epochs {
+        // Where this epoch's batch order is drawn from: a checkpoint inside the epoch saves
+        // this position and the batches done, and a resume draws the same order and skips them.
+        let epoch_start = s.shuffle.get_word_pos();
         let order = data.epoch_order(&mut s.shuffle);
         let batches: Vec<&[usize]> = order.chunks(cfg.protocol.batch_size).collect();
-        for (b, windows) in batches.iter().enumerate() {
+        let skip = std::mem::take(&mut s.skip_batches);
+        for (b, windows) in batches.iter().enumerate().skip(skip) {
             if s.step == plan.steps {
                 break 'epochs;
             }
@@ -193,16 +202,20 @@ pub fn run(
                 break 'epochs; // diverged
             }
             let epoch_end = b + 1 == batches.len();
-            let interrupted = obs.should_stop() && s.step < plan.steps;
-            if epoch_end || eval_every.is_some_and(|k| s.step % k == 0) || s.step == plan.steps || interrupted {
+            if epoch_end || eval_every.is_some_and(|k| s.step % k == 0) || s.step == plan.steps {
                 s.evaluate(epoch, &net, shared, (letter, seed), obs)?;
             }
-            if interrupted {
+            let stop = obs.should_stop() && s.step < plan.steps;
+            if s.step < plan.steps && (stop || obs.checkpoint_due()) {
+                let at = match epoch_end {
+                    true => Position { epochs_done: epoch, batches_done: 0, shuffle_word_pos: s.shuffle.get_word_pos() },
+                    false => Position { epochs_done: epoch - 1, batches_done: b + 1, shuffle_word_pos: epoch_start },
+                };
+                obs.on_checkpoint((letter, seed), &s.checkpoint(at, &params)?)?;
+            }
+            if stop {
                 s.interrupted = true;
                 break 'epochs;
-            }
-            if epoch_end && s.step < plan.steps {
-                obs.on_checkpoint((letter, seed), &s.checkpoint(epoch, &params)?)?;
             }
         }
     }
@@ -352,6 +365,16 @@ struct State {
     acc: (f64, usize),
     diverged: Option<Divergence>,
     interrupted: bool,
+    /// Batches of the first epoch already trained before a mid-epoch checkpoint.
+    skip_batches: usize,
+}
+
+/// Where in the batch order a checkpoint was taken: after `epochs_done` whole epochs and
+/// `batches_done` batches of the next, whose order is drawn from `shuffle_word_pos`.
+struct Position {
+    epochs_done: usize,
+    batches_done: usize,
+    shuffle_word_pos: u128,
 }
 
 impl State {
@@ -375,6 +398,7 @@ impl State {
             acc: (0.0, 0),
             diverged: None,
             interrupted: false,
+            skip_batches: 0,
         })
     }
 
@@ -411,9 +435,10 @@ impl State {
             shuffle,
             thaws: c.thaws,
             frozen_checks: c.frozen_checks,
-            acc: (0.0, 0),
+            acc: c.loss_since_point,
             diverged: None,
             interrupted: false,
+            skip_batches: c.batch,
         })
     }
 
@@ -467,15 +492,17 @@ impl State {
         Ok(())
     }
 
-    /// Everything needed to continue after `epoch`.
-    fn checkpoint(&self, epoch: usize, params: &Params) -> Result<Checkpoint> {
+    /// Everything needed to continue from `at`.
+    fn checkpoint(&self, at: Position, params: &Params) -> Result<Checkpoint> {
         let slots = self.opt.slots();
         Ok(Checkpoint {
-            epoch,
+            epoch: at.epochs_done,
+            batch: at.batches_done,
             step: self.step,
             adam_step: self.opt.step,
-            shuffle_word_pos: self.shuffle.get_word_pos(),
+            shuffle_word_pos: at.shuffle_word_pos,
             points: self.points.clone(),
+            loss_since_point: self.acc,
             last_finite_loss: self.last_finite,
             params: params.values()?,
             slots: self.opt.names(),

@@ -7,38 +7,8 @@ use std::process::Command;
 use embgraft::config::{ExperimentConfig, Letter};
 use embgraft::experiment;
 
-/// A few thousand words of deterministic, repetitive English: enough windows for both splits.
-fn tiny_corpus() -> String {
-    let subjects = ["The Time Traveller", "The Medical Man", "Weena", "The Psychologist", "I"];
-    let verbs = ["looked at", "spoke of", "walked towards", "thought about", "laughed at"];
-    let objects = ["the machine", "the sphinx", "the dim light", "the Morlocks", "the garden"];
-    let mut s = String::new();
-    for i in 0..600 {
-        s.push_str(&format!("{} {} {}. ", subjects[i % 5], verbs[(i / 5) % 5], objects[(i * 7 + i / 25) % 5]));
-        if i % 9 == 8 {
-            s.push('\n');
-        }
-    }
-    s
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    corpus: PathBuf,
-    donor: PathBuf,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let corpus = root.join("corpus.txt");
-    std::fs::write(&corpus, tiny_corpus()).unwrap();
-    let donor = root.join("gpt2-tiny");
-    std::fs::create_dir(&donor).unwrap();
-    embgraft::donor::write_gpt2_layout(&donor.join("model.safetensors"), 8, 0.5, 1).unwrap();
-    Fixture { _dir: dir, root, corpus, donor }
-}
+mod common;
+use common::{fixture, tiny_corpus, Fixture};
 
 fn small_config(f: &Fixture) -> ExperimentConfig {
     let mut c = ExperimentConfig::default();
@@ -469,6 +439,10 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert_eq!(s["runs"][1]["steps"], per_run / 2);
     assert!(part.join("run-A-0.json").is_file() && part.join("checkpoint-B-0.safetensors").is_file());
     assert!(std::fs::read_to_string(part.join("report.md")).unwrap().contains("interrupted"));
+    // Saved where it stopped, inside its second epoch, not at the last epoch's end.
+    let ck = embgraft::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
+    let per_epoch = per_run / 3;
+    assert_eq!((ck.step, ck.epoch, ck.batch), (per_run / 2, 1, per_run / 2 - per_epoch));
 
     let resumed = experiment::compare(&c, &part, &experiment::Control { resume: true, ..Default::default() }).unwrap();
     assert!(!part.join("checkpoint-B-0.safetensors").exists(), "a finished run's checkpoint is removed");
@@ -478,6 +452,50 @@ fn interrupted_then_resumed_equals_uninterrupted() {
         assert_eq!((a.config, &a.points, a.steps), (b.config, &b.points, b.steps));
         assert_eq!(a.frozen_check, b.frozen_check);
         assert_eq!(a.sample, b.sample);
+    }
+}
+
+/// Checkpoints taken inside epochs (`--checkpoint-every`) and a run resumed from each: the
+/// uninterrupted run's curve and final parameters, bit for bit (Model 1, trainable embedding,
+/// weight decay on; batch 16, so every third step falls at a different place in an epoch).
+#[test]
+fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
+    use embgraft::checkpoint::Checkpoint;
+    use embgraft::train::{self, Observer};
+    struct EveryThird(Vec<Checkpoint>, usize);
+    impl Observer for EveryThird {
+        fn on_step(&mut self, step: usize, _: f64) {
+            self.1 = step;
+        }
+        fn checkpoint_due(&mut self) -> bool {
+            self.1 % 3 == 0
+        }
+        fn on_checkpoint(&mut self, _: (Letter, u64), c: &Checkpoint) -> embgraft::Result<()> {
+            self.0.push(c.clone());
+            Ok(())
+        }
+    }
+    let f = fixture();
+    let mut c = small_config(&f);
+    (c.protocol.max_steps, c.protocol.eval_every, c.protocol.epochs) = (None, Some(5), 2);
+    let inputs = experiment::load_inputs(&c).unwrap();
+    let shared = inputs.shared(&candle_core::Device::Cpu);
+    let bits = |net: &train::Net| -> Vec<Vec<u32>> {
+        let p = net.params();
+        p.iter().map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()).collect()
+    };
+    let mut obs = EveryThird(Vec::new(), 0);
+    let (full, net) = train::run(&c, Letter::C, 0, &shared, None, &mut obs).unwrap();
+    let per_epoch = full.steps / 2;
+    let saved: Vec<usize> = obs.0.iter().map(|k| k.step).collect();
+    assert_eq!(saved, (1..).map(|k| 3 * k).take_while(|&s| s < full.steps).collect::<Vec<_>>());
+    assert!(obs.0.iter().any(|k| k.batch > 0 && k.epoch == 1), "no checkpoint inside the second epoch");
+    for k in obs.0 {
+        let at = (k.step, k.epoch, k.batch);
+        assert_eq!(k.epoch * per_epoch + k.batch, k.step);
+        let (r, resumed) = train::run(&c, Letter::C, 0, &shared, Some(k), &mut train::NoObserver).unwrap();
+        assert_eq!((&r.points, r.steps), (&full.points, full.steps), "resumed from {at:?}");
+        assert!(bits(&resumed) == bits(&net), "parameters differ after resuming from {at:?}");
     }
 }
 

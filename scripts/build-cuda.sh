@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Build embgraft with `--features cuda` on a machine that has neither a GPU nor a CUDA toolkit.
+#
+#   scripts/build-cuda.sh                 # CUDA 13.0 (driver 580+), kernels for compute capability 9.0 (H100/H200)
+#   CUDA_VERSION=12.4 CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # an A100 on a CUDA 12.4 driver
+#   scripts/build-cuda.sh test --release --no-run --test cuda_agreement   # any cargo command instead of
+#                                         # `build --release`: here the GPU agreement test's binary
+#
+# CUDA_VERSION is the "CUDA Version" that `nvidia-smi` prints on the machine that will run the binary:
+# PTX compiled by a newer nvcc than the driver is refused at load time (CUDA_ERROR_UNSUPPORTED_PTX_VERSION),
+# so the toolkit is pinned to that release. CUDA_COMPUTE_CAP is the card's compute capability without
+# the dot (nvidia-smi --query-gpu=compute_cap); kernels are compiled for it.
+#
+# What it does, all under .cuda/<version>/ in this checkout (nothing system-wide, no root):
+#   1. downloads NVIDIA's wheels from PyPI (pip download): nvcc, nvvm (cicc), crt and cccl headers,
+#      the runtime, nvrtc, cuBLAS and cuRAND, and unpacks them into one CUDA_HOME-shaped tree;
+#   2. adds the unversioned `libX.so` links the linker looks for (the wheels ship only `libX.so.N`);
+#   3. writes a stub libcuda.so.1: libcuda belongs to the GPU driver, no wheel ships it, and the link
+#      only needs its symbol names. The stub is compiled here with cc from the entry points cudarc
+#      declares; the real driver library replaces it at run time (same soname);
+#   4. runs `cargo build --release --features cuda` with a separate target folder (target/cuda), so the
+#      CPU build in target/ stays warm.
+# The binary is target/cuda/release/embgraft. At run time it needs the driver (libcuda.so.1) and
+# libcudart, libcublas, libcublasLt, libcurand and libnvrtc of the same CUDA major version: a PyTorch
+# install for that CUDA has them under site-packages/nvidia/; point LD_LIBRARY_PATH there, or at
+# .cuda/<version>/cuda/lib on a machine where this script ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+version=${CUDA_VERSION:-13.0}
+cap=${CUDA_COMPUTE_CAP:-90}
+major=${version%%.*}
+minor=${version#*.}; minor=${minor%%.*}
+case "$major" in
+    12) suffix=-cu12 ;;
+    13) suffix= ;;
+    *) echo "CUDA_VERSION=$version: only CUDA 12.x and 13.x are on PyPI as wheels; set CUDA_VERSION to your driver's (nvidia-smi)" >&2; exit 2 ;;
+esac
+case "$cap" in
+    [0-9][0-9]|[0-9][0-9][0-9]) ;;
+    *) echo "CUDA_COMPUTE_CAP=$cap is not a compute capability like 80 or 90 (nvidia-smi --query-gpu=compute_cap, without the dot)" >&2; exit 2 ;;
+esac
+
+prefix=$root/.cuda/$major.$minor
+home=$prefix/cuda
+if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
+    command -v python3 >/dev/null || { echo "python3 not found: it fetches NVIDIA's wheels from PyPI; install Python 3" >&2; exit 1; }
+    command -v cc >/dev/null || { echo "cc not found: install a C compiler (gcc); nvcc also needs it as its host compiler" >&2; exit 1; }
+    rm -rf "$prefix"
+    mkdir -p "$prefix/wheels" "$prefix/unpacked" "$home"
+    # cuRAND and cuBLAS have their own version numbers; the rest follow the toolkit's.
+    if [ "$major" = 13 ]; then curand="nvidia-curand==10.4.${minor}.*"; else curand="nvidia-curand-cu12"; fi
+    pkgs=(
+        "nvidia-cuda-nvcc$suffix==$major.$minor.*"
+        "nvidia-cuda-runtime$suffix==$major.$minor.*"
+        "nvidia-cuda-nvrtc$suffix==$major.$minor.*"
+        "nvidia-cublas$suffix==$major.$minor.*"
+        "$curand"
+    )
+    # From CUDA 13 the compiler's back end (cicc), its headers (crt) and libcu++ (cccl) are wheels of their own.
+    if [ "$major" = 13 ]; then
+        pkgs+=("nvidia-nvvm==$major.$minor.*" "nvidia-cuda-crt==$major.$minor.*" "nvidia-cuda-cccl==$major.$minor.*")
+    fi
+    echo "fetching ${pkgs[*]} from PyPI into $prefix/wheels" >&2
+    # The index sometimes answers a listing without the wheels (seen here once): try three times.
+    for attempt in 1 2 3; do
+        python3 -m pip download -q --no-deps --only-binary=:all: \
+            -d "$prefix/wheels" "${pkgs[@]}" && break
+        [ "$attempt" = 3 ] && { echo "could not download the CUDA wheels from PyPI (above); check the network or PIP_INDEX_URL, then rerun" >&2; exit 1; }
+        sleep 5
+    done
+    for w in "$prefix"/wheels/*.whl; do python3 -m zipfile -e "$w" "$prefix/unpacked"; done
+    # CUDA 13 wheels share one tree (nvidia/cu13); CUDA 12 wheels have one per package
+    # (nvidia/cuda_nvcc, nvidia/cublas, ...): merge either into one CUDA_HOME.
+    for d in "$prefix"/unpacked/nvidia/*/; do
+        for sub in bin include lib nvvm; do
+            if [ -d "$d$sub" ]; then cp -rT "$d$sub" "$home/$sub"; fi
+        done
+    done
+    chmod +x "$home"/bin/* "$home"/nvvm/bin/* 2>/dev/null || true
+    for lib in cudart cublas cublasLt curand nvrtc; do
+        real=$(ls "$home"/lib/lib$lib.so.* 2>/dev/null | head -1)
+        [ -n "$real" ] || { echo "lib$lib.so.* missing from the wheels in $prefix/wheels" >&2; exit 1; }
+        ln -sf "$(basename "$real")" "$home/lib/lib$lib.so"
+    done
+    # The driver's entry points, as cudarc declares them (cuInit, cuCtxCreate_v4, ...).
+    cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | tail -1)
+    if [ -z "$cudarc" ]; then cargo fetch -q; cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | tail -1); fi
+    grep -ho '^pub unsafe fn cu[A-Za-z0-9_]*' "$cudarc/src/driver/sys/mod.rs" | sed 's/pub unsafe fn //' | sort -u |
+        awk '{ printf "int %s(void) { return 999; }\n", $1 }' >"$prefix/libcuda_stub.c"
+    cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$home/lib/libcuda.so" "$prefix/libcuda_stub.c"
+    echo "CUDA $major.$minor build tree ready in $home ($(du -sh "$home" | cut -f1))" >&2
+fi
+
+export CUDA_HOME=$home
+export NVCC=$home/bin/nvcc
+export PATH=$home/bin:$PATH
+export CUDA_COMPUTE_CAP=$cap
+export CUDARC_CUDA_VERSION=${major}0${minor}0
+export LIBRARY_PATH=$home/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+"$NVCC" --version | tail -2 >&2
+start=$(date +%s)
+if [ $# -eq 0 ]; then set -- build --release; fi
+cargo "$@" --features cuda --target-dir target/cuda
+echo "cargo $* --features cuda took $(( $(date +%s) - start )) s (CUDA $major.$minor, sm_$cap; binaries under target/cuda/release)" >&2
