@@ -8,7 +8,8 @@
 #   DIR/fake_gpt2        cargo build --release --example fake_gpt2 (writes a donor with GPT-2's shapes)
 #   DIR/corpus.txt       the corpus (The Time Machine)
 #
-#   bench/gpu.sh DIR [REPEATS]
+#   bench/gpu.sh DIR [REPEATS]        (STEPS=N timed steps; PROFILE=1 times each part of the step too;
+#                                      SKIP_TF32=1 leaves out the TF32 rows)
 #
 # 1. the agreement tests (CPU vs CUDA); 2. Model 1's step, embgraft vs PyTorch
 # (bench/model1_bench.py) at 64x8 and 16x64, frozen and trainable, run alternately REPEATS
@@ -70,16 +71,22 @@ for shape in 64x8 16x64; do
         flag=""; [ "$mode" = trainable ] && flag="--trainable"
         for _ in $(seq "$repeats"); do
             timeout 120 "$bin/embgraft" bench --device cuda --shape "$shape" $flag --steps "$steps" --warmup 3 \
-                --batches "$batches" --corpus "$dir/corpus.txt" >>"$results"
+                --batches "$batches" --corpus "$dir/corpus.txt" ${PROFILE:+--profile} >>"$results"
             timeout 120 $PY bench/model1_bench.py --device cuda --batches "$batches" $flag --warmup 3 >>"$results"
         done
     done
 done
+# TF32 tensor cores in the GEMMs, both sides (less exact; not what the experiment uses).
+[ -n "${SKIP_TF32:-}" ] || for flag in "" --trainable; do
+    timeout 120 "$bin/embgraft" bench --device cuda --shape 64x8 $flag --steps "$steps" --warmup 3 \
+        --batches "$work/batches-64x8.safetensors" --tf32 >>"$results"
+    timeout 120 $PY bench/model1_bench.py --device cuda --batches "$work/batches-64x8.safetensors" $flag --warmup 3 --tf32 >>"$results"
+done
 $PY - "$results" <<'PYEOF' | tee "$out/step-bench.txt"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-key = lambda r: (r["batch"], r["seq_len"], r["trainable"])
-print(f"{'shape':>7} {'mode':>9} {'implementation':>22} {'tokens/s':>11} {'ms/step':>8} {'peak GPU MiB':>13} {'vs PyTorch':>10}")
+key = lambda r: (r["batch"], r["seq_len"], r["trainable"], r.get("tf32", False))
+print(f"{'shape':>7} {'mode':>14} {'implementation':>22} {'tokens/s':>11} {'ms/step':>8} {'peak GPU MiB':>13} {'vs PyTorch':>10}")
 for k in sorted({key(r) for r in rows}):
     group = [r for r in rows if key(r) == k]
     impls = sorted({r["implementation"] for r in group})
@@ -89,7 +96,12 @@ for k in sorted({key(r) for r in rows}):
     torch_tps = next((v for i, v in med.items() if i.startswith("pytorch")), None)
     for i in impls:
         ratio = f"{med[i] / torch_tps:.2f}x" if torch_tps else "-"
-        print(f"{k[0]:>4}x{k[1]:<2} {'trainable' if k[2] else 'frozen':>9} {i:>22} {med[i]:>11.0f} {step[i] * 1e3:>8.2f} {mem[i]:>13.0f} {ratio:>10}")
+        mode = ("trainable" if k[2] else "frozen") + (" tf32" if k[3] else "")
+        print(f"{k[0]:>4}x{k[1]:<2} {mode:>14} {i:>22} {med[i]:>11.0f} {step[i] * 1e3:>8.2f} {mem[i]:>13.0f} {ratio:>10}")
+for r in rows:
+    if r.get("phases_ms"):
+        parts = ", ".join(f"{k[2:]} {v:.3f}" for k, v in r["phases_ms"].items())
+        print(f"phases (ms) {r['batch']}x{r['seq_len']} {'trainable' if r['trainable'] else 'frozen'}: {parts}")
 PYEOF
 
 echo "== 3. the course protocol end to end (A-D, 10 epochs, one seed, GPT-2 shapes)"

@@ -55,7 +55,9 @@ def main():
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 tensor cores in matmuls (CUDA)")
     a = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -86,7 +88,7 @@ def main():
         "median_step_s": median, "tokens_per_s": batch * (window - 1) / median,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if cuda else None,
-        "final_loss": loss.item(), "threads": torch.get_num_threads(),
+        "final_loss": loss.item(), "threads": torch.get_num_threads(), "tf32": a.tf32,
     }))
 
 

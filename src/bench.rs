@@ -42,6 +42,12 @@ pub struct BenchResult {
     /// each step), less what was in use before the model existed; none on the CPU.
     pub peak_gpu_mb: Option<f64>,
     pub final_loss: f64,
+    /// With `--profile`: median milliseconds of each part of the fused step, the device
+    /// synchronised after each (so their sum exceeds the step's time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases_ms: Option<std::collections::BTreeMap<&'static str, f64>>,
+    /// GEMMs in TF32 on a GPU (--tf32): faster, less exact than the default full f32.
+    pub tf32: bool,
 }
 
 /// Batches of `steps` x `batch` windows of `seq_len + 1` tokens, from `tokens` at random places.
@@ -116,12 +122,17 @@ pub struct Spec {
     pub imp: Impl,
     /// Untimed steps first.
     pub warmup: usize,
+    /// Also time each part of the step (fused only).
+    pub profile: bool,
+    /// Let the GEMMs use TF32 tensor cores on CUDA.
+    pub tf32: bool,
 }
 
 /// Times one step per batch after `spec.warmup` untimed ones, on `dev` (a step ends when the
 /// device has finished it).
 pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult> {
-    let Spec { batch, seq_len, vocab, dim, trainable, imp, warmup } = spec;
+    let Spec { batch, seq_len, vocab, dim, trainable, imp, warmup, profile, tf32 } = spec;
+    set_tf32(tf32);
     dev.synchronize()?;
     let memory_before = memory_used(dev);
     let mut peak = memory_before;
@@ -134,12 +145,16 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
     };
     let mut times = Vec::new();
     let mut loss = 0.0;
-    for (i, b) in batches.iter().enumerate() {
+    let pairs = |b: &[u32]| {
         let (mut xs, mut ys) = (Vec::with_capacity(batch * seq_len), Vec::with_capacity(batch * seq_len));
         for w in b.chunks(seq_len + 1) {
             xs.extend_from_slice(&w[..seq_len]);
             ys.extend_from_slice(&w[1..]);
         }
+        (xs, ys)
+    };
+    for (i, b) in batches.iter().enumerate() {
+        let (xs, ys) = pairs(b);
         let t0 = Instant::now();
         let (l, grads) = match imp {
             Impl::Fused => model.loss_and_grads(&TokenCounts::from_pairs(&xs, &ys), trainable)?,
@@ -158,6 +173,11 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let phases_ms = match profile && imp == Impl::Fused {
+        true => Some(profile_phases(&model, &mut opt, &batches.iter().map(|b| pairs(b)).collect::<Vec<_>>(), trainable, dev)?),
+        false => None,
+    };
+    set_tf32(false);
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     Ok(BenchResult {
         implementation: format!("embgraft-{}", serde_json::to_value(imp).unwrap().as_str().unwrap()),
@@ -174,8 +194,66 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
             _ => None,
         },
         final_loss: loss,
+        phases_ms,
+        tf32,
     })
 }
+
+/// The fused step cut into its parts, the device synchronised after each: median ms per part.
+fn profile_phases(
+    model: &Model1,
+    opt: &mut AdamW,
+    batches: &[(Vec<u32>, Vec<u32>)],
+    trainable: bool,
+    dev: &Device,
+) -> Result<std::collections::BTreeMap<&'static str, f64>> {
+    use crate::model::Grad;
+    let mut parts: std::collections::BTreeMap<&'static str, Vec<f64>> = Default::default();
+    for (xs, ys) in batches {
+        let mut t = Instant::now();
+        let mut lap = |name: &'static str, parts: &mut std::collections::BTreeMap<&'static str, Vec<f64>>| -> Result<()> {
+            dev.synchronize()?;
+            parts.entry(name).or_default().push(t.elapsed().as_secs_f64() * 1e3);
+            t = Instant::now();
+            Ok(())
+        };
+        let counts = TokenCounts::from_pairs(xs, ys);
+        let ids = candle_core::Tensor::from_slice(&counts.tokens, counts.rows(), dev)?;
+        let e = model.wte.as_tensor().index_select(&ids, 0)?; // (U, d)
+        let h = e.gelu_erf()?;
+        lap("1 gather + gelu", &mut parts)?;
+        let z = h.matmul(&model.lm_head.as_tensor().t()?)?; // (U, V)
+        lap("2 logits GEMM", &mut parts)?;
+        let (_, g) = crate::loss::cross_entropy_sum(z, &counts, true)?;
+        let g = g.expect("gradient requested");
+        lap("3 cross-entropy", &mut parts)?;
+        let mut grads = Vec::new();
+        if trainable {
+            let rows = (g.matmul(model.lm_head.as_tensor())? * crate::model::gelu_erf_derivative(&e)?)?;
+            grads.push(Grad::Rows { ids: counts.tokens.clone(), rows });
+            lap("4 input gradient", &mut parts)?;
+        }
+        grads.push(Grad::Dense(g.t()?.matmul(&h)?));
+        lap("5 head gradient GEMM", &mut parts)?;
+        opt.step(&grads.iter().collect::<Vec<_>>())?;
+        lap("6 AdamW", &mut parts)?;
+    }
+    Ok(parts
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (k, v[v.len() / 2])
+        })
+        .collect())
+}
+
+#[cfg(feature = "cuda")]
+fn set_tf32(on: bool) {
+    candle_core::cuda::set_gemm_reduced_precision_f32(on);
+}
+
+#[cfg(not(feature = "cuda"))]
+fn set_tf32(_: bool) {}
 
 fn device_name(dev: &Device) -> String {
     match dev.location() {
@@ -209,10 +287,22 @@ mod tests {
         let (back, b, t) = load_batches(&p).unwrap();
         assert_eq!((back.clone(), b, t), (batches, 4, 5));
         for trainable in [false, true] {
-            let spec = Spec { batch: 4, seq_len: 5, vocab: 97, dim: 16, trainable, imp: Impl::Fused, warmup: 1 };
+            let spec = Spec {
+                batch: 4,
+                seq_len: 5,
+                vocab: 97,
+                dim: 16,
+                trainable,
+                imp: Impl::Fused,
+                warmup: 1,
+                profile: true,
+                tf32: false,
+            };
             let fused = run(&back, spec, &Device::Cpu).unwrap();
             let plain = run(&back, Spec { imp: Impl::Plain, ..spec }, &Device::Cpu).unwrap();
             assert_eq!((fused.device.as_str(), fused.peak_gpu_mb), ("cpu", None));
+            let phases = fused.phases_ms.as_ref().unwrap();
+            assert_eq!(phases.len(), if trainable { 6 } else { 5 });
             assert_eq!(fused.steps, 5);
             assert!((fused.final_loss - plain.final_loss).abs() < 1e-4, "{} vs {}", fused.final_loss, plain.final_loss);
             assert!(fused.tokens_per_s > 0.0 && fused.peak_rss_mb > 0.0);

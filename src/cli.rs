@@ -84,6 +84,12 @@ pub struct BenchArgs {
     /// cpu, cuda or cuda:N (cuda needs the CUDA build: scripts/build-cuda.sh)
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Also time each part of the fused step (the device synchronised after each)
+    #[arg(long)]
+    pub profile: bool,
+    /// On CUDA, let the GEMMs use TF32 tensor cores (less exact; PyTorch's allow_tf32)
+    #[arg(long)]
+    pub tf32: bool,
 }
 
 #[derive(Args)]
@@ -252,6 +258,8 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         trainable: a.trainable,
         imp: a.implementation,
         warmup: a.warmup,
+        profile: a.profile,
+        tf32: a.tf32,
     };
     let device = crate::experiment::device(&a.device)?;
     println!("{}", serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);

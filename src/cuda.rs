@@ -209,6 +209,30 @@ impl InplaceOp2 for AdamWOp<'_> {
     }
 }
 
+/// Keeps freed device memory in the device's default pool instead of handing it back to the
+/// driver at every synchronisation (the pool's default threshold is 0). A training step frees
+/// and allocates the same few hundred MB (logits, the head's gradient) every time; mapping them
+/// afresh each step cost more than the step's small kernels. PyTorch's caching allocator keeps
+/// its memory the same way. Best effort: on failure memory is simply released as before.
+pub fn keep_freed_memory(device: &Device) {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let Ok(d) = device.as_cuda_device() else { return };
+    let ctx = d.cuda_stream().context().clone();
+    if ctx.bind_to_thread().is_err() {
+        return;
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: plain driver calls on this context's device with valid out-pointers; the
+    // attribute takes a u64 (cuuint64_t).
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS {
+            let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            let _ = sys::cuMemPoolSetAttribute(pool, attr, &mut threshold as *mut u64 as *mut std::ffi::c_void);
+        }
+    }
+}
+
 /// Bytes of device memory in use on `device` (all processes: total − free), for the
 /// benchmark's peak-memory column; None off CUDA.
 pub fn memory_used(device: &Device) -> Option<usize> {

@@ -37,6 +37,8 @@ pub struct Inputs {
     pub bigram: crate::baseline::Bigram,
     /// Donor rows no token id can reach (tokenizer smaller than the donor's vocabulary).
     pub unused_rows: usize,
+    /// Model 1's initial values, drawn once per seed for all its configurations.
+    pub init: train::InitCache,
 }
 
 pub fn device(name: &str) -> Result<Device> {
@@ -60,6 +62,8 @@ pub fn device(name: &str) -> Result<Device> {
                 // between streams needs to be enforced.
                 unsafe { d.disable_event_tracking() };
             }
+            #[cfg(feature = "cuda")]
+            crate::cuda::keep_freed_memory(&dev);
             Ok(dev)
         }
         s => Err(Error::Input(format!("unknown --device {s}; use cpu, cuda or cuda:N"))),
@@ -125,6 +129,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         corpus_path,
         tokenizer,
         unused_rows: embedding.rows - ids,
+        init: Default::default(),
         donor_files,
         donor,
         embedding,
@@ -279,6 +284,7 @@ impl Inputs {
             device,
             donor_file: self.donor.as_ref(),
             model5: self.model5.as_ref(),
+            init: &self.init,
         }
     }
 

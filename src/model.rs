@@ -86,10 +86,25 @@ impl Model1 {
         head_rng: &mut impl Rng,
         device: &Device,
     ) -> Result<Self> {
+        let (wte, head) = Self::random_values(vocab, dim, emb_rng, head_rng)?;
+        Self::from_values(wte, head, vocab, dim, device)
+    }
+
+    /// The values [`Model1::random`] starts from: the embedding's (V·d, row-major), then the head's.
+    pub fn random_values(
+        vocab: usize,
+        dim: usize,
+        emb_rng: &mut impl Rng,
+        head_rng: &mut impl Rng,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         let wte: Vec<f32> = (0..vocab * dim).map(|_| StandardNormal.sample(emb_rng)).collect();
         let bound = 1.0 / (dim as f32).sqrt();
         let u = Uniform::new(-bound, bound).map_err(|e| crate::error::Error::Input(format!("head init bound {bound}: {e}")))?;
         let head: Vec<f32> = (0..vocab * dim).map(|_| u.sample(head_rng)).collect();
+        Ok((wte, head))
+    }
+
+    pub fn from_values(wte: Vec<f32>, head: Vec<f32>, vocab: usize, dim: usize, device: &Device) -> Result<Self> {
         Ok(Model1 {
             wte: Var::from_tensor(&Tensor::from_vec(wte, (vocab, dim), device)?)?,
             lm_head: Var::from_tensor(&Tensor::from_vec(head, (vocab, dim), device)?)?,
@@ -233,7 +248,7 @@ pub fn sample_with(
 }
 
 /// d/dx [x · Φ(x)] = Φ(x) + x · φ(x), the derivative of the exact GELU.
-fn gelu_erf_derivative(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn gelu_erf_derivative(x: &Tensor) -> Result<Tensor> {
     let cdf = (((x / std::f64::consts::SQRT_2)?.erf()? + 1.0)? * 0.5)?;
     let pdf = ((x.sqr()? * -0.5)?.exp()? * (1.0 / (2.0 * std::f64::consts::PI).sqrt()))?;
     Ok((cdf + (x * pdf)?)?)

@@ -149,6 +149,34 @@ pub struct Shared<'a> {
     pub donor_file: Option<&'a Donor>,
     /// Model 5's sizes, resolved against the donor.
     pub model5: Option<&'a Model5Config>,
+    pub init: &'a InitCache,
+}
+
+/// Model 1's initial values for the last (seed, vocabulary, width) built: every configuration
+/// of a seed starts from the same draws, so they are drawn once per seed, not once per run
+/// (about a second on a CPU at GPT-2's size, next to a run of seconds on a GPU).
+#[derive(Default)]
+pub struct InitCache(std::sync::Mutex<Option<InitValues>>);
+
+type InitValues = ((u64, usize, usize), std::sync::Arc<(Vec<f32>, Vec<f32>)>);
+
+impl InitCache {
+    fn get_or_draw(
+        &self,
+        key: (u64, usize, usize),
+        draw: impl FnOnce() -> Result<(Vec<f32>, Vec<f32>)>,
+    ) -> Result<std::sync::Arc<(Vec<f32>, Vec<f32>)>> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, v)) = slot.as_ref() {
+            if *k == key {
+                return Ok(v.clone());
+            }
+        }
+        *slot = None; // the old seed's values go before the new ones are drawn
+        let v = std::sync::Arc::new(draw()?);
+        *slot = Some((key, v.clone()));
+        Ok(v)
+    }
 }
 
 /// Model 5's sizes as a one-line description.
@@ -229,7 +257,11 @@ pub fn run(
 fn build(cfg: &ExperimentConfig, seed: u64, shared: &Shared) -> Result<Net> {
     let (emb, rest) = (&mut stream(seed, Stream::InitEmbedding), &mut stream(seed, Stream::InitHead));
     Ok(match cfg.model.kind {
-        ModelKind::Model1 => Net::M1(Model1::random(shared.donor.rows, shared.donor.cols, emb, rest, shared.device)?),
+        ModelKind::Model1 => {
+            let (v, d) = (shared.donor.rows, shared.donor.cols);
+            let values = shared.init.get_or_draw((seed, v, d), || Model1::random_values(v, d, emb, rest))?;
+            Net::M1(Model1::from_values(values.0.clone(), values.1.clone(), v, d, shared.device)?)
+        }
         ModelKind::Model5 => {
             let c = shared.model5.ok_or_else(|| Error::Input("Model 5's sizes were not resolved".into()))?;
             Net::M5(Model5::random(c.clone(), emb, rest, shared.device)?)
