@@ -67,7 +67,7 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
     for attempt in 1 2 3; do
         python3 -m pip download -q --no-deps --only-binary=:all: \
             -d "$prefix/wheels" "${pkgs[@]}" && break
-        [ "$attempt" = 3 ] && { echo "could not download the CUDA wheels from PyPI (above); check the network or PIP_INDEX_URL, then rerun" >&2; exit 1; }
+        [ "$attempt" = 3 ] && { echo "could not download the CUDA wheels from PyPI (above); check the network or PIP_INDEX_URL, then rerun" >&2; rm -rf "$prefix"; exit 1; }
         sleep 5
     done
     for w in "$prefix"/wheels/*.whl; do python3 -m zipfile -e "$w" "$prefix/unpacked"; done
@@ -78,6 +78,7 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
             if [ -d "$d$sub" ]; then cp -rT "$d$sub" "$home/$sub"; fi
         done
     done
+    rm -rf "$prefix/unpacked" "$prefix/wheels" # 1.8 GB that the merged tree holds again
     chmod +x "$home"/bin/* "$home"/nvvm/bin/* 2>/dev/null || true
     for lib in cudart cublas cublasLt curand nvrtc; do
         real=$(ls "$home"/lib/lib$lib.so.* 2>/dev/null | head -1)
