@@ -44,6 +44,15 @@ pub enum Command {
     },
     /// Time Model 1's training step at one shape (see bench/compare.sh for the PyTorch comparison)
     Bench(BenchArgs),
+    /// Rebuild every result file of a run folder (reports, summaries, plots, metrics.csv) from
+    /// the cells it holds, e.g. after sharded runs; names the cells still missing
+    Report {
+        /// The --out folder of a compare (or of its shards)
+        dir: PathBuf,
+        /// Fail (exit 1) unless every cell is finished
+        #[arg(long)]
+        complete: bool,
+    },
     /// List a safetensors file's tensors and the embedding that would be grafted
     Inspect {
         /// A .safetensors file, a model folder, or gpt2
@@ -117,6 +126,11 @@ pub struct RunArgs {
     /// Continue an interrupted experiment in DIR (its config.toml; only --device and --checkpoint-every may change)
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Run only the K-th of N slices of the grid (cells balanced by planned steps) into an --out
+    /// that the other shards share; `slurm` takes K and N from the job array. A shard keeps
+    /// finished cells and continues checkpointed ones; `embgraft report DIR` merges the shards
+    #[arg(long, value_name = "K/N|slurm")]
+    pub shard: Option<String>,
 }
 
 /// The flag an argument id is written as (`lr_groups` -> `--lr-group`).
@@ -215,12 +229,45 @@ fn install_interrupt_handler() {
 
 fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> {
     let stop = || STOP.load(Ordering::SeqCst);
-    let ctl = Control { force: args.force, resume: args.resume.is_some(), should_stop: &stop, ..Control::default() };
+    let shard = match &args.shard {
+        Some(s) => Some(crate::experiment::Shard::parse(s, &|k| std::env::var(k).ok())?),
+        None => None,
+    };
+    if shard.is_some() && args.out.is_none() {
+        anyhow::bail!("--shard needs --out: the folder every shard writes into");
+    }
+    let ctl =
+        Control { force: args.force, resume: args.resume.is_some(), should_stop: &stop, shard, ..Control::default() };
     let out = args.out_dir();
     let done: Vec<(String, Summary)> = crate::experiment::compare_corpora(cfg, &out, &ctl)?;
     let runs: usize = done.iter().map(|(_, s)| s.runs.len()).sum();
     let secs: f64 = done.iter().map(|(_, s)| s.wall_seconds).sum();
-    println!("wrote {} ({runs} runs on {} corpus/corpora, {secs:.1} s): open report.md there", out.display(), done.len());
+    match shard {
+        Some(sh) => println!("shard {sh}: {runs} runs in {} ({secs:.1} s)", out.display()),
+        None => println!(
+            "wrote {} ({runs} runs on {} donor/corpus pair(s), {secs:.1} s): open report.md there",
+            out.display(),
+            done.len()
+        ),
+    }
+    Ok(())
+}
+
+fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
+    let r = crate::experiment::rebuild_report(dir)?;
+    if !r.missing.is_empty() {
+        let msg = format!(
+            "{} of {} cells missing: {}",
+            r.missing.len(),
+            r.cells,
+            r.missing.join(", ")
+        );
+        if complete {
+            anyhow::bail!("{msg}; run them (their --shard, or compare --resume) and report again, or drop --complete");
+        }
+        eprintln!("report: {msg}; the report covers the rest");
+    }
+    println!("wrote the report of {} ({} of {} cells): open report.md there", dir.display(), r.cells - r.missing.len(), r.cells);
     Ok(())
 }
 
@@ -309,6 +356,7 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
             run_experiment(&args, &cfg)?;
         }
         Command::Bench(args) => bench(&args)?,
+        Command::Report { dir, complete } => report(&dir, complete)?,
         Command::Inspect { path, tensor } => inspect(&path, tensor.as_deref())?,
     }
     Ok(())

@@ -326,15 +326,39 @@ pub struct Data {
     /// compare the verdicts [default: The Time Machine, downloaded once and cached]
     #[arg(long = "corpus", value_name = "CORPUS", help_heading = "Data")]
     pub corpora: Vec<String>,
-    /// gpt2 (Hugging Face Hub, cached), a .safetensors file or a model folder
+    /// gpt2 (Hugging Face Hub, cached), a .safetensors file or a model folder; give it several
+    /// times to run the experiment with each donor and compare the verdicts side by side
     #[arg(long, default_value = "gpt2", help_heading = "Data")]
-    pub donor: String,
+    #[serde(deserialize_with = "one_or_many")]
+    pub donor: Vec<String>,
     /// Embedding tensor name in the donor [default: known names]
     #[arg(long, help_heading = "Data")]
     pub tensor: Option<String>,
     /// auto (the donor's tokenizer.json, else GPT-2), gpt2, or a tokenizer.json path
     #[arg(long, default_value = "auto", help_heading = "Data")]
     pub tokenizer: String,
+}
+
+impl Data {
+    /// The donor of a one-donor experiment (each (donor, corpus) pair runs as one).
+    pub fn the_donor(&self) -> &str {
+        self.donor.first().map_or("gpt2", |d| d.as_str())
+    }
+}
+
+/// A list written as one string (`donor = "gpt2"`, as config.toml files held before several
+/// donors) or as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// How the token stream becomes batches, and for how long training goes.
@@ -854,7 +878,7 @@ mod tests {
         assert_eq!((c.protocol.seq_len, c.protocol.stride, c.protocol.batch_size, c.protocol.epochs), (8, 2, 64, 10));
         assert_eq!((c.optimizer.lr, c.optimizer.weight_decay, c.optimizer.beta2), (1e-3, 0.01, 0.999));
         assert_eq!(c.graft.configs.0, Letter::LECTURE.to_vec());
-        assert_eq!((c.protocol.split, c.run.seeds, c.data.donor.as_str()), (Split::Windows, 3, "gpt2"));
+        assert_eq!((c.protocol.split, c.run.seeds, c.data.the_donor()), (Split::Windows, 3, "gpt2"));
         // A config.toml that names nothing is the defaults.
         assert_eq!(ExperimentConfig::from_toml("").unwrap(), c);
         assert!(ExperimentConfig::from_toml("[protocol]\nseq_lenn = 3").unwrap_err().to_string().contains("seq_lenn"));

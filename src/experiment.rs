@@ -149,7 +149,7 @@ fn open_donor(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<(don
     Ok(match memory {
         Some(e) => {
             let files = donor::DonorFiles {
-                spec: cfg.data.donor.clone(),
+                spec: cfg.data.the_donor().to_string(),
                 weights: PathBuf::from("(in memory)"),
                 tokenizer: None,
                 config: None,
@@ -157,7 +157,7 @@ fn open_donor(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<(don
             (files, None, e.clone())
         }
         None => {
-            let files = donor::locate(&cfg.data.donor)?;
+            let files = donor::locate(cfg.data.the_donor())?;
             let donor = Donor::open(&files.weights)?;
             let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
             (files, Some(donor), embedding)
@@ -353,11 +353,13 @@ pub struct Control<'a> {
     pub donor: Option<&'a Embedding>,
     /// Progress goes here instead of the terminal (a notebook's bar).
     pub progress: Option<&'a dyn Fn(&Progress)>,
+    /// Run only this shard's cells of the grid, into a folder other shards share.
+    pub shard: Option<Shard>,
 }
 
 impl Default for Control<'_> {
     fn default() -> Self {
-        Control { force: false, resume: false, should_stop: &|| false, donor: None, progress: None }
+        Control { force: false, resume: false, should_stop: &|| false, donor: None, progress: None, shard: None }
     }
 }
 
@@ -393,7 +395,8 @@ fn checkpoint_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
 /// progress.
 struct Recorder<'a> {
     out: PathBuf,
-    csv: std::fs::File,
+    /// metrics.csv as it grows; none for a shard (`embgraft report` writes it from the cells).
+    csv: Option<std::fs::File>,
     bar: Option<ProgressBar>,
     run_label: String,
     should_stop: &'a dyn Fn() -> bool,
@@ -417,24 +420,37 @@ impl<'a> Recorder<'a> {
         priors: &[Prior],
         should_stop: &'a dyn Fn() -> bool,
         started: Instant,
+        info: &InputSummary,
+        shared_folder: bool,
     ) -> Result<Self> {
         create_out_dir(out)?;
-        crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
-        let mut head = String::from("config,seed,epoch,step,split,loss\n");
-        for (&(seed, letter), p) in grid.iter().zip(priors) {
-            let points = match p {
-                Prior::Finished(r) => &r.points,
-                Prior::Checkpoint(c) => &c.points,
-                Prior::Nothing => continue,
-            };
-            points.iter().for_each(|pt| head.push_str(&csv_rows(letter, seed, pt)));
+        if shared_folder {
+            write_once_or_check_config(out, cfg)?;
+            write_once_or_check_inputs(out, info)?;
+        } else {
+            crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+            crate::util::write_atomic(&out.join("inputs.json"), inputs_json(info)?.as_bytes())?;
         }
-        let csv_path = out.join("metrics.csv");
-        crate::util::write_atomic(&csv_path, head.as_bytes())?;
-        let csv = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&csv_path)
-            .map_err(|e| Error::Output(format!("cannot open {}: {e}", csv_path.display())))?;
+        let csv = match shared_folder {
+            true => None,
+            false => {
+                let mut head = String::new();
+                for (&(seed, letter), p) in grid.iter().zip(priors) {
+                    match p {
+                        Prior::Finished(r) => head.push_str(&metrics_rows(letter, seed, &r.points)),
+                        Prior::Checkpoint(c) => head.push_str(&metrics_rows(letter, seed, &c.points)),
+                        Prior::Nothing => {}
+                    }
+                }
+                let csv_path = out.join("metrics.csv");
+                crate::util::write_atomic(&csv_path, format!("{METRICS_HEADER}{head}").as_bytes())?;
+                let f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&csv_path)
+                    .map_err(|e| Error::Output(format!("cannot open {}: {e}", csv_path.display())))?;
+                Some(f)
+            }
+        };
         Ok(Recorder {
             out: out.to_path_buf(),
             csv,
@@ -473,8 +489,10 @@ impl Observer for Recorder<'_> {
     fn on_point(&mut self, (letter, seed): (Letter, u64), p: &Point) -> Result<()> {
         let fail =
             |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", self.out.join("metrics.csv").display()));
-        self.csv.write_all(csv_rows(letter, seed, p).as_bytes()).map_err(fail)?;
-        self.csv.flush().map_err(fail)?;
+        if let Some(csv) = &mut self.csv {
+            csv.write_all(csv_rows(letter, seed, p).as_bytes()).map_err(fail)?;
+            csv.flush().map_err(fail)?;
+        }
         if let Some(f) = self.progress {
             let (run, epoch, step, train, test) = (self.run_label.clone(), p.epoch, p.step, p.train_loss, p.test_loss);
             f(&Progress::Point { run, epoch, step, train, test });
@@ -551,12 +569,18 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
         check_out_dir(out, ctl.force)?;
     }
     let inputs = load_inputs_with(cfg, ctl.donor)?;
-    run_grid(cfg, &inputs, &dev, out, ctl, started)
+    run_grid(cfg, &inputs, &dev, out, ctl, started, None)
+}
+
+/// The (seed, config) cells of a one-pair experiment, in the order they run: seed by seed.
+pub fn grid(cfg: &ExperimentConfig) -> Vec<(u64, Letter)> {
+    cfg.seeds().into_iter().flat_map(|s| cfg.graft.configs.0.iter().map(move |&l| (s, l))).collect()
 }
 
 /// The grid of runs on inputs already read and checked: announce the plan, find what a
 /// resumed folder already holds, open the folder and its metrics stream, run each cell, and
-/// write the results.
+/// write the results. With `only` (a shard's cells) it runs just those, in a folder other
+/// shards share, and writes no report: `embgraft report` builds it from every shard's cells.
 fn run_grid(
     cfg: &ExperimentConfig,
     inputs: &Inputs,
@@ -564,17 +588,23 @@ fn run_grid(
     out: &Path,
     ctl: &Control,
     started: Instant,
+    only: Option<&[(u64, Letter)]>,
 ) -> Result<Summary> {
     let info = inputs.summary(cfg);
     let seconds_to_inputs = started.elapsed().as_secs_f64();
-    let grid: Vec<(u64, Letter)> =
-        cfg.seeds().into_iter().flat_map(|s| cfg.graft.configs.0.iter().map(move |&l| (s, l))).collect();
+    let grid: Vec<(u64, Letter)> = match only {
+        Some(cells) => grid(cfg).into_iter().filter(|c| cells.contains(c)).collect(),
+        None => grid(cfg),
+    };
     announce(cfg, &info, inputs.unused_rows, grid.len());
+    // A shard always takes up what its folder holds: a finished cell is kept, an unfinished one
+    // continues from its checkpoint (a requeued or preempted array task).
+    let take_up = ctl.resume || only.is_some();
     let priors = grid
         .iter()
-        .map(|&(seed, letter)| if ctl.resume { prior(out, letter, seed) } else { Ok(Prior::Nothing) })
+        .map(|&(seed, letter)| if take_up { prior(out, letter, seed) } else { Ok(Prior::Nothing) })
         .collect::<Result<Vec<_>>>()?;
-    let mut rec = Recorder::open(out, cfg, &grid, &priors, ctl.should_stop, started)?;
+    let mut rec = Recorder::open(out, cfg, &grid, &priors, ctl.should_stop, started, &info, only.is_some())?;
     rec.progress = ctl.progress;
 
     let shared = inputs.shared(dev);
@@ -611,11 +641,14 @@ fn run_grid(
         seconds_to_inputs,
         seconds_to_first_step: rec.first_step,
     };
-    crate::report::write_all(out, cfg, &summary)?;
+    if only.is_none() {
+        crate::report::write_all(out, cfg, &summary)?;
+    }
     if interrupted {
         return Err(Error::Interrupted(format!(
-            "interrupted: results so far are in {}; continue with --resume {}",
+            "interrupted: results so far are in {}; continue with {} {}",
             out.display(),
+            if only.is_some() { "the same --shard, or --resume" } else { "--resume" },
             out.display()
         )));
     }
@@ -703,59 +736,387 @@ fn run_cell(
     Ok(result)
 }
 
-/// Runs the experiment once per corpus, each into its own subfolder of `out` named after the
-/// file, then writes a top-level report that puts the verdicts side by side. One corpus (or
-/// none: The Time Machine) is a plain [`compare`] into `out`.
-pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
-    if cfg.data.corpora.len() <= 1 {
-        let name = cfg.data.corpora.first().map_or("timemachine".into(), |c| corpus_name(c));
-        return Ok(vec![(name, compare(cfg, out, ctl)?)]);
-    }
-    let mut names: Vec<String> = Vec::new();
-    for c in &cfg.data.corpora {
-        let base = corpus_name(c);
-        let mut name = base.clone();
-        let mut k = 2;
-        while names.contains(&name) {
-            name = format!("{base}-{k}");
-            k += 1;
-        }
-        names.push(name);
-    }
-    let one = |c: &String| {
+/// One (donor, corpus) pair of an experiment: the folder it writes, relative to `--out` (empty
+/// for a one-pair experiment, which writes into `--out` itself), and its one-donor, one-corpus
+/// config.
+pub struct Pair {
+    pub name: String,
+    pub cfg: ExperimentConfig,
+}
+
+/// Every (donor, corpus) pair, donor by donor. Folders are named after the corpus (one donor),
+/// the donor (one corpus) or both (`donor__corpus`), made unique with `-2`, `-3`, …
+pub fn pairs(cfg: &ExperimentConfig) -> Vec<Pair> {
+    let donors: Vec<String> = if cfg.data.donor.is_empty() { vec!["gpt2".into()] } else { cfg.data.donor.clone() };
+    let corpora: Vec<Option<String>> =
+        if cfg.data.corpora.is_empty() { vec![None] } else { cfg.data.corpora.iter().cloned().map(Some).collect() };
+    if donors.len() == 1 && corpora.len() == 1 {
         let mut one = cfg.clone();
-        one.data.corpora = vec![c.clone()];
-        one
+        one.data.donor = donors;
+        return vec![Pair { name: String::new(), cfg: one }];
+    }
+    let mut out: Vec<Pair> = Vec::new();
+    for d in &donors {
+        for c in &corpora {
+            let corpus = c.as_deref().map_or("timemachine".to_string(), corpus_name);
+            let base = match (donors.len() > 1, corpora.len() > 1) {
+                (true, true) => format!("{}__{corpus}", donor_name(d)),
+                (true, false) => donor_name(d),
+                _ => corpus,
+            };
+            let mut name = base.clone();
+            let mut k = 2;
+            while out.iter().any(|p| p.name == name) {
+                name = format!("{base}-{k}");
+                k += 1;
+            }
+            let mut one = cfg.clone();
+            one.data.donor = vec![d.clone()];
+            one.data.corpora = c.iter().cloned().collect();
+            out.push(Pair { name, cfg: one });
+        }
+    }
+    out
+}
+
+/// A folder name for a donor: `gpt2`, a Hub id's `org_name`, a model folder's name, or a
+/// .safetensors file's stem (its folder's name when the file is `model.safetensors`).
+fn donor_name(spec: &str) -> String {
+    let p = Path::new(spec);
+    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let is_file = spec.ends_with(".safetensors");
+    let name = if !is_file && !p.exists() && spec.matches('/').count() == 1 {
+        spec.replace('/', "_") // a Hub id
+    } else if is_file && stem == "model" {
+        p.parent().and_then(|d| d.file_name()).map_or(stem, |d| d.to_string_lossy().into_owned())
+    } else {
+        stem
     };
-    // Every corpus is read and cut before anything is written: bad input leaves no files.
+    corpus_name(&name)
+}
+
+/// The K-th of N slices of an experiment's cells (K from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Shard {
+    /// `K/N`, or `slurm`: K and N from the Slurm job array this runs in (`SLURM_ARRAY_TASK_ID`
+    /// and `SLURM_ARRAY_TASK_COUNT`, or MIN/MAX/STEP), read through `env`.
+    pub fn parse(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
+        if s.trim() == "slurm" {
+            return Self::from_slurm(env);
+        }
+        let bad = || Error::Input(format!("--shard {s} is not K/N with 1 <= K <= N (e.g. 2/4), or slurm"));
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+
+    fn from_slurm(env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
+        let num = |name: &str| -> Result<Option<usize>> {
+            env(name)
+                .map(|v| {
+                    v.trim().parse::<usize>().map_err(|_| Error::Input(format!("--shard slurm: {name}={v} is not a number")))
+                })
+                .transpose()
+        };
+        let id = num("SLURM_ARRAY_TASK_ID")?.ok_or_else(|| {
+            Error::Input(
+                "--shard slurm needs SLURM_ARRAY_TASK_ID: run it in an sbatch --array job, or give --shard K/N".into(),
+            )
+        })?;
+        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+        let n = match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
+            (Some(c), _) => c,
+            (None, Some(max)) if max >= min => (max - min) / step + 1,
+            _ => {
+                return Err(Error::Input(
+                    "--shard slurm: neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is set; give --shard K/N".into(),
+                ))
+            }
+        };
+        if id < min || (id - min) % step != 0 || (id - min) / step >= n {
+            return Err(Error::Input(format!(
+                "--shard slurm: task {id} is not in the array ({n} tasks from {min} by {step}); give --shard K/N"
+            )));
+        }
+        Ok(Shard { k: (id - min) / step + 1, n })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+/// Which shard (from 0) runs each cell, given each cell's planned steps: the longest cells
+/// first (ties in grid order), each to the shard with the fewest steps so far (ties: the
+/// lowest). Deterministic, so every shard computes the same assignment on its own.
+pub fn assign_shards(steps: &[usize], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by(|&a, &b| steps[b].cmp(&steps[a]).then(a.cmp(&b)));
+    let mut load = vec![0usize; n.max(1)];
+    let mut shard = vec![0; steps.len()];
+    for i in order {
+        let least = (0..load.len()).min_by_key(|&s| (load[s], s)).unwrap_or(0);
+        shard[i] = least;
+        load[least] = load[least].saturating_add(steps[i]);
+    }
+    shard
+}
+
+/// Runs the experiment for every (donor, corpus) pair, each into its own subfolder of `out`
+/// (see [`pairs`]), then writes a top-level report that puts the verdicts side by side. One
+/// pair is a plain [`compare`] into `out`. With `ctl.shard`, only that shard's cells run and
+/// no report is written (`embgraft report` merges the shards).
+pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
+    let pairs = pairs(cfg);
+    let started = Instant::now();
     let dev = device(&cfg.run.device)?;
-    if !ctl.resume {
+    if ctl.resume && !out.join("config.toml").is_file() {
+        return Err(Error::Input(format!(
+            "--resume {}: no config.toml there; give the folder of an earlier compare",
+            out.display()
+        )));
+    }
+    if !ctl.resume && ctl.shard.is_none() {
         check_out_dir(out, ctl.force)?;
     }
-    let all_inputs = cfg.data.corpora.iter().map(|c| load_inputs_with(&one(c), ctl.donor)).collect::<Result<Vec<_>>>()?;
-    create_out_dir(out)?;
-    crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+    if pairs.len() > 1 && ctl.donor.is_some() {
+        return Err(Error::Input("an in-memory donor runs alone; give one donor".into()));
+    }
+    // Every donor and corpus is read and cut before anything is written: bad input leaves no files.
+    let all_inputs = pairs.iter().map(|p| load_inputs_with(&p.cfg, ctl.donor)).collect::<Result<Vec<_>>>()?;
+    let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&pairs, &all_inputs, sh));
+    if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
+        let cells: usize = m.iter().map(|c| c.len()).sum();
+        let all: usize = pairs.iter().map(|p| grid(&p.cfg).len()).sum();
+        eprintln!("shard {sh}: {cells} of the {all} cells");
+    }
+    if pairs.len() > 1 {
+        create_out_dir(out)?;
+        match ctl.shard {
+            Some(_) => write_once_or_check_config(out, cfg)?,
+            None => crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?,
+        }
+    }
     let mut done = Vec::new();
-    for ((c, name), inputs) in cfg.data.corpora.iter().zip(names).zip(&all_inputs) {
-        eprintln!("== corpus {name} ({c}) ==");
-        let sub = out.join(&name);
-        // A corpus not started before an interruption starts fresh when resuming.
+    for (i, (p, inputs)) in pairs.iter().zip(&all_inputs).enumerate() {
+        let only = mine.as_ref().map(|m| m[i].as_slice());
+        if only.is_some_and(|o| o.is_empty()) {
+            continue;
+        }
+        let sub = if p.name.is_empty() { out.to_path_buf() } else { out.join(&p.name) };
+        if !p.name.is_empty() {
+            eprintln!("== {} (donor {}, corpus {}) ==", p.name, p.cfg.data.the_donor(), inputs.corpus_path.display());
+        }
+        // A pair not started before an interruption starts fresh when resuming.
         let resume = ctl.resume && sub.join("config.toml").is_file();
         let sub_ctl = Control { force: true, resume, ..*ctl };
-        match run_grid(&one(c), inputs, &dev, &sub, &sub_ctl, Instant::now()) {
-            Ok(s) => done.push((name, s)),
-            Err(e @ Error::Interrupted(_)) => {
-                crate::report::write_corpora(out, cfg, &done)?;
-                return Err(Error::Interrupted(format!(
-                    "{e}; the whole comparison continues with --resume {}",
-                    out.display()
-                )));
+        let start = if p.name.is_empty() { started } else { Instant::now() };
+        match run_grid(&p.cfg, inputs, &dev, &sub, &sub_ctl, start, only) {
+            Ok(s) => done.push((p.name.clone(), s)),
+            Err(e @ Error::Interrupted(_)) if pairs.len() > 1 => {
+                if ctl.shard.is_none() {
+                    crate::report::write_corpora(out, cfg, &done)?;
+                }
+                return Err(Error::Interrupted(format!("{e}; the whole comparison continues the same way")));
             }
             Err(e) => return Err(e),
         }
     }
-    crate::report::write_corpora(out, cfg, &done)?;
+    if let Some(sh) = ctl.shard {
+        eprintln!(
+            "shard {sh} done; when every shard is, `embgraft report {}` writes the report",
+            out.display()
+        );
+    } else if pairs.len() > 1 {
+        crate::report::write_corpora(out, cfg, &done)?;
+    }
     Ok(done)
+}
+
+/// Each pair's cells that shard `sh` runs.
+fn shard_cells(pairs: &[Pair], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
+    let cells: Vec<(usize, (u64, Letter))> =
+        pairs.iter().enumerate().flat_map(|(i, p)| grid(&p.cfg).into_iter().map(move |c| (i, c))).collect();
+    let steps: Vec<usize> =
+        cells.iter().map(|(i, _)| train::planned_steps(&pairs[*i].cfg, inputs[*i].data.train.len())).collect();
+    let owner = assign_shards(&steps, sh.n);
+    let mut mine = vec![Vec::new(); pairs.len()];
+    for ((i, cell), o) in cells.into_iter().zip(owner) {
+        if o + 1 == sh.k {
+            mine[i].push(cell);
+        }
+    }
+    mine
+}
+
+/// config.toml in a folder shards share: written by the first shard (create-new, atomic), and
+/// every other shard's settings checked equal to it (where it runs and how often it saves may
+/// differ), so a shard with other settings stops before it trains.
+fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig) -> Result<()> {
+    let path = out.join("config.toml");
+    if crate::util::write_new(&path, cfg.to_toml().as_bytes())? {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let theirs = ExperimentConfig::from_toml(&text)
+        .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e}); use another --out", path.display())))?;
+    let mut mine = cfg.clone();
+    (mine.run.device, mine.run.checkpoint_every) = (theirs.run.device.clone(), theirs.run.checkpoint_every);
+    if mine == theirs {
+        return Ok(());
+    }
+    let (a, b) = (theirs.to_toml(), mine.to_toml());
+    let diff = a.lines().zip(b.lines()).find(|(x, y)| x != y).map_or_else(
+        || "a setting".to_string(),
+        |(x, y)| format!("`{}` there, `{}` here", x.trim(), y.trim()),
+    );
+    Err(Error::Input(format!(
+        "{} holds another experiment's settings ({diff}); give every shard the same settings, or another --out",
+        path.display()
+    )))
+}
+
+/// inputs.json beside it: what every shard read (tokens, windows, vocabulary) must agree.
+fn write_once_or_check_inputs(out: &Path, info: &InputSummary) -> Result<()> {
+    let path = out.join("inputs.json");
+    let text = inputs_json(info)?;
+    if crate::util::write_new(&path, text.as_bytes())? {
+        return Ok(());
+    }
+    let old = std::fs::read_to_string(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let (a, b): (serde_json::Value, serde_json::Value) = match (serde_json::from_str(&old), serde_json::from_str(&text)) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Err(Error::Input(format!("{} is unreadable; delete it and rerun", path.display()))),
+    };
+    // Where the files were read from may differ between machines; what was read may not.
+    let key = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("corpus");
+            o.remove("donor_weights");
+        }
+        v
+    };
+    match key(&a) == key(&b) {
+        true => Ok(()),
+        false => Err(Error::Input(format!(
+            "{}: this shard read other inputs than the shards before it ({} tokens, vocabulary {} here); every shard must read the same donor and corpus",
+            path.display(),
+            info.corpus_tokens,
+            info.vocab
+        ))),
+    }
+}
+
+fn inputs_json(info: &InputSummary) -> Result<String> {
+    serde_json::to_string_pretty(info).map_err(|e| Error::Output(e.to_string()))
+}
+
+const METRICS_HEADER: &str = "config,seed,epoch,step,split,loss\n";
+
+fn metrics_rows(letter: Letter, seed: u64, points: &[Point]) -> String {
+    points.iter().map(|p| csv_rows(letter, seed, p)).collect()
+}
+
+/// What `embgraft report` found: each pair's summary (of the cells present) and the cells
+/// missing, named.
+pub struct Rebuilt {
+    pub pairs: Vec<(String, Summary)>,
+    pub missing: Vec<String>,
+    pub cells: usize,
+}
+
+/// Rebuilds every result file of the run folder `dir` (each pair's report.md, summary.json,
+/// plots and metrics.csv, and the several-pairs overview) from its config.toml, inputs.json
+/// and the cells' run files: no donor or corpus needed. Cells without a run file are named in
+/// `missing` and in each pair's report.
+pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
+    let cfg_path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        Error::Input(format!("{} is not a run folder (cannot read config.toml: {e}); give the --out folder of a compare", dir.display()))
+    })?;
+    let cfg = ExperimentConfig::from_toml(&text)
+        .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e})", cfg_path.display())))?;
+    let pairs = pairs(&cfg);
+    let (mut done, mut missing, mut cells) = (Vec::new(), Vec::new(), 0);
+    for p in &pairs {
+        let sub = if p.name.is_empty() { dir.to_path_buf() } else { dir.join(&p.name) };
+        let label = |l: Letter, seed: u64| match p.name.is_empty() {
+            true => format!("{l} seed {seed}"),
+            false => format!("{} {l} seed {seed}", p.name),
+        };
+        let grid = grid(&p.cfg);
+        cells += grid.len();
+        let info_path = sub.join("inputs.json");
+        let Ok(info_text) = std::fs::read_to_string(&info_path) else {
+            missing.extend(grid.iter().map(|&(s, l)| format!("{} (not started)", label(l, s))));
+            continue;
+        };
+        let info: InputSummary = serde_json::from_str(&info_text).map_err(|e| {
+            Error::Input(format!("{} is corrupt ({e}); rerun one shard of that pair to write it again", info_path.display()))
+        })?;
+        let (mut runs, mut here) = (Vec::new(), Vec::new());
+        for &(seed, l) in &grid {
+            let f = run_file(&sub, l, seed);
+            match std::fs::read_to_string(&f) {
+                Ok(t) => runs.push(serde_json::from_str::<RunResult>(&t).map_err(|e| {
+                    Error::Input(format!(
+                        "{} is corrupt or truncated ({e}); delete it and run that cell again (its --shard, or --resume)",
+                        f.display()
+                    ))
+                })?),
+                Err(_) if checkpoint_file(&sub, l, seed).exists() => {
+                    here.push(format!("{} (unfinished: has a checkpoint)", label(l, seed)))
+                }
+                Err(_) => here.push(format!("{} (not started)", label(l, seed))),
+            }
+        }
+        let steps_per_epoch = info.train_windows.div_ceil(p.cfg.protocol.batch_size.max(1));
+        let metrics: String = grid
+            .iter()
+            .filter_map(|&(seed, l)| runs.iter().find(|r| r.config == l && r.seed == seed).map(|r| (seed, l, r)))
+            .map(|(seed, l, r)| metrics_rows(l, seed, &r.points))
+            .collect();
+        let summary = Summary {
+            embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
+            inputs: info,
+            analysis: crate::stats::analyse(&runs, steps_per_epoch),
+            wall_seconds: runs.iter().map(|r| r.wall_seconds).sum(),
+            runs,
+            seconds_to_inputs: 0.0,
+            seconds_to_first_step: None,
+        };
+        crate::report::write_all(&sub, &p.cfg, &summary)?;
+        crate::util::write_atomic(&sub.join("metrics.csv"), format!("{METRICS_HEADER}{metrics}").as_bytes())?;
+        if !here.is_empty() {
+            let md = std::fs::read_to_string(sub.join("report.md")).unwrap_or_default();
+            let note = format!(
+                "\n## Missing cells\n\nThis report covers {} of {} cells; not finished yet: {}. Rerun `embgraft report` when they are.\n",
+                grid.len() - here.len(),
+                grid.len(),
+                here.join(", ")
+            );
+            crate::util::write_atomic(&sub.join("report.md"), format!("{md}{note}").as_bytes())?;
+        }
+        missing.extend(here);
+        done.push((p.name.clone(), summary));
+    }
+    if pairs.len() > 1 {
+        crate::report::write_corpora(dir, &cfg, &done)?;
+    }
+    Ok(Rebuilt { pairs: done, missing, cells })
 }
 
 /// A folder name for a corpus: its file name without extension, in safe characters.
@@ -788,4 +1149,73 @@ fn sample_text(
     let mut all = prompt;
     all.extend(ids);
     Ok(tok.decode(&all).split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_from_flags_and_slurm() {
+        let none = |_: &str| None;
+        assert_eq!(Shard::parse("2/4", &none).unwrap(), Shard { k: 2, n: 4 });
+        for bad in ["3/2", "0/0", "0/3", "a/2", "2/b", "2", "", "1/2/3", "-1/2"] {
+            let e = Shard::parse(bad, &none).unwrap_err().to_string();
+            assert!(e.contains("is not K/N") && !e.contains('\n'), "{bad}: {e}");
+        }
+        let e = Shard::parse("slurm", &none).unwrap_err().to_string();
+        assert!(e.contains("SLURM_ARRAY_TASK_ID") && e.contains("--shard K/N"), "{e}");
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        // --array=4-6: task 5 is the second of three.
+        let e1 = env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "4"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+        assert_eq!(Shard::parse("slurm", &e1).unwrap(), Shard { k: 2, n: 3 });
+        // --array=0-8:4 without COUNT: tasks 0, 4, 8.
+        let e2 = env(&[
+            ("SLURM_ARRAY_TASK_ID", "8"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "8"),
+            ("SLURM_ARRAY_TASK_STEP", "4"),
+        ]);
+        assert_eq!(Shard::parse("slurm", &e2).unwrap(), Shard { k: 3, n: 3 });
+        let e3 = env(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+        assert!(Shard::parse("slurm", &e3).unwrap_err().to_string().contains("is not a number"));
+        let e4 = env(&[("SLURM_ARRAY_TASK_ID", "3")]);
+        assert!(Shard::parse("slurm", &e4).unwrap_err().to_string().contains("neither"));
+    }
+
+    #[test]
+    fn shards_get_every_cell_once_balanced_by_steps() {
+        let steps = [300, 300, 100, 100, 100, 100, 50, 50];
+        let owner = assign_shards(&steps, 3);
+        let load = |s: usize| owner.iter().zip(steps).filter(|(o, _)| **o == s).map(|(_, t)| t).sum::<usize>();
+        assert_eq!((load(0), load(1), load(2)), (400, 350, 350));
+        assert_eq!(assign_shards(&steps, 3), owner, "the same on every call");
+        // More shards than cells: the extra shards get nothing.
+        assert_eq!(assign_shards(&[5, 5], 4), vec![0, 1]);
+    }
+
+    #[test]
+    fn pairs_name_their_folders() {
+        let mut c = ExperimentConfig::default();
+        assert_eq!(pairs(&c).len(), 1);
+        assert!(pairs(&c)[0].name.is_empty());
+        c.data.corpora = vec!["a/book.txt".into(), "b/book.txt".into()];
+        assert_eq!(pairs(&c).iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["book", "book-2"]);
+        c.data.donor = vec!["gpt2".into(), "EleutherAI/pythia-70m".into(), "/m/minilm/model.safetensors".into()];
+        let names: Vec<String> = pairs(&c).into_iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "gpt2__book",
+                "gpt2__book-2",
+                "EleutherAI_pythia-70m__book",
+                "EleutherAI_pythia-70m__book-2",
+                "minilm__book",
+                "minilm__book-2"
+            ]
+        );
+        assert!(pairs(&c).iter().all(|p| p.cfg.data.donor.len() == 1 && p.cfg.data.corpora.len() == 1));
+    }
 }

@@ -787,24 +787,30 @@ fn answers(s: &Summary) -> Vec<String> {
     out
 }
 
-/// The top-level report of a several-corpus comparison: each question's verdict per corpus,
-/// side by side, and links to each corpus's own report.
+/// The top-level report of an experiment with several donors or corpora: each (donor,
+/// corpus) pair's inputs, each question's verdict per pair side by side, and links to each
+/// pair's own report.
 pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summary)]) -> Result<()> {
-    let mut md = String::from("# embgraft report: the same experiment on several corpora\n\n");
+    let mut md = String::from("# embgraft report: the same experiment with several donors or corpora\n\n");
     md.push_str(&format!(
-        "Donor {}, configs {}, {} seeds each; each corpus has its own folder and report. Differences are of final test loss, \
-         paired by seed; positive means the first configuration's loss is higher.\n\n",
-        cfg.data.donor,
+        "Donors {}; corpora {}; configs {}, {} seeds each. Each (donor, corpus) pair has its own folder and report; \
+         a donor with its own tokenizer reads the corpus its own way (tokens below). Differences are of final test \
+         loss, paired by seed; positive means the first configuration's loss is higher.\n\n",
+        cfg.data.donor.join(", "),
+        if cfg.data.corpora.is_empty() { "The Time Machine".to_string() } else { cfg.data.corpora.join(", ") },
         cfg.graft.configs.0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
         cfg.run.seeds
     ));
     md.push_str(
-        "| corpus | tokens | test text seen in training | bigram test loss | report |\n|---|---|---|---|---|\n",
+        "| pair | donor | corpus | tokenizer | tokens | test text seen in training | bigram test loss | report |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (name, s) in done {
         let i = &s.inputs;
         md.push_str(&format!(
-            "| {name} | {} | {:.1} % | {:.4} | [{name}/report.md]({name}/report.md) |\n",
+            "| {name} | {} | {} | {} | {} | {:.1} % | {:.4} | [{name}/report.md]({name}/report.md) |\n",
+            i.donor,
+            i.corpus,
+            i.tokenizer,
             i.corpus_tokens,
             100.0 * i.test_positions_seen_in_training,
             i.bigram.test_loss
@@ -835,10 +841,10 @@ pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summar
         }
         md.push('\n');
     }
-    md.push_str("\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over that corpus's questions; see each corpus's report for the full sentence.\n");
+    md.push_str("\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over that pair's questions; see each pair's report for the full sentence.\n");
     let json = serde_json::json!({
         "embgraft_version": env!("CARGO_PKG_VERSION"),
-        "corpora": done.iter().map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis})).collect::<Vec<_>>(),
+        "pairs": done.iter().map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis})).collect::<Vec<_>>(),
     });
     write_atomic(
         &out.join("summary.json"),

@@ -8,6 +8,22 @@ use crate::error::{Error, Result};
 /// Writes `bytes` to `path` through a temporary file in the same folder, fsynced, then
 /// renamed over `path`: a reader (or a crash) never sees half a file, and a failed write
 /// leaves the old file intact and no temporary file behind.
+/// Creates `path` with `data` unless it exists: atomically (a temporary file, fsynced, then
+/// linked into place only if the name is free), so of several processes racing to create it
+/// exactly one wins and no reader sees it half-written. Ok(false) when it already existed.
+pub fn write_new(path: &Path, data: &[u8]) -> Result<bool> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(data).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(fail(e.error)),
+    }
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
     write_atomic_with(path, |tmp| tmp.as_file_mut().write_all(bytes).map_err(fail))

@@ -65,7 +65,7 @@ fn agree(cfg: &ExperimentConfig) {
 fn config(f: &common::Fixture) -> ExperimentConfig {
     let mut c = ExperimentConfig::default();
     c.data.corpora = vec![f.corpus.display().to_string()];
-    c.data.donor = f.donor.display().to_string();
+    c.data.donor = vec![f.donor.display().to_string()];
     (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) = (16, 3, Some(20), Some(5));
     // Larger than the course's lr and decay, so a frozen parameter handed to AdamW would move.
     (c.optimizer.lr, c.optimizer.weight_decay) = (1e-2, 0.1);

@@ -1,7 +1,7 @@
 //! Whole experiments on a tiny corpus and a GPT-2-layout donor the tests write themselves:
 //! no network, no ../shared, seconds each.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use embgraft::config::{ExperimentConfig, Letter};
@@ -13,7 +13,7 @@ use common::{fixture, tiny_corpus, Fixture};
 fn small_config(f: &Fixture) -> ExperimentConfig {
     let mut c = ExperimentConfig::default();
     c.data.corpora = vec![f.corpus.display().to_string()];
-    c.data.donor = f.donor.display().to_string();
+    c.data.donor = vec![f.donor.display().to_string()];
     (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) = (16, 2, Some(12), Some(4));
     // Large decay, so a frozen parameter handed to AdamW would visibly move.
     (c.optimizer.lr, c.optimizer.weight_decay) = (1e-2, 0.1);
@@ -499,6 +499,109 @@ fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
     }
 }
 
+/// Summary JSON without what depends on when and how fast it ran.
+fn without_wall_times(mut v: serde_json::Value) -> serde_json::Value {
+    for key in ["wall_seconds", "seconds_to_inputs", "seconds_to_first_step"] {
+        v.as_object_mut().unwrap().remove(key);
+    }
+    for r in v["runs"].as_array_mut().unwrap() {
+        r.as_object_mut().unwrap().remove("wall_seconds");
+    }
+    v
+}
+
+/// A 2-donor x 2-corpus grid run as 3 shards into one folder and merged by `report` gives the
+/// one-process run's metrics.csv byte for byte and its summary.json but for wall times; a
+/// shard with other settings is refused before it trains; a partial folder names its missing
+/// cells; `report` needs no donor or corpus and is idempotent.
+#[test]
+fn shards_merge_into_the_one_process_report() {
+    use embgraft::experiment::{compare_corpora, pairs, rebuild_report, Control, Shard};
+    let f = fixture();
+    let second = f.root.join("second.txt");
+    std::fs::write(&second, tiny_corpus().replace("machine", "garden").replace("Weena", "Filby")).unwrap();
+    let donor2 = f.root.join("other-donor");
+    std::fs::create_dir(&donor2).unwrap();
+    embgraft::donor::write_gpt2_layout(&donor2.join("model.safetensors"), 8, 0.3, 7).unwrap();
+    let mut c = small_config(&f);
+    c.data.corpora = vec![f.corpus.display().to_string(), second.display().to_string()];
+    c.data.donor = vec![f.donor.display().to_string(), donor2.display().to_string()];
+    (c.graft.configs.0, c.run.seeds, c.run.sample_tokens) = (vec![Letter::A, Letter::B], 2, 5);
+    (c.protocol.max_steps, c.protocol.eval_every) = (Some(6), Some(3));
+
+    let one = f.root.join("one");
+    assert_eq!(compare_corpora(&c, &one, &Default::default()).unwrap().len(), 4);
+    let sharded = f.root.join("sharded");
+    let shard = |k| Control { shard: Some(Shard { k, n: 3 }), ..Default::default() };
+    for k in [1, 2] {
+        compare_corpora(&c, &sharded, &shard(k)).unwrap();
+    }
+    assert!(!sharded.join("report.md").exists(), "a shard writes no report");
+    let partial = rebuild_report(&sharded).unwrap();
+    assert_eq!(partial.cells, 16);
+    assert!(!partial.missing.is_empty() && partial.missing.len() < 16, "{:?}", partial.missing);
+    let any_missing = partial.missing[0].split(' ').next().unwrap().to_string();
+    let md = std::fs::read_to_string(sharded.join(&any_missing).join("report.md")).unwrap();
+    assert!(md.contains("## Missing cells") && md.contains("(not started)"), "{md}");
+    let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .args(["report", sharded.to_str().unwrap(), "--complete"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cells missing") && err.trim().lines().count() == 1, "{err}");
+
+    let mut other = c.clone();
+    other.optimizer.lr = 0.5;
+    let err = compare_corpora(&other, &sharded, &shard(3)).unwrap_err().to_string();
+    assert!(err.contains("lr = 0.5") && err.contains("same settings") && !err.contains('\n'), "{err}");
+
+    compare_corpora(&c, &sharded, &shard(3)).unwrap();
+    // The donors and corpora are not needed any more.
+    std::fs::remove_dir_all(&donor2).unwrap();
+    std::fs::remove_file(&second).unwrap();
+    let full = rebuild_report(&sharded).unwrap();
+    assert!(full.missing.is_empty(), "{:?}", full.missing);
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    let json = |p: &Path| without_wall_times(serde_json::from_slice(&read(p)).unwrap());
+    for p in pairs(&c) {
+        let (a, b) = (one.join(&p.name), sharded.join(&p.name));
+        assert!(read(&a.join("metrics.csv")) == read(&b.join("metrics.csv")), "{}: metrics.csv differs", p.name);
+        assert_eq!(json(&a.join("summary.json")), json(&b.join("summary.json")), "{}", p.name);
+    }
+    let overview = std::fs::read_to_string(sharded.join("report.md")).unwrap();
+    assert!(overview.contains("| question | gpt2-tiny__corpus | gpt2-tiny__second | other-donor__corpus | other-donor__second |"), "{overview}");
+    let first = std::fs::read(sharded.join("gpt2-tiny__corpus").join("report.md")).unwrap();
+    rebuild_report(&sharded).unwrap();
+    assert!(first == std::fs::read(sharded.join("gpt2-tiny__corpus").join("report.md")).unwrap(), "report is idempotent");
+}
+
+#[test]
+fn report_refuses_what_is_not_a_run_folder_or_is_corrupt() {
+    let f = fixture();
+    let bin = env!("CARGO_BIN_EXE_embgraft");
+    let o = Command::new(bin).args(["report", f.root.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("is not a run folder") && err.trim().lines().count() == 1, "{err}");
+    let mut c = small_config(&f);
+    (c.graft.configs.0, c.run.seeds) = (vec![Letter::A], 1);
+    let out = f.root.join("run");
+    experiment::compare(&c, &out, &Default::default()).unwrap();
+    let run = out.join("run-A-0.json");
+    let text = std::fs::read_to_string(&run).unwrap();
+    std::fs::write(&run, &text[..text.len() / 2]).unwrap();
+    let o = Command::new(bin).args(["report", out.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("corrupt or truncated") && err.trim().lines().count() == 1, "{err}");
+    // Outside Slurm, --shard slurm stops before anything is written.
+    let o = Command::new(bin)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .args(["compare", "--shard", "slurm", "--out", f.root.join("s").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("SLURM_ARRAY_TASK_ID") && !f.root.join("s").exists(), "{err}");
+}
+
 #[test]
 fn diverging_run_is_stopped_and_reported_while_others_go_on() {
     let f = fixture();
@@ -677,8 +780,8 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
     assert!(report.contains("| freeze_cost (B − C) |"), "{report}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(json["corpora"][1]["name"], "second");
-    assert_eq!(json["corpora"][0]["analysis"]["comparisons"][0]["key"], "freeze_cost");
+    assert_eq!(json["pairs"][1]["name"], "second");
+    assert_eq!(json["pairs"][0]["analysis"]["comparisons"][0]["key"], "freeze_cost");
     // The CLI takes --corpus several times.
     let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
         .args(["compare", "--corpus", &corpora[0], "--corpus", &corpora[1], "--donor", f.donor.to_str().unwrap()])
@@ -695,7 +798,7 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("on 2 corpus/corpora"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("on 2 donor/corpus pair(s)"));
 }
 
 /// Model 5 on the GPT-2-layout donor: B grafts wte and wpe (the donor's 1024 positions cut to

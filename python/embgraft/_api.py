@@ -144,8 +144,8 @@ class Result:
 
     def _analyses(self):
         """(corpus name or None, analysis) for one corpus or each of several."""
-        if "corpora" in self.summary:
-            return [(c["name"], c["analysis"]) for c in self.summary["corpora"]]
+        if "pairs" in self.summary:
+            return [(c["name"], c["analysis"]) for c in self.summary["pairs"]]
         return [(None, self.summary["analysis"])]
 
     @property

@@ -60,7 +60,7 @@ fn run(
                 cols,
                 data: embgraft::util::f32_from_bytes(b),
             };
-            cfg.data.donor = format!("in-memory array [{rows} x {cols}]");
+            cfg.data.donor = vec![format!("in-memory array [{rows} x {cols}]")];
             Some(e)
         }
         None => None,
@@ -98,12 +98,17 @@ fn run(
                 }
             })
         };
+        let shard = match &args.shard {
+            Some(s) => Some(embgraft::experiment::Shard::parse(s, &|k| std::env::var(k).ok())?),
+            None => None,
+        };
         let ctl = Control {
             force: args.force,
             resume: args.resume.is_some(),
             should_stop: &stop,
             donor: memory.as_ref(),
             progress: progress.as_ref().map(|_| &report as &dyn Fn(&Progress)),
+            shard,
         };
         embgraft::experiment::compare_corpora(&cfg, &out, &ctl)
     });
