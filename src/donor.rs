@@ -40,21 +40,16 @@ pub struct DonorFiles {
     pub config: Option<PathBuf>,
 }
 
-/// Resolves `--donor`: `gpt2` goes through the hub cache, anything else is a local path.
+/// Resolves `--donor`: `gpt2` and Hub ids (`org/name`) go through the Hugging Face cache
+/// (downloading what is missing), anything else is a local path.
 pub fn locate(spec: &str) -> Result<DonorFiles> {
-    if spec == "gpt2" || spec == GPT2_REPO {
-        let weights = fetch_gpt2()?;
-        // config.json is small and optional: Model 5 reads the head count from it.
-        let config = hf_hub::Cache::from_env().model(GPT2_REPO.to_string()).get("config.json").or_else(|| {
-            let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build().ok()?;
-            api.model(GPT2_REPO.to_string()).get("config.json").ok()
-        });
-        return Ok(DonorFiles { spec: spec.into(), weights, tokenizer: None, config });
+    if let Some(repo) = hub_id(spec) {
+        return locate_hub(spec, &repo);
     }
     let path = Path::new(spec);
     if !path.exists() {
         return Err(Error::Donor(format!(
-            "donor {spec} does not exist; pass --donor gpt2, a .safetensors file, or a folder with model.safetensors"
+            "donor {spec} does not exist; pass --donor gpt2, a Hub id like org/name, a .safetensors file, or a folder with model.safetensors"
         )));
     }
     if path.is_dir() {
@@ -77,21 +72,191 @@ pub fn locate(spec: &str) -> Result<DonorFiles> {
     })
 }
 
-fn fetch_gpt2() -> Result<PathBuf> {
-    let cache = hf_hub::Cache::from_env();
-    if let Some(p) = cache.model(GPT2_REPO.to_string()).get("model.safetensors") {
-        return Ok(p);
+/// The Hub repository a `--donor` names: `gpt2` (GPT-2's short name) or `org/name` that is
+/// not a local path.
+fn hub_id(spec: &str) -> Option<String> {
+    if spec == "gpt2" {
+        return Some(GPT2_REPO.to_string());
     }
-    eprintln!("downloading {GPT2_REPO} model.safetensors (548 MB) into {}", cache.path().display());
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build();
-    let got = api.and_then(|api| api.model(GPT2_REPO.to_string()).get("model.safetensors"));
-    got.map_err(|e| {
-        Error::Download(format!(
-            "cannot download {GPT2_REPO} ({e}); you may be offline: the Hugging Face cache is {}, \
-             or pass --donor PATH with a local model.safetensors",
-            cache.path().display()
-        ))
-    })
+    let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let (org, name) = spec.split_once('/')?;
+    let local = Path::new(spec).exists() || spec.starts_with('.') || spec.ends_with(".safetensors");
+    (!local && ok(org) && ok(name) && !name.contains('/')).then(|| spec.to_string())
+}
+
+/// The Hugging Face Hub as its own tools use it: the cache in `HF_HUB_CACHE`, else
+/// `HF_HOME`/hub, else ~/.cache/huggingface/hub; `HF_ENDPOINT` for a mirror; `HF_TOKEN` (else
+/// the token file `huggingface-cli login` writes) for gated models; `HF_HUB_OFFLINE=1` for
+/// the cache alone. The token is sent to the endpoint and never printed or saved.
+struct Hub {
+    cache: hf_hub::Cache,
+    endpoint: String,
+    token: Option<String>,
+    offline: bool,
+}
+
+impl Hub {
+    fn from_env() -> Hub {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let cache = match (var("HF_HUB_CACHE"), var("HF_HOME")) {
+            (Some(c), _) => hf_hub::Cache::new(c.into()),
+            (None, Some(h)) => hf_hub::Cache::new(Path::new(&h).join("hub")),
+            (None, None) => hf_hub::Cache::default(),
+        };
+        let token = var("HF_TOKEN").or_else(|| cache.token());
+        let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
+        let offline = var("HF_HUB_OFFLINE").is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()));
+        Hub { cache, endpoint: endpoint.trim_end_matches('/').to_string(), token, offline }
+    }
+
+    /// `file` of `repo` from the cache, downloaded (resuming a partial download) when missing.
+    /// None when the repository has no such file and it is not `required`.
+    fn get(&self, repo: &str, file: &str, required: bool) -> Result<Option<PathBuf>> {
+        if let Some(p) = self.cache.model(repo.to_string()).get(file) {
+            return Ok(Some(p));
+        }
+        if !required && self.known_missing(repo, file) {
+            return Ok(None);
+        }
+        if self.offline {
+            return match required {
+                false => Ok(None),
+                true => Err(Error::Download(format!(
+                    "HF_HUB_OFFLINE is set and {repo}/{file} is not in the cache {}; unset it to download, or give --donor a local path",
+                    self.cache.path().display()
+                ))),
+            };
+        }
+        let api = hf_hub::api::sync::ApiBuilder::from_cache(self.cache.clone())
+            .with_endpoint(self.endpoint.clone())
+            .with_token(self.token.clone())
+            // A dropped connection resumes where it stopped (a Range request), twice; after that
+            // the partial file stays in the cache and the next run resumes it.
+            .with_retries(2)
+            .with_progress(required && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .build()
+            .map_err(|e| Error::Download(format!("cannot start a download from {} ({e})", self.endpoint)))?;
+        if required {
+            eprintln!("downloading {repo}/{file} from {} into {}", self.endpoint, self.cache.path().display());
+        }
+        match api.model(repo.to_string()).get(file) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                let (status, code) = match &e {
+                    hf_hub::api::sync::ApiError::RequestError(r) => match r.as_ref() {
+                        ureq::Error::Status(s, resp) => (Some(*s), resp.header("x-error-code").map(str::to_string)),
+                        _ => (None, None),
+                    },
+                    _ => (None, None),
+                };
+                let entry_missing = status == Some(404) && code.as_deref() != Some("RepositoryNotFound");
+                if entry_missing && !required {
+                    return Ok(None);
+                }
+                Err(Error::Download(match (status, code.as_deref()) {
+                    (Some(401 | 403 | 404), Some("RepositoryNotFound")) | (Some(401 | 403), _) => format!(
+                        "donor {repo}: no such repository on {}, or it is private or gated{}; check the name{}",
+                        self.endpoint,
+                        if self.token.is_some() { " and your token has no access" } else { "" },
+                        if self.token.is_some() { "" } else { ", or set HF_TOKEN" }
+                    ),
+                    (Some(404), _) => format!("donor {repo} has no {file} on {}", self.endpoint),
+                    _ => format!(
+                        "cannot download {repo}/{file} from {} ({e}); rerun to resume it, or set HF_HUB_OFFLINE=1 to use the cache {} only",
+                        self.endpoint,
+                        self.cache.path().display()
+                    ),
+                }))
+            }
+        }
+    }
+}
+
+impl Hub {
+    fn repo_dir(&self, repo: &str) -> PathBuf {
+        self.cache.path().join(format!("models--{}", repo.replace('/', "--")))
+    }
+
+    fn commit(&self, repo: &str) -> Option<String> {
+        let c = std::fs::read_to_string(self.repo_dir(repo).join("refs").join("main")).ok()?;
+        Some(c.trim().to_string()).filter(|c| !c.is_empty() && !c.contains(['/', '.']))
+    }
+
+    /// Whether an earlier download found that the cached revision has no `file`.
+    fn known_missing(&self, repo: &str, file: &str) -> bool {
+        self.commit(repo).is_some_and(|c| self.repo_dir(repo).join(".no_exist").join(c).join(file).exists())
+    }
+
+    /// Records that the cached revision has none of `files` (as huggingface_hub's `.no_exist`
+    /// markers do), so a later run without the network does not need to ask again.
+    fn remember_missing(&self, repo: &str, files: &[&str]) {
+        let Some(c) = self.commit(repo) else { return };
+        let dir = self.repo_dir(repo).join(".no_exist").join(c);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            for f in files {
+                let _ = std::fs::File::create(dir.join(f));
+            }
+        }
+    }
+}
+
+/// A Hub donor: its safetensors weights (`model.safetensors`, or of a sharded model only the
+/// shard that holds the embedding, found through `model.safetensors.index.json`), and its
+/// tokenizer.json and config.json when it has them. Never a pickle file.
+fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
+    let hub = Hub::from_env();
+    // Files the repository turned out not to have, remembered for runs without the network.
+    let mut missing = Vec::new();
+    let weights = match hub.get(repo, "model.safetensors", false)? {
+        Some(w) => w,
+        None => {
+            missing.push("model.safetensors");
+            let Some(index) = hub.get(repo, "model.safetensors.index.json", false)? else {
+                return Err(match hub.offline {
+                    true => Error::Download(format!(
+                        "HF_HUB_OFFLINE is set and {repo} is not in the cache {}; unset it to download, or give --donor a local path",
+                        hub.cache.path().display()
+                    )),
+                    false => Error::Donor(format!(
+                        "donor {repo} has no safetensors weights on {} (neither model.safetensors nor model.safetensors.index.json); \
+                         embgraft reads safetensors only, never pickle files: pick a repository with safetensors",
+                        hub.endpoint
+                    )),
+                });
+            };
+            let shard = embedding_shard(repo, &index)?;
+            hub.get(repo, &shard, true)?.ok_or_else(|| Error::Download(format!("{repo}/{shard} could not be fetched")))?
+        }
+    };
+    // GPT-2's BPE is compiled in; other models bring their tokenizer.json (when they have one).
+    let tokenizer = if repo == GPT2_REPO { None } else { hub.get(repo, "tokenizer.json", false)? };
+    let config = hub.get(repo, "config.json", false)?;
+    if tokenizer.is_none() && repo != GPT2_REPO {
+        missing.push("tokenizer.json");
+    }
+    if config.is_none() {
+        missing.push("config.json");
+    }
+    if !hub.offline {
+        hub.remember_missing(repo, &missing);
+    }
+    Ok(DonorFiles { spec: spec.into(), weights, tokenizer, config })
+}
+
+/// The file of a sharded checkpoint that holds the token embedding, from its index.
+fn embedding_shard(repo: &str, index: &Path) -> Result<String> {
+    let bad = |why: String| Error::Donor(format!("{repo}: {} is unusable ({why})", index.display()));
+    let text = std::fs::read_to_string(index).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no weight_map".into()))?;
+    let file = EMBEDDING_NAMES
+        .iter()
+        .find_map(|n| map.get(*n).and_then(|f| f.as_str()))
+        .ok_or_else(|| bad(format!("none of the known embedding names ({}) is in it", EMBEDDING_NAMES.join(", "))))?;
+    if file.contains('/') || file.contains("..") || !file.ends_with(".safetensors") {
+        return Err(bad(format!("it points at {file}, not a safetensors file beside it")));
+    }
+    Ok(file.to_string())
 }
 
 /// A memory-mapped safetensors file.

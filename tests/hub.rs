@@ -1,0 +1,262 @@
+//! `--donor org/name` against a server on 127.0.0.1 that answers the way the Hugging Face Hub
+//! does: `/{repo}/resolve/main/{file}` redirects (relatively) to the file, with `ETag`,
+//! `X-Repo-Commit`, `Content-Length` and `Range` support; unknown repositories and files get
+//! the Hub's 401/404 with `X-Error-Code`; one repository is gated behind a token. The server
+//! is started by each test, serves a bounded number of connections and stops itself.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const TOKEN: &str = "hf_test_secret_token_5c9d";
+
+struct Hub {
+    addr: String,
+    /// (method, path, Range header) of every request, in order.
+    log: Arc<Mutex<Vec<(String, String, Option<String>)>>>,
+    /// While set, every download of a `model.safetensors` is cut off halfway (a connection
+    /// that keeps failing: the client's own retries resume and fail again).
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Serves `files` (repo -> file name -> bytes); `tiny-org/gated` needs the test token.
+    fn start(files: HashMap<String, HashMap<String, Vec<u8>>>) -> Hub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let (log, cut, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (l, c, s) = (Arc::clone(&log), Arc::clone(&cut), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => serve(stream, &files, &l, &c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Hub { addr, log, cut, stop, thread: Some(thread) }
+    }
+
+    fn requests(&self) -> Vec<(String, String, Option<String>)> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    files: &HashMap<String, HashMap<String, Vec<u8>>>,
+    log: &Mutex<Vec<(String, String, Option<String>)>>,
+    cut: &AtomicBool,
+) {
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    log.lock().unwrap().push((method.clone(), path.clone(), headers.get("range").cloned()));
+    let reply = |stream: &mut TcpStream, status: &str, extra: &[(&str, String)], body: &[u8]| {
+        let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body);
+    };
+    // /{org}/{name}/resolve/main/{file} -> /cdn/{org}/{name}/{file}
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (cdn, repo, file) = match seg.as_slice() {
+        [org, name, "resolve", "main", file] => (false, format!("{org}/{name}"), file.to_string()),
+        ["cdn", org, name, file] => (true, format!("{org}/{name}"), file.to_string()),
+        _ => return reply(&mut stream, "404 Not Found", &[], b"not found"),
+    };
+    let authorised = headers.get("authorization").is_some_and(|a| a == &format!("Bearer {TOKEN}"));
+    let Some(repo_files) = files.get(&repo).filter(|_| repo != "tiny-org/gated" || authorised) else {
+        let code = ("X-Error-Code", "RepositoryNotFound".to_string());
+        return reply(&mut stream, "401 Unauthorized", &[code], b"Repository not found");
+    };
+    let Some(data) = repo_files.get(&file) else {
+        return reply(&mut stream, "404 Not Found", &[("X-Error-Code", "EntryNotFound".into())], b"Entry not found");
+    };
+    let etag = format!("\"{:016x}{:08x}\"", fnv(data), data.len());
+    let ids = [("ETag", etag), ("X-Repo-Commit", COMMIT.to_string()), ("Accept-Ranges", "bytes".to_string())];
+    if !cdn {
+        let mut h = ids.to_vec();
+        h.push(("Location", format!("/cdn/{repo}/{file}")));
+        return reply(&mut stream, "302 Found", &h, b"");
+    }
+    let (start, end) = match headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-')) {
+        Some((a, b)) => (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().map_or(data.len() - 1, |e| e.min(data.len() - 1))),
+        None => (0, data.len() - 1),
+    };
+    let body = &data[start..=end];
+    let mut h = ids.to_vec();
+    h.push(("Content-Range", format!("bytes {start}-{end}/{}", data.len())));
+    let status = if headers.contains_key("range") { "206 Partial Content" } else { "200 OK" };
+    if file == "model.safetensors" && body.len() > 1 && cut.load(Ordering::SeqCst) {
+        // Promise the whole body, send half, hang up.
+        let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in &h {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body[..body.len() / 2]);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    reply(&mut stream, status, &h, body);
+    let _ = reader.read(&mut [0u8; 1]);
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+fn embgraft(args: &[&str], env: &[(&str, &str)], cache: &Path) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_embgraft"));
+    for k in ["HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE"] {
+        c.env_remove(k);
+    }
+    c.env("HF_HUB_CACHE", cache).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn safetensors_bytes(dir: &Path, name: &str, dim: usize) -> Vec<u8> {
+    let p = dir.join(name);
+    embgraft::donor::write_gpt2_layout(&p, dim, 0.5, 3).unwrap();
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn hub_donors_download_resume_cache_and_fail_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = safetensors_bytes(dir.path(), "w.safetensors", 8);
+    let shard = safetensors_bytes(dir.path(), "s.safetensors", 8);
+    let index = serde_json::json!({"metadata": {}, "weight_map": {
+        "wte.weight": "model-00002-of-00002.safetensors", "h.0.ln_1.weight": "model-00001-of-00002.safetensors"}});
+    let files: HashMap<String, HashMap<String, Vec<u8>>> = HashMap::from([
+        ("tiny-org/tiny-model".into(), HashMap::from([("model.safetensors".into(), weights.clone())])),
+        ("tiny-org/gated".into(), HashMap::from([("model.safetensors".into(), weights.clone())])),
+        ("tiny-org/pickle-only".into(), HashMap::from([("pytorch_model.bin".into(), b"not read".to_vec())])),
+        (
+            "tiny-org/sharded".into(),
+            HashMap::from([
+                ("model.safetensors.index.json".into(), index.to_string().into_bytes()),
+                ("model-00001-of-00002.safetensors".into(), b"never fetched".to_vec()),
+                ("model-00002-of-00002.safetensors".into(), shard.clone()),
+            ]),
+        ),
+    ]);
+    let hub = Hub::start(files);
+    let cache = dir.path().join("cache");
+    let online = [("HF_ENDPOINT", hub.addr.as_str())];
+
+    // A connection cut mid-file: a one-line error and no file in the cache's snapshot.
+    hub.cut.store(true, Ordering::SeqCst);
+    let o = embgraft(&["inspect", "tiny-org/tiny-model"], &online, &cache);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot download tiny-org/tiny-model/model.safetensors") && err.contains("rerun"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error") || l.contains("cannot")).count(), 1, "{err}");
+    let snapshot = cache.join("models--tiny-org--tiny-model").join("snapshots").join(COMMIT).join("model.safetensors");
+    assert!(!snapshot.exists());
+    hub.cut.store(false, Ordering::SeqCst);
+
+    // The rerun resumes where the cut left it (a Range request past 0) and gets the right bytes.
+    let o = embgraft(&["inspect", "tiny-org/tiny-model"], &online, &cache);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("wte.weight"), "{}", text(&o));
+    assert_eq!(std::fs::read(&snapshot).unwrap(), weights, "the cached file has other bytes than the server's");
+    let resumed = hub.requests().iter().any(|(_, p, r)| {
+        p.ends_with("/model.safetensors") && r.as_deref().is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-"))
+    });
+    assert!(resumed, "no resuming Range request: {:?}", hub.requests());
+
+    // A sharded model: only the index and the shard with the embedding are fetched.
+    let o = embgraft(&["inspect", "tiny-org/sharded"], &online, &cache);
+    assert!(o.status.success(), "{}", text(&o));
+    let paths: Vec<String> = hub.requests().into_iter().map(|(_, p, _)| p).collect();
+    assert!(paths.iter().any(|p| p.ends_with("model-00002-of-00002.safetensors")));
+    assert!(!paths.iter().any(|p| p.contains("model-00001-of-00002")), "{paths:?}");
+
+    // A gated repository: without the token a one-line error that says what to do; with it,
+    // the download works and the token appears nowhere, neither in output nor in a run folder.
+    let o = embgraft(&["inspect", "tiny-org/gated"], &online, &cache);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("private or gated") && err.contains("HF_TOKEN"), "{err}");
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, common::tiny_corpus()).unwrap();
+    let out = dir.path().join("run");
+    let with_token = [("HF_ENDPOINT", hub.addr.as_str()), ("HF_TOKEN", TOKEN)];
+    let args = ["compare", "--donor", "tiny-org/gated", "--corpus", corpus.to_str().unwrap(), "--configs", "B"];
+    let more = ["--seeds", "1", "--max-steps", "2", "--sample-tokens", "3", "--out", out.to_str().unwrap()];
+    let o = embgraft(&[&args[..], &more[..]].concat(), &with_token, &cache);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(TOKEN));
+    for f in std::fs::read_dir(&out).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token was saved in the run folder");
+    }
+
+    // Neither a repository that does not exist nor one without safetensors is read.
+    let o = embgraft(&["inspect", "tiny-org/nope"], &online, &cache);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("tiny-org/nope") && err.trim().lines().count() == 1, "{err}");
+    let o = embgraft(&["inspect", "tiny-org/pickle-only"], &online, &cache);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no safetensors weights") && err.contains("never pickle"), "{err}");
+    assert!(!hub.requests().iter().any(|(_, p, _)| p.ends_with("pytorch_model.bin")));
+
+    // With the server gone, the cache serves what was downloaded, also when offline is asked.
+    drop(hub);
+    let o = embgraft(&["inspect", "tiny-org/tiny-model"], &[("HF_ENDPOINT", "http://127.0.0.1:9")], &cache);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = embgraft(&["inspect", "tiny-org/sharded"], &[("HF_HUB_OFFLINE", "1")], &cache);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = embgraft(&["inspect", "tiny-org/other"], &[("HF_HUB_OFFLINE", "1")], &cache);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("HF_HUB_OFFLINE"), "{err}");
+}
