@@ -162,7 +162,8 @@ impl Hub {
                     ),
                     (Some(404), _) => format!("donor {repo} has no {file} on {}", self.endpoint),
                     _ => format!(
-                        "cannot download {repo}/{file} from {} ({e}); rerun to resume it, or set HF_HUB_OFFLINE=1 to use the cache {} only",
+                        "cannot download {repo}/{file} from {} ({e}); rerun to resume it, set HF_HUB_OFFLINE=1 to use the cache {} only, \
+                         or pass --donor PATH with a local model.safetensors",
                         self.endpoint,
                         self.cache.path().display()
                     ),
@@ -230,11 +231,18 @@ fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
     };
     // GPT-2's BPE is compiled in; other models bring their tokenizer.json (when they have one).
     let tokenizer = if repo == GPT2_REPO { None } else { hub.get(repo, "tokenizer.json", false)? };
-    let config = hub.get(repo, "config.json", false)?;
+    // config.json only refines Model 5's head count: without the network, go on without it.
+    let (config, unreachable) = match hub.get(repo, "config.json", false) {
+        Ok(c) => (c, false),
+        Err(e) => {
+            eprintln!("note: {e}; going on without config.json");
+            (None, true)
+        }
+    };
     if tokenizer.is_none() && repo != GPT2_REPO {
         missing.push("tokenizer.json");
     }
-    if config.is_none() {
+    if config.is_none() && !unreachable {
         missing.push("config.json");
     }
     if !hub.offline {

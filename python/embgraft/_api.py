@@ -143,7 +143,7 @@ class Result:
         self.summary = json.loads(path.read_text())
 
     def _analyses(self):
-        """(corpus name or None, analysis) for one corpus or each of several."""
+        """(pair name or None, analysis) for one donor/corpus pair or each of several."""
         if "pairs" in self.summary:
             return [(c["name"], c["analysis"]) for c in self.summary["pairs"]]
         return [(None, self.summary["analysis"])]
