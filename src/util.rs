@@ -5,16 +5,12 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced, then
-/// renamed over `path`: a reader (or a crash) never sees half a file, and a failed write
-/// leaves the old file intact and no temporary file behind.
 /// Creates `path` with `data` unless it exists: atomically (a temporary file, fsynced, then
 /// linked into place only if the name is free), so of several processes racing to create it
 /// exactly one wins and no reader sees it half-written. Ok(false) when it already existed.
 pub fn write_new(path: &Path, data: &[u8]) -> Result<bool> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    let mut tmp = temp_beside(path).map_err(fail)?;
     tmp.write_all(data).map_err(fail)?;
     tmp.as_file().sync_all().map_err(fail)?;
     match tmp.persist_noclobber(path) {
@@ -24,6 +20,9 @@ pub fn write_new(path: &Path, data: &[u8]) -> Result<bool> {
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced, then
+/// renamed over `path`: a reader (or a crash) never sees half a file, and a failed write
+/// leaves the old file intact and no temporary file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
     write_atomic_with(path, |tmp| tmp.as_file_mut().write_all(bytes).map_err(fail))
@@ -33,20 +32,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// path (a PNG encoder writes by path; the temporary name keeps `path`'s extension for it).
 /// Whatever `fill` wrote is fsynced before the rename; if it fails, the temporary file goes.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = path.extension().map_or(String::new(), |e| format!(".{}", e.to_string_lossy()));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(&format!(".tmp{ext}"))
-        .tempfile_in(dir)
-        .map_err(fail)?;
+    let mut tmp = temp_beside(path).map_err(fail)?;
     fill(&mut tmp)?;
     // fsync is per file, not per descriptor: it also flushes what was written by path.
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// A hidden temporary file in `path`'s folder, named after it and keeping its extension. Its
+/// permissions are the ones a plain file gets (0666 less the umask, usually 0644), not
+/// tempfile's private 0600: a run folder on a cluster's shared file system stays readable to
+/// whoever the user's umask lets read it.
+fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map_or(String::new(), |e| format!(".{}", e.to_string_lossy()));
+    let (prefix, suffix) = (format!(".{name}."), format!(".tmp{ext}"));
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(&suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(dir)
 }
 
 /// A float slice's bytes as stored on disk (little-endian, as every supported target is).
@@ -121,6 +132,25 @@ mod tests {
         assert!(err.contains("cannot write") && err.contains("report.md"), "{err}");
         assert_eq!(std::fs::read(&p).unwrap(), b"good report");
         assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 1, "the temporary file is removed");
+    }
+
+    /// Result files get a plain file's permissions (what the umask allows), not 0600; the
+    /// create-once writer keeps the first file.
+    #[cfg(unix)]
+    #[test]
+    fn result_files_get_plain_permissions_and_write_new_keeps_the_first() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.toml"));
+        write_atomic(&a, b"{}").unwrap();
+        assert!(write_new(&b, b"first").unwrap());
+        assert_eq!((mode(&a), mode(&b)), (mode(&plain), mode(&plain)));
+        assert!(!write_new(&b, b"second").unwrap());
+        assert_eq!(std::fs::read(&b).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file left");
     }
 
     #[test]
