@@ -98,7 +98,8 @@ def _run(command, kwargs):
     kwargs = dict(kwargs)
     donor = kwargs.get("donor")
     memory = None
-    if donor is not None and not isinstance(donor, (str, Path)):
+    several = isinstance(donor, (list, tuple)) and all(isinstance(d, (str, Path)) for d in donor)
+    if donor is not None and not isinstance(donor, (str, Path)) and not several:
         memory = _array(donor)
         kwargs["donor"] = None
     progress = kwargs.pop("progress", True)
@@ -111,7 +112,9 @@ def compare(**kwargs):
     """Runs configurations A-D (or ``configs=``) over ``seeds=`` seeds and returns a :class:`Result`.
 
     Keywords are the command line's flags in snake_case (see ``embgraft.settings()``);
-    ``donor=`` may be a 2-D array; ``resume=run_dir`` continues an interrupted run;
+    ``donor=`` may be a 2-D array, or a list of donors (and ``corpus=`` a list of corpora) to run
+    each pair and compare them side by side; ``shard="2/4"`` runs one slice of the grid (merge
+    with ``embgraft report DIR``); ``resume=run_dir`` continues an interrupted run;
     ``progress=False`` trains silently. Errors raise ``embgraft.Error`` subclasses.
     """
     return _run("compare", kwargs)

@@ -161,3 +161,23 @@ def test_inspect_report_and_settings(inputs, tmp_path):
     assert {"max_steps", "seeds", "lr_group", "corpus", "donor"} <= set(names)
     with pytest.raises(embgraft.InputError, match="summary.json"):
         embgraft.report(tmp_path)
+
+
+def test_several_donors_and_shards_merge(inputs, tmp_path):
+    """donor= as a list runs every pair; shards of the same grid into one folder, merged by the
+    report command, give the one-call run's metrics."""
+    other = tmp_path / "other-donor"
+    other.mkdir()
+    write_safetensors(other / "model.safetensors", {"wte.weight": inputs["wte"] * 0.5})
+    kw = dict(SMALL, donor=[inputs["donor"], str(other)], corpus=inputs["corpus"], configs="B,C")
+    one = embgraft.compare(out=str(tmp_path / "one"), **kw)
+    assert [name for name, _ in one._analyses()] == ["donor", "other-donor"]
+    for k in (1, 2):
+        embgraft.compare(out=str(tmp_path / "sharded"), shard=f"{k}/2", **kw)
+    p = cli("report", str(tmp_path / "sharded"), "--complete")
+    assert p.returncode == 0, p.stderr
+    for pair in ("donor", "other-donor"):
+        a = (tmp_path / "one" / pair / "metrics.csv").read_bytes()
+        assert a == (tmp_path / "sharded" / pair / "metrics.csv").read_bytes()
+    with pytest.raises(embgraft.InputError, match="is not K/N"):
+        embgraft.compare(out=str(tmp_path / "bad"), shard="3/2", **kw)
