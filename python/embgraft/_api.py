@@ -105,6 +105,9 @@ def _run(command, kwargs):
     progress = kwargs.pop("progress", True)
     callback = _Progress() if progress is True else (progress or None)
     out = _embgraft.run(_argv(command, kwargs), memory, callback)
+    if kwargs.get("shard"):
+        # A shard writes its cells only; `embgraft report DIR` merges the shards' folder.
+        return Path(out)
     return Result(out)
 
 
@@ -113,8 +116,9 @@ def compare(**kwargs):
 
     Keywords are the command line's flags in snake_case (see ``embgraft.settings()``);
     ``donor=`` may be a 2-D array, or a list of donors (and ``corpus=`` a list of corpora) to run
-    each pair and compare them side by side; ``shard="2/4"`` runs one slice of the grid (merge
-    with ``embgraft report DIR``); ``resume=run_dir`` continues an interrupted run;
+    each pair and compare them side by side; ``shard="2/4"`` runs one slice of the grid and
+    returns the shared folder (merge the shards with ``embgraft report DIR``); ``resume=run_dir``
+    continues an interrupted run;
     ``progress=False`` trains silently. Errors raise ``embgraft.Error`` subclasses.
     """
     return _run("compare", kwargs)

@@ -173,7 +173,7 @@ def test_several_donors_and_shards_merge(inputs, tmp_path):
     one = embgraft.compare(out=str(tmp_path / "one"), **kw)
     assert [name for name, _ in one._analyses()] == ["donor", "other-donor"]
     for k in (1, 2):
-        embgraft.compare(out=str(tmp_path / "sharded"), shard=f"{k}/2", **kw)
+        assert embgraft.compare(out=str(tmp_path / "sharded"), shard=f"{k}/2", **kw) == tmp_path / "sharded"
     p = cli("report", str(tmp_path / "sharded"), "--complete")
     assert p.returncode == 0, p.stderr
     for pair in ("donor", "other-donor"):
