@@ -552,24 +552,15 @@ fn prior(out: &Path, letter: Letter, seed: u64) -> Result<Prior> {
 /// `ctl.should_stop`, it writes everything measured so far and returns
 /// [`Error::Interrupted`]; `ctl.resume` then continues where it stopped.
 pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summary> {
-    if cfg.data.corpora.len() > 1 {
-        return Err(Error::Input("compare takes one corpus; use compare_corpora for several".into()));
+    if pairs(cfg).len() > 1 {
+        return Err(Error::Input(
+            "compare takes one donor and one corpus; use compare_corpora for several".into(),
+        ));
     }
-    let started = Instant::now();
-    // Every input is checked before the output folder is created: bad input leaves no files.
-    let dev = device(&cfg.run.device)?;
-    if ctl.resume {
-        if !out.join("config.toml").is_file() {
-            return Err(Error::Input(format!(
-                "--resume {}: no config.toml there; give the folder of an earlier compare",
-                out.display()
-            )));
-        }
-    } else {
-        check_out_dir(out, ctl.force)?;
-    }
-    let inputs = load_inputs_with(cfg, ctl.donor)?;
-    run_grid(cfg, &inputs, &dev, out, ctl, started, None)
+    compare_corpora(cfg, out, ctl)?
+        .pop()
+        .map(|(_, s)| s)
+        .ok_or_else(|| Error::Input(format!("no cell of this experiment falls to this shard ({out:?})")))
 }
 
 /// The (seed, config) cells of a one-pair experiment, in the order they run: seed by seed.
@@ -592,10 +583,8 @@ fn run_grid(
 ) -> Result<Summary> {
     let info = inputs.summary(cfg);
     let seconds_to_inputs = started.elapsed().as_secs_f64();
-    let grid: Vec<(u64, Letter)> = match only {
-        Some(cells) => grid(cfg).into_iter().filter(|c| cells.contains(c)).collect(),
-        None => grid(cfg),
-    };
+    // A shard's cells come in the grid's order already (see `shard_cells`).
+    let grid: Vec<(u64, Letter)> = only.map_or_else(|| grid(cfg), <[_]>::to_vec);
     announce(cfg, &info, inputs.unused_rows, grid.len());
     // A shard always takes up what its folder holds: a finished cell is kept, an unfinished one
     // continues from its checkpoint (a requeued or preempted array task).
@@ -1050,73 +1039,77 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     let cfg = ExperimentConfig::from_toml(&text)
         .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e})", cfg_path.display())))?;
     let pairs = pairs(&cfg);
-    let (mut done, mut missing, mut cells) = (Vec::new(), Vec::new(), 0);
+    let (mut done, mut missing) = (Vec::new(), Vec::new());
     for p in &pairs {
-        let sub = if p.name.is_empty() { dir.to_path_buf() } else { dir.join(&p.name) };
-        let label = |l: Letter, seed: u64| match p.name.is_empty() {
-            true => format!("{l} seed {seed}"),
-            false => format!("{} {l} seed {seed}", p.name),
-        };
-        let grid = grid(&p.cfg);
-        cells += grid.len();
-        let info_path = sub.join("inputs.json");
-        let Ok(info_text) = std::fs::read_to_string(&info_path) else {
-            missing.extend(grid.iter().map(|&(s, l)| format!("{} (not started)", label(l, s))));
-            continue;
-        };
-        let info: InputSummary = serde_json::from_str(&info_text).map_err(|e| {
-            Error::Input(format!("{} is corrupt ({e}); rerun one shard of that pair to write it again", info_path.display()))
-        })?;
-        let (mut runs, mut here) = (Vec::new(), Vec::new());
-        for &(seed, l) in &grid {
-            let f = run_file(&sub, l, seed);
-            match std::fs::read_to_string(&f) {
-                Ok(t) => runs.push(serde_json::from_str::<RunResult>(&t).map_err(|e| {
-                    Error::Input(format!(
-                        "{} is corrupt or truncated ({e}); delete it and run that cell again (its --shard, or --resume)",
-                        f.display()
-                    ))
-                })?),
-                Err(_) if checkpoint_file(&sub, l, seed).exists() => {
-                    here.push(format!("{} (unfinished: has a checkpoint)", label(l, seed)))
-                }
-                Err(_) => here.push(format!("{} (not started)", label(l, seed))),
-            }
+        let (summary, absent) = rebuild_pair(dir, p)?;
+        missing.extend(absent);
+        if let Some(s) = summary {
+            done.push((p.name.clone(), s));
         }
-        let steps_per_epoch = info.train_windows.div_ceil(p.cfg.protocol.batch_size.max(1));
-        let metrics: String = grid
-            .iter()
-            .filter_map(|&(seed, l)| runs.iter().find(|r| r.config == l && r.seed == seed).map(|r| (seed, l, r)))
-            .map(|(seed, l, r)| metrics_rows(l, seed, &r.points))
-            .collect();
-        let summary = Summary {
-            embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
-            inputs: info,
-            analysis: crate::stats::analyse(&runs, steps_per_epoch),
-            wall_seconds: runs.iter().map(|r| r.wall_seconds).sum(),
-            runs,
-            seconds_to_inputs: 0.0,
-            seconds_to_first_step: None,
-        };
-        crate::report::write_all(&sub, &p.cfg, &summary)?;
-        crate::util::write_atomic(&sub.join("metrics.csv"), format!("{METRICS_HEADER}{metrics}").as_bytes())?;
-        if !here.is_empty() {
-            let md = std::fs::read_to_string(sub.join("report.md")).unwrap_or_default();
-            let note = format!(
-                "\n## Missing cells\n\nThis report covers {} of {} cells; not finished yet: {}. Rerun `embgraft report` when they are.\n",
-                grid.len() - here.len(),
-                grid.len(),
-                here.join(", ")
-            );
-            crate::util::write_atomic(&sub.join("report.md"), format!("{md}{note}").as_bytes())?;
-        }
-        missing.extend(here);
-        done.push((p.name.clone(), summary));
     }
     if pairs.len() > 1 {
         crate::report::write_corpora(dir, &cfg, &done)?;
     }
+    let cells = pairs.iter().map(|p| grid(&p.cfg).len()).sum();
     Ok(Rebuilt { pairs: done, missing, cells })
+}
+
+/// One pair's result files from its folder's inputs.json and run files; the summary (None
+/// when no shard has started the pair) and the pair's cells without a run file, named.
+fn rebuild_pair(dir: &Path, p: &Pair) -> Result<(Option<Summary>, Vec<String>)> {
+    let sub = if p.name.is_empty() { dir.to_path_buf() } else { dir.join(&p.name) };
+    let label = |l: Letter, seed: u64| match p.name.is_empty() {
+        true => format!("{l} seed {seed}"),
+        false => format!("{} {l} seed {seed}", p.name),
+    };
+    let grid = grid(&p.cfg);
+    let info_path = sub.join("inputs.json");
+    let Ok(info_text) = std::fs::read_to_string(&info_path) else {
+        return Ok((None, grid.iter().map(|&(s, l)| format!("{} (not started)", label(l, s))).collect()));
+    };
+    let info: InputSummary = serde_json::from_str(&info_text).map_err(|e| {
+        Error::Input(format!("{} is corrupt ({e}); rerun one shard of that pair to write it again", info_path.display()))
+    })?;
+    let (mut runs, mut missing) = (Vec::new(), Vec::new());
+    for &(seed, l) in &grid {
+        let f = run_file(&sub, l, seed);
+        match std::fs::read_to_string(&f) {
+            Ok(t) => runs.push(serde_json::from_str::<RunResult>(&t).map_err(|e| {
+                Error::Input(format!(
+                    "{} is corrupt or truncated ({e}); delete it and run that cell again (its --shard, or --resume)",
+                    f.display()
+                ))
+            })?),
+            Err(_) if checkpoint_file(&sub, l, seed).exists() => {
+                missing.push(format!("{} (unfinished: has a checkpoint)", label(l, seed)))
+            }
+            Err(_) => missing.push(format!("{} (not started)", label(l, seed))),
+        }
+    }
+    // The runs are in the grid's order, as a one-process run appends them.
+    let metrics: String = runs.iter().map(|r| metrics_rows(r.config, r.seed, &r.points)).collect();
+    let steps_per_epoch = info.train_windows.div_ceil(p.cfg.protocol.batch_size.max(1));
+    let summary = Summary {
+        embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
+        inputs: info,
+        analysis: crate::stats::analyse(&runs, steps_per_epoch),
+        wall_seconds: runs.iter().map(|r| r.wall_seconds).sum(),
+        runs,
+        seconds_to_inputs: 0.0,
+        seconds_to_first_step: None,
+    };
+    let note = match missing.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\n## Missing cells\n\nThis report covers {} of {} cells; not finished yet: {}. Rerun `embgraft report` when they are.\n",
+            grid.len() - missing.len(),
+            grid.len(),
+            missing.join(", ")
+        ),
+    };
+    crate::report::write_all_with(&sub, &p.cfg, &summary, &note)?;
+    crate::util::write_atomic(&sub.join("metrics.csv"), format!("{METRICS_HEADER}{metrics}").as_bytes())?;
+    Ok((Some(summary), missing))
 }
 
 /// A folder name for a corpus: its file name without extension, in safe characters.

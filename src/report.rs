@@ -17,6 +17,11 @@ use crate::util::write_atomic;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> {
+    write_all_with(out, cfg, s, "")
+}
+
+/// As [`write_all`], with `extra` (markdown) at the end of report.md.
+pub fn write_all_with(out: &Path, cfg: &ExperimentConfig, s: &Summary, extra: &str) -> Result<()> {
     // Text is measured with this font for the SVG too, so register it before any drawing.
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
@@ -38,7 +43,7 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     if s.analysis.comparisons.iter().any(|c| c.over_time.len() > 1) {
         write_answer_plots(out, &s.analysis.comparisons)?;
     }
-    write_atomic(&out.join("report.md"), markdown(cfg, s, &drift).as_bytes())?;
+    write_atomic(&out.join("report.md"), format!("{}{extra}", markdown(cfg, s, &drift)).as_bytes())?;
     Ok(())
 }
 
