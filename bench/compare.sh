@@ -26,17 +26,4 @@ for shape in 64x8 16x64; do
         done
     done
 done
-$PY - "$results" <<'PYEOF'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-key = lambda r: (r["batch"], r["seq_len"], r["trainable"])
-print(f"{'shape':>7} {'mode':>9} {'implementation':>22} {'tokens/s':>10} {'peak RSS MB':>12} {'vs PyTorch':>10}")
-for k in sorted({key(r) for r in rows}):
-    group = [r for r in rows if key(r) == k]
-    impls = sorted({r["implementation"] for r in group})
-    med = {i: statistics.median(r["tokens_per_s"] for r in group if r["implementation"] == i) for i in impls}
-    rss = {i: statistics.median(r["peak_rss_mb"] for r in group if r["implementation"] == i) for i in impls}
-    torch_tps = next(v for i, v in med.items() if i.startswith("pytorch"))
-    for i in impls:
-        print(f"{k[0]:>3}x{k[1]:<3} {'trainable' if k[2] else 'frozen':>9} {i:>22} {med[i]:>10.0f} {rss[i]:>12.0f} {med[i] / torch_tps:>9.2f}x")
-PYEOF
+$PY bench/summarize.py "$results" --memory rss

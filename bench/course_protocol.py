@@ -19,38 +19,14 @@ and each configuration's final test loss.
 """
 import argparse
 import json
-import struct
 import time
 
-import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-DTYPES = {"F32": np.float32, "I64": np.int64}
-
-
-def read_tensor(path, name):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        info = header[name]
-        lo, hi = info["data_offsets"]
-        f.seek(8 + n + lo)
-        data = np.frombuffer(f.read(hi - lo), dtype=DTYPES[info["dtype"]])
-    return torch.from_numpy(data.copy()).reshape(info["shape"])
-
-
-class Model1(nn.Module):
-    def __init__(self, vocab, dim):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab, dim)
-        self.gelu = nn.GELU()
-        self.unembedding = nn.Linear(dim, vocab, bias=False)
-
-    def forward(self, x):
-        return self.unembedding(self.gelu(self.embedding(x)))
+# The same Model 1 and safetensors reader as the step benchmark (this script's folder is on sys.path).
+from model1_bench import Model1, read_tensor
 
 
 def main():

@@ -82,27 +82,7 @@ done
         --batches "$work/batches-64x8.safetensors" --tf32 >>"$results"
     timeout 120 $PY bench/model1_bench.py --device cuda --batches "$work/batches-64x8.safetensors" $flag --warmup 3 --tf32 >>"$results"
 done
-$PY - "$results" <<'PYEOF' | tee "$out/step-bench.txt"
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-key = lambda r: (r["batch"], r["seq_len"], r["trainable"], r.get("tf32", False))
-print(f"{'shape':>7} {'mode':>14} {'implementation':>22} {'tokens/s':>11} {'ms/step':>8} {'peak GPU MiB':>13} {'vs PyTorch':>10}")
-for k in sorted({key(r) for r in rows}):
-    group = [r for r in rows if key(r) == k]
-    impls = sorted({r["implementation"] for r in group})
-    med = {i: statistics.median(r["tokens_per_s"] for r in group if r["implementation"] == i) for i in impls}
-    step = {i: statistics.median(r["median_step_s"] for r in group if r["implementation"] == i) for i in impls}
-    mem = {i: statistics.median(r["peak_gpu_mb"] or 0 for r in group if r["implementation"] == i) for i in impls}
-    torch_tps = next((v for i, v in med.items() if i.startswith("pytorch")), None)
-    for i in impls:
-        ratio = f"{med[i] / torch_tps:.2f}x" if torch_tps else "-"
-        mode = ("trainable" if k[2] else "frozen") + (" tf32" if k[3] else "")
-        print(f"{k[0]:>4}x{k[1]:<2} {mode:>14} {i:>22} {med[i]:>11.0f} {step[i] * 1e3:>8.2f} {mem[i]:>13.0f} {ratio:>10}")
-for r in rows:
-    if r.get("phases_ms"):
-        parts = ", ".join(f"{k[2:]} {v:.3f}" for k, v in r["phases_ms"].items())
-        print(f"phases (ms) {r['batch']}x{r['seq_len']} {'trainable' if r['trainable'] else 'frozen'}: {parts}")
-PYEOF
+$PY bench/summarize.py "$results" --memory gpu | tee "$out/step-bench.txt"
 
 echo "== 3. the course protocol end to end (A-D, 10 epochs, one seed, GPT-2 shapes)"
 "$bin/fake_gpt2" "$work/fake-gpt2/model.safetensors" >/dev/null

@@ -25,14 +25,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def load_tokens(path):
-    """The I64 tensor `tokens` of a safetensors file, read with the standard library and numpy."""
+DTYPES = {"F32": np.float32, "I64": np.int64}
+
+
+def read_tensor(path, name):
+    """Tensor `name` of a safetensors file (F32 or I64), read with the standard library and numpy."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        info = json.loads(f.read(n))["tokens"]
+        info = json.loads(f.read(n))[name]
         lo, hi = info["data_offsets"]
         f.seek(8 + n + lo)
-        data = np.frombuffer(f.read(hi - lo), dtype=np.int64)
+        data = np.frombuffer(f.read(hi - lo), dtype=DTYPES[info["dtype"]])
     return torch.from_numpy(data.copy()).reshape(info["shape"])
 
 
@@ -62,7 +65,7 @@ def main():
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    tokens = load_tokens(a.batches).to(dev)  # (steps, batch, seq_len + 1)
+    tokens = read_tensor(a.batches, "tokens").to(dev)  # (steps, batch, seq_len + 1)
     steps, batch, window = tokens.shape
     torch.manual_seed(0)
     model = Model1(a.vocab, a.dim).to(dev)
