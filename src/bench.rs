@@ -174,7 +174,13 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let phases_ms = match profile && imp == Impl::Fused {
-        true => Some(profile_phases(&model, &mut opt, &batches.iter().map(|b| pairs(b)).collect::<Vec<_>>(), trainable, dev)?),
+        true => Some(profile_phases(
+            &model,
+            &mut opt,
+            &batches.iter().map(|b| pairs(b)).collect::<Vec<_>>(),
+            trainable,
+            dev,
+        )?),
         false => None,
     };
     set_tf32(false);
@@ -211,12 +217,13 @@ fn profile_phases(
     let mut parts: std::collections::BTreeMap<&'static str, Vec<f64>> = Default::default();
     for (xs, ys) in batches {
         let mut t = Instant::now();
-        let mut lap = |name: &'static str, parts: &mut std::collections::BTreeMap<&'static str, Vec<f64>>| -> Result<()> {
-            dev.synchronize()?;
-            parts.entry(name).or_default().push(t.elapsed().as_secs_f64() * 1e3);
-            t = Instant::now();
-            Ok(())
-        };
+        let mut lap =
+            |name: &'static str, parts: &mut std::collections::BTreeMap<&'static str, Vec<f64>>| -> Result<()> {
+                dev.synchronize()?;
+                parts.entry(name).or_default().push(t.elapsed().as_secs_f64() * 1e3);
+                t = Instant::now();
+                Ok(())
+            };
         let counts = TokenCounts::from_pairs(xs, ys);
         let ids = candle_core::Tensor::from_slice(&counts.tokens, counts.rows(), dev)?;
         let e = model.wte.as_tensor().index_select(&ids, 0)?; // (U, d)

@@ -34,7 +34,6 @@ struct Meta {
     frozen_checks: Vec<FrozenCheck>,
 }
 
-
 /// A run's state after some step: parameters, AdamW state, the batch-order RNG's position,
 /// the curve and the thaws so far. Restoring it continues the run exactly.
 #[derive(Clone, Debug, PartialEq)]

@@ -256,18 +256,18 @@ fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> 
 fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
     let r = crate::experiment::rebuild_report(dir)?;
     if !r.missing.is_empty() {
-        let msg = format!(
-            "{} of {} cells missing: {}",
-            r.missing.len(),
-            r.cells,
-            r.missing.join(", ")
-        );
+        let msg = format!("{} of {} cells missing: {}", r.missing.len(), r.cells, r.missing.join(", "));
         if complete {
             anyhow::bail!("{msg}; run them (their --shard, or compare --resume) and report again, or drop --complete");
         }
         eprintln!("report: {msg}; the report covers the rest");
     }
-    println!("wrote the report of {} ({} of {} cells): open report.md there", dir.display(), r.cells - r.missing.len(), r.cells);
+    println!(
+        "wrote the report of {} ({} of {} cells): open report.md there",
+        dir.display(),
+        r.cells - r.missing.len(),
+        r.cells
+    );
     Ok(())
 }
 
@@ -396,7 +396,9 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
 /// experiment it describes, as the binary does. For tests and other fronts.
 pub fn parse_run(args: &[&str]) -> Result<(RunArgs, ExperimentConfig)> {
     let argv = std::iter::once("embgraft").chain(args.iter().copied());
-    let m = Cli::command().try_get_matches_from(argv).map_err(|e| Error::Input(crate::error::one_line(&e.render().to_string())))?;
+    let m = Cli::command()
+        .try_get_matches_from(argv)
+        .map_err(|e| Error::Input(crate::error::one_line(&e.render().to_string())))?;
     let cli = Cli::from_arg_matches(&m).map_err(|e| Error::Input(e.to_string()))?;
     let (_, sub) = m.subcommand().ok_or_else(|| Error::Input("no subcommand".into()))?;
     match cli.cmd {
@@ -408,7 +410,9 @@ pub fn parse_run(args: &[&str]) -> Result<(RunArgs, ExperimentConfig)> {
             let mut c = a.config(sub)?;
             c.graft.configs.0 = parse_letters(&letter)?;
             if c.graft.configs.0.len() != 1 {
-                return Err(Error::Input(format!("train runs one configuration; use compare --configs {letter} for several")));
+                return Err(Error::Input(format!(
+                    "train runs one configuration; use compare --configs {letter} for several"
+                )));
             }
             Ok((a, c))
         }
@@ -462,8 +466,30 @@ mod tests {
         let u = usize::MAX.to_string();
         let u64m = u64::MAX.to_string();
         let pool = [
-            "0", "1", "2", "-1", &u, &u64m, "18446744073709551616", "1e308", "-1e308", "NaN", "inf", "0.5", "", "x",
-            "A,B", "all", "wte", "none", "h.*=1e-3", "3steps", "5", "4096", "model5", "contiguous",
+            "0",
+            "1",
+            "2",
+            "-1",
+            &u,
+            &u64m,
+            "18446744073709551616",
+            "1e308",
+            "-1e308",
+            "NaN",
+            "inf",
+            "0.5",
+            "",
+            "x",
+            "A,B",
+            "all",
+            "wte",
+            "none",
+            "h.*=1e-3",
+            "3steps",
+            "5",
+            "4096",
+            "model5",
+            "contiguous",
         ];
         let tokens: Vec<u32> = (0..500u32).map(|i| i % 37).collect();
         let mut accepted = 0;
@@ -488,14 +514,20 @@ mod tests {
                 assert_eq!(cfg.seeds().len(), cfg.run.seeds);
                 let p = &cfg.protocol;
                 let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-                let _ = crate::corpus::Dataset::new(tokens.clone(), p.seq_len, p.stride, p.split, p.test_fraction, &mut r);
+                let data =
+                    crate::corpus::Dataset::new(tokens.clone(), p.seq_len, p.stride, p.split, p.test_fraction, &mut r);
+                if let (Ok(mut d), Some(n)) = (data, p.train_tokens.as_ref()) {
+                    d.keep_train_tokens(n.first().min(d.train_part_tokens()));
+                    let _ = (d.test_unseen_in_training(), d.distinct_tokens());
+                }
+                assert!(!crate::experiment::groups(&cfg).is_empty());
                 let m = &cfg.model;
-                let dim = m.dim.unwrap_or(16);
+                let dim = m.dim.as_ref().map_or(16, |d| d.first());
                 let c = crate::model5::Model5Config {
                     vocab: 37,
                     dim,
                     heads: m.heads.unwrap_or(1),
-                    layers: m.layers,
+                    layers: m.layers.first(),
                     context: m.context.unwrap_or(p.seq_len),
                     tied: !m.untied,
                     activation: crate::model5::Activation::GeluNew,
@@ -529,8 +561,21 @@ mod tests {
     #[test]
     fn presets_then_flags_then_validation() {
         let (_, c) = parse_run(&["compare", "--protocol", "honest", "--quick", "--seq-len", "16"]).unwrap();
-        assert_eq!((c.protocol.split, c.protocol.seq_len, c.protocol.max_steps), (crate::corpus::Split::Contiguous, 16, Some(60)));
-        let (_, c) = parse_run(&["train", "--config", "C", "--grid", "graft=none;wte,wpe", "freeze=none,wte", "--model", "model5"]).unwrap();
+        assert_eq!(
+            (c.protocol.split, c.protocol.seq_len, c.protocol.max_steps),
+            (crate::corpus::Split::Contiguous, 16, Some(60))
+        );
+        let (_, c) = parse_run(&[
+            "train",
+            "--config",
+            "C",
+            "--grid",
+            "graft=none;wte,wpe",
+            "freeze=none,wte",
+            "--model",
+            "model5",
+        ])
+        .unwrap();
         assert_eq!(c.cell(crate::config::Letter::C), ("wte,wpe", "none"));
         let err = parse_run(&["compare", "--seed", &u64::MAX.to_string(), "--seeds", "2"]).err().unwrap().to_string();
         assert!(err.contains("--seed 18446744073709551615 with --seeds 2"), "{err}");

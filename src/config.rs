@@ -129,7 +129,6 @@ impl std::fmt::Display for Letters {
     }
 }
 
-
 /// Settings written as text in config.toml: serde goes through their `Display` and `FromStr`,
 /// so the file holds what the flag takes (`configs = "A,C"`, `thaw_after = "30steps"`).
 macro_rules! serde_as_text {
@@ -235,7 +234,6 @@ impl std::fmt::Display for Span {
     }
 }
 
-
 /// How often a run saves its checkpoint while it trains: `30s`, `10m`, `2h`, or `off` (only
 /// when interrupted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,6 +274,172 @@ impl std::fmt::Display for Every {
     }
 }
 
+/// One value or several, written `20k,200k,1M` (`k` = 1,000, `M` = 1,000,000). Several values
+/// make a sweep: each value is a group of cells of its own, and the report follows the
+/// questions' answers across the values. Kept sorted and without repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sweep(Vec<usize>);
+
+impl Sweep {
+    pub fn one(v: usize) -> Sweep {
+        Sweep(vec![v])
+    }
+
+    pub fn values(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// The value of a one-value setting (a group's own config): the smallest, when several.
+    pub fn first(&self) -> usize {
+        self.0.first().copied().unwrap_or(0)
+    }
+
+    pub fn is_sweep(&self) -> bool {
+        self.0.len() > 1
+    }
+
+    /// `20k,200k,1M`.
+    pub fn show_all(values: &[usize]) -> String {
+        values.iter().map(|&v| Sweep::show(v)).collect::<Vec<_>>().join(",")
+    }
+
+    /// `20000` as `20k`, `1000000` as `1M`.
+    pub fn show(v: usize) -> String {
+        match v {
+            v if v >= 1_000_000 && v % 1_000_000 == 0 => format!("{}M", v / 1_000_000),
+            v if v >= 1_000 && v % 1_000 == 0 => format!("{}k", v / 1_000),
+            v => v.to_string(),
+        }
+    }
+}
+
+impl FromStr for Sweep {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |part: &str| {
+            Error::Input(format!(
+                "'{part}' in '{s}' is not a whole number (20000, 20k, 1.5M); give values like 20k,200k,1M"
+            ))
+        };
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (num, scale) = match part.char_indices().last() {
+                Some((i, 'k' | 'K')) => (&part[..i], 1e3),
+                Some((i, 'm' | 'M')) => (&part[..i], 1e6),
+                _ => (part, 1.0),
+            };
+            let v = match num.parse::<usize>() {
+                Ok(n) if scale == 1.0 => n,
+                _ => {
+                    let x: f64 = num.parse().map_err(|_| bad(part))?;
+                    let v = x * scale;
+                    if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 9.0e15) {
+                        return Err(bad(part));
+                    }
+                    v as usize
+                }
+            };
+            out.push(v);
+        }
+        if out.is_empty() {
+            return Err(Error::Input(format!("'{s}' holds no value; give one or several, like 20k,200k,1M")));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(Sweep(out))
+    }
+}
+
+impl std::fmt::Display for Sweep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&Sweep::show_all(&self.0))
+    }
+}
+
+/// One value is saved as a number (`layers = 2`, as config.toml files held before sweeps),
+/// several as their text (`train_tokens = "20k,200k,1M"`); both are read back.
+impl Serialize for Sweep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_u64(*one as u64),
+            _ => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Sweep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum NumberOrText {
+            Number(u64),
+            Text(String),
+        }
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(Sweep::one(n as usize)),
+            NumberOrText::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// What a sweep varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    /// Training tokens (`--train-tokens`): data size.
+    TrainTokens,
+    /// Model 5's blocks (`--layers`): model size.
+    Layers,
+    /// Model 5's width (`--dim`): model size.
+    Dim,
+}
+
+impl Axis {
+    pub const ALL: [Axis; 3] = [Axis::TrainTokens, Axis::Layers, Axis::Dim];
+
+    pub fn flag(self) -> &'static str {
+        match self {
+            Axis::TrainTokens => "--train-tokens",
+            Axis::Layers => "--layers",
+            Axis::Dim => "--dim",
+        }
+    }
+
+    /// Folder-name prefix and the words the report uses.
+    pub fn short(self) -> &'static str {
+        match self {
+            Axis::TrainTokens => "tokens",
+            Axis::Layers => "layers",
+            Axis::Dim => "dim",
+        }
+    }
+
+    /// "data size" or "model size": what a trend along this axis is a trend with.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Axis::TrainTokens => "data size",
+            Axis::Layers | Axis::Dim => "model size",
+        }
+    }
+
+    /// The base whose logarithm trends are fitted on: a tenfold of data, a doubling of a model.
+    pub fn log_base(self) -> f64 {
+        match self {
+            Axis::TrainTokens => 10.0,
+            Axis::Layers | Axis::Dim => 2.0,
+        }
+    }
+
+    /// "per tenfold" / "per doubling".
+    pub fn per(self) -> &'static str {
+        match self {
+            Axis::TrainTokens => "per tenfold of training tokens",
+            Axis::Layers => "per doubling of layers",
+            Axis::Dim => "per doubling of width",
+        }
+    }
+}
+
 /// A learning rate for the parameters a pattern names (`--lr-group 'h.*=3e-4'`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
@@ -302,7 +466,6 @@ impl std::fmt::Display for LrGroup {
         write!(f, "{}={}", self.pattern, self.lr)
     }
 }
-
 
 /// `Default` for a settings section is what clap gives when no flag is passed: the defaults
 /// are written once, in the `#[arg(default_value = ...)]` attributes.
@@ -377,6 +540,10 @@ pub struct Protocol {
     /// Share of the windows / text that tests
     #[arg(long, default_value = "0.1", allow_negative_numbers = true, help_heading = "Protocol")]
     pub test_fraction: f64,
+    /// Train on the first N tokens of the training part only, the test part unchanged (several,
+    /// like 20k,200k,1M, sweep the data size) [default: all of it]
+    #[arg(long, value_name = "N", help_heading = "Protocol")]
+    pub train_tokens: Option<Sweep>,
     /// Windows per batch
     #[arg(long, default_value = "64", allow_negative_numbers = true, help_heading = "Protocol")]
     pub batch_size: usize,
@@ -415,15 +582,16 @@ pub struct Model {
     /// model1 (the course's: embedding -> GELU -> unembedding) or model5 (GPT-2-style decoder)
     #[arg(long = "model", value_enum, default_value = "model1", help_heading = "Model")]
     pub kind: ModelKind,
-    /// Model 5: transformer blocks
+    /// Model 5: transformer blocks (several, like 1,2,4, sweep the model size)
     #[arg(long, default_value = "2", allow_negative_numbers = true, help_heading = "Model")]
-    pub layers: usize,
+    pub layers: Sweep,
     /// Model 5: attention heads [default: the donor's config.json, else width/64]
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub heads: Option<usize>,
-    /// Model 5: width [default: the donor embedding's]
+    /// Model 5: width (several sweep it, where the grafted parts fit) [default: the donor
+    /// embedding's]
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
-    pub dim: Option<usize>,
+    pub dim: Option<Sweep>,
     /// Model 5: positions (rows of wpe) [default: --seq-len]
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub context: Option<usize>,
@@ -555,8 +723,12 @@ impl ExperimentConfig {
             .map(|a| {
                 let flag = format!("--{}", a.get_long().unwrap_or(a.get_id().as_str()));
                 let keyword = flag.trim_start_matches("--").replace('-', "_");
-                let default =
-                    a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",");
+                let default = a
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
                 (keyword, flag, default, help)
             })
@@ -582,7 +754,8 @@ impl ExperimentConfig {
             return Err(Error::Input("settings are not sections".into()));
         };
         for (section, values) in from {
-            let (Some(values), Some(target)) = (values.as_object(), into.get_mut(section).and_then(|v| v.as_object_mut()))
+            let (Some(values), Some(target)) =
+                (values.as_object(), into.get_mut(section).and_then(|v| v.as_object_mut()))
             else {
                 continue;
             };
@@ -705,8 +878,21 @@ impl ExperimentConfig {
         if g.thaw_every.is_some() && g.thaw_after.is_none() {
             return bad("--thaw-every needs --thaw-after (when the first group thaws)".into());
         }
+        for (axis, values) in Axis::ALL.iter().filter_map(|&a| self.axis_values(a).map(|v| (a, v))) {
+            if values.values().contains(&0) {
+                return bad(format!("{} must be at least 1, not {values}", axis.flag()));
+            }
+        }
         match m.kind {
             ModelKind::Model1 => {
+                for axis in [Axis::Layers, Axis::Dim] {
+                    if let Some(v) = self.axis_values(axis).filter(|v| v.is_sweep()) {
+                        return bad(format!(
+                            "{} {v} sweeps Model 5's size, but Model 1 has no blocks and the donor's width; add --model model5, or sweep --train-tokens",
+                            axis.flag()
+                        ));
+                    }
+                }
                 for (flag, v) in [("--graft", &g.graft), ("--graft-base", &g.graft_base)] {
                     if !matches!(v.trim(), "wte" | "none" | "") {
                         return bad(format!(
@@ -721,14 +907,16 @@ impl ExperimentConfig {
                         "config {l} is a Model 1 control; with --model model5 use A-D (set what they graft with --graft/--freeze/--grid)"
                     ));
                 }
-                for (flag, v) in [("--layers", Some(m.layers)), ("--heads", m.heads), ("--dim", m.dim), ("--context", m.context)] {
+                for (flag, v) in [("--heads", m.heads), ("--context", m.context)] {
                     if v == Some(0) {
                         return bad(format!("{flag} must be at least 1"));
                     }
                 }
-                if let (Some(h), Some(d)) = (m.heads, m.dim) {
-                    if d % h != 0 {
-                        return bad(format!("--dim {d} is not divisible by --heads {h}; pick a head count that divides the width"));
+                for d in m.dim.as_ref().map_or(&[][..], Sweep::values) {
+                    if let Some(h) = m.heads.filter(|h| d % h != 0) {
+                        return bad(format!(
+                            "--dim {d} is not divisible by --heads {h}; pick a head count that divides the width"
+                        ));
                     }
                 }
                 if let Some(c) = m.context {
@@ -742,6 +930,42 @@ impl ExperimentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The values a sweepable setting takes (None: `--train-tokens` or `--dim` not given).
+    pub fn axis_values(&self, a: Axis) -> Option<&Sweep> {
+        match a {
+            Axis::TrainTokens => self.protocol.train_tokens.as_ref(),
+            Axis::Layers => Some(&self.model.layers),
+            Axis::Dim => self.model.dim.as_ref(),
+        }
+    }
+
+    /// The settings given several values, in the order groups nest (data size, then layers,
+    /// then width).
+    pub fn sweeps(&self) -> Vec<(Axis, Vec<usize>)> {
+        Axis::ALL
+            .into_iter()
+            .filter_map(|a| self.axis_values(a).filter(|v| v.is_sweep()).map(|v| (a, v.values().to_vec())))
+            .collect()
+    }
+
+    /// This config with one value of a swept setting.
+    pub fn at(&self, a: Axis, v: usize) -> ExperimentConfig {
+        let mut c = self.clone();
+        match a {
+            Axis::TrainTokens => c.protocol.train_tokens = Some(Sweep::one(v)),
+            Axis::Layers => c.model.layers = Sweep::one(v),
+            Axis::Dim => c.model.dim = Some(Sweep::one(v)),
+        }
+        c
+    }
+
+    /// Whether every cell trains exactly `--max-steps` steps, repeating epochs as needed: with
+    /// `--train-tokens`, a step cap is the budget every data size gets, so a small training
+    /// part is passed over more often (without `--max-steps`, every size gets `--epochs`).
+    pub fn step_budget(&self) -> Option<usize> {
+        self.protocol.train_tokens.as_ref().and(self.protocol.max_steps)
     }
 
     /// Whether configuration `l` grafts anything in this experiment.
@@ -891,6 +1115,46 @@ mod tests {
         assert_eq!(parse_letters("h").unwrap(), vec![Letter::H]);
         let msg = parse_letters("A,Q").unwrap_err().to_string();
         assert!(msg.contains("unknown configuration 'Q'"), "{msg}");
+    }
+
+    /// Sweeps read `20k,200k,1M` (sorted, without repeats), show themselves the same way, are
+    /// saved as a number when they hold one value (config.toml files from before sweeps read
+    /// the same) and expand into one group per value.
+    #[test]
+    fn sweeps_parse_show_and_save() {
+        let s: Sweep = "1M, 20k,200k,20000".parse().unwrap();
+        assert_eq!(s.values(), [20_000, 200_000, 1_000_000]);
+        assert_eq!(s.to_string(), "20k,200k,1M");
+        assert_eq!("1.5M".parse::<Sweep>().unwrap().values(), [1_500_000]);
+        assert_eq!("2500".parse::<Sweep>().unwrap().to_string(), "2500");
+        for bad in ["", ",", "x", "1.5", "-3", "1e400k", "2kk"] {
+            let e = bad.parse::<Sweep>().unwrap_err().to_string();
+            assert!(e.contains("20k,200k,1M") && !e.contains('\n'), "{bad}: {e}");
+        }
+        let old = ExperimentConfig::from_toml("[model]\nlayers = 4\n").unwrap();
+        assert_eq!(old.model.layers, Sweep::one(4));
+        assert!(old.to_toml().contains("layers = 4"));
+        let mut c = ExperimentConfig::default();
+        c.model.kind = ModelKind::Model5;
+        c.protocol.train_tokens = Some("20k,1M".parse().unwrap());
+        c.model.layers = "1,2,4".parse().unwrap();
+        assert!(c.to_toml().contains("train_tokens = \"20k,1M\""));
+        assert_eq!(ExperimentConfig::from_toml(&c.to_toml()).unwrap(), c);
+        assert_eq!(c.sweeps(), vec![(Axis::TrainTokens, vec![20_000, 1_000_000]), (Axis::Layers, vec![1, 2, 4])]);
+        let groups = crate::experiment::groups(&c);
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names[..4],
+            ["tokens-20k__layers-1", "tokens-20k__layers-2", "tokens-20k__layers-4", "tokens-1M__layers-1"]
+        );
+        assert!(groups.iter().all(|g| g.cfg.sweeps().is_empty() && g.point.len() == 2));
+        assert_eq!(groups[3].cfg.model.layers, Sweep::one(1));
+        assert_eq!(groups[3].cfg.protocol.train_tokens, Some(Sweep::one(1_000_000)));
+        // A step cap is the budget of every size only with --train-tokens.
+        c.protocol.max_steps = Some(300);
+        assert_eq!(c.step_budget(), Some(300));
+        c.protocol.train_tokens = None;
+        assert_eq!(c.step_budget(), None);
     }
 
     #[test]

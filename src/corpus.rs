@@ -225,10 +225,7 @@ impl Dataset {
     /// also covers at the same place in the text: the course's random window split lets the
     /// model see most of the test text during training; the contiguous split makes this 0.
     pub fn leakage(&self) -> f64 {
-        let mut covered = vec![false; self.tokens.len()];
-        for &s in &self.train {
-            covered[s..=s + self.seq_len].iter_mut().for_each(|c| *c = true);
-        }
+        let covered = self.train_coverage();
         let seen: usize = self.test.iter().map(|&s| covered[s..=s + self.seq_len].iter().filter(|&&c| c).count()).sum();
         seen as f64 / (self.test.len() * (self.seq_len + 1)) as f64
     }
@@ -238,6 +235,65 @@ impl Dataset {
     pub fn train_eval_windows(&self) -> Vec<usize> {
         let n = self.test.len().min(self.train.len());
         (0..n).map(|i| self.train[i * self.train.len() / n]).collect()
+    }
+
+    /// Which text positions the training windows cover (inputs and the last target).
+    fn train_coverage(&self) -> Vec<bool> {
+        let mut covered = vec![false; self.tokens.len()];
+        for &s in &self.train {
+            covered[s..=s + self.seq_len].iter_mut().for_each(|c| *c = true);
+        }
+        covered
+    }
+
+    /// Tokens of text the training windows cover: the training part's size.
+    pub fn train_part_tokens(&self) -> usize {
+        self.train_coverage().iter().filter(|&&c| c).count()
+    }
+
+    /// Keeps the training windows that lie within the first `n` tokens of the training part
+    /// (the text the training windows cover, in text order); the test windows stay as they
+    /// are, so test losses compare across sizes. For the contiguous split that is the windows
+    /// inside the text's first `n` tokens; for the course's window split, the training
+    /// windows among the text's first tokens, as many as cover `n` of them. `n` beyond the
+    /// training part keeps everything (the caller refuses it first).
+    pub fn keep_train_tokens(&mut self, n: usize) {
+        let covered = self.train_coverage();
+        let mut seen = 0;
+        let Some(last) = covered.iter().position(|&c| {
+            seen += c as usize;
+            seen == n
+        }) else {
+            return;
+        };
+        self.train.retain(|&s| s + self.seq_len <= last);
+    }
+
+    /// Share of the test windows' target positions whose token never occurs in a training
+    /// window: the test text's words the model can only have learnt from the donor.
+    pub fn test_unseen_in_training(&self) -> f64 {
+        let mut seen = vec![false; self.max_token() as usize + 1];
+        for &s in &self.train {
+            self.tokens[s..=s + self.seq_len].iter().for_each(|&t| seen[t as usize] = true);
+        }
+        let (mut unseen, mut all) = (0usize, 0usize);
+        for &s in &self.test {
+            for &t in self.targets(s) {
+                unseen += !seen[t as usize] as usize;
+                all += 1;
+            }
+        }
+        unseen as f64 / all.max(1) as f64
+    }
+
+    /// Distinct token ids in the whole text, and in the training windows.
+    pub fn distinct_tokens(&self) -> (usize, usize) {
+        let mut all = vec![0u8; self.max_token() as usize + 1];
+        self.tokens.iter().for_each(|&t| all[t as usize] = 1);
+        for &s in &self.train {
+            self.tokens[s..=s + self.seq_len].iter().for_each(|&t| all[t as usize] = 2);
+        }
+        (all.iter().filter(|&&c| c > 0).count(), all.iter().filter(|&&c| c == 2).count())
     }
 
     pub fn max_token(&self) -> u32 {
@@ -259,6 +315,40 @@ mod tests {
         assert!(!t.encode("<|endoftext|>").unwrap().contains(&50256));
         assert_eq!(t.decode(&[50256]), "<|endoftext|>");
         assert_eq!(t.decode(&[15496, 995]), "Hello world");
+    }
+
+    /// A size keeps exactly the training windows inside the training part's first N tokens:
+    /// every kept window lies inside them, every dropped one reaches past them, the test
+    /// windows never change, and the kept windows cover N tokens up to a stride's slack.
+    #[test]
+    fn train_tokens_cut_the_training_part_exactly() {
+        let tokens: Vec<u32> = (0..2000u32).map(|i| (i * 7919) % 101).collect();
+        for split in [Split::Contiguous, Split::Windows] {
+            let make = || {
+                let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+                Dataset::new(tokens.clone(), 8, 2, split, 0.1, &mut r).unwrap()
+            };
+            let full = make();
+            let part = full.train_part_tokens();
+            assert!(part > 1500, "{split}: {part}");
+            for n in [9, 10, 57, 500, 1000, part - 1, part] {
+                let mut d = make();
+                d.keep_train_tokens(n);
+                assert_eq!(d.test, full.test, "{split} {n}: the test part moved");
+                let covered = full.train_coverage();
+                // The text position of the N-th token of the training part.
+                let last = (0..covered.len()).filter(|&i| covered[i]).nth(n - 1).unwrap();
+                assert!(d.train.iter().all(|&s| s + 8 <= last), "{split} {n}: a kept window reaches past");
+                let dropped: Vec<usize> = full.train.iter().copied().filter(|s| !d.train.contains(s)).collect();
+                assert!(dropped.iter().all(|&s| s + 8 > last), "{split} {n}: a window inside was dropped");
+                let kept = d.train_part_tokens();
+                assert!(kept <= n, "{split} {n}: covers {kept}");
+                if split == Split::Contiguous {
+                    // The training part starts the text: the first N tokens, less a stride's slack.
+                    assert!(kept + 2 > n && d.train.iter().all(|&s| s + 8 < n), "{split} {n}: covers {kept}");
+                }
+            }
+        }
     }
 
     /// A WordLevel tokenizer.json that, like BERT-style donors, pads to 16, truncates at 4 and

@@ -61,7 +61,9 @@ impl InplaceOp1 for CrossEntropy<'_> {
         if rows != c.rows() {
             candle_core::bail!("cross-entropy: {rows} logit rows for {} distinct tokens", c.rows())
         }
-        let Some((lo, hi)) = l.contiguous_offsets() else { candle_core::bail!("cross-entropy needs contiguous logits") };
+        let Some((lo, hi)) = l.contiguous_offsets() else {
+            candle_core::bail!("cross-entropy needs contiguous logits")
+        };
         if rows == 0 {
             *self.loss.lock().unwrap() = 0.0;
             return Ok(());
@@ -135,9 +137,9 @@ pub fn adamw(param: &Var, moments: &mut Moments, grad: &Grad, h: HyperArgs) -> R
         Grad::Rows { ids, rows: g } => {
             let mut map = vec![u32::MAX; rows];
             for (k, &id) in ids.iter().enumerate() {
-                let slot = map.get_mut(id as usize).ok_or_else(|| {
-                    Error::Input(format!("gradient row for id {id} of a parameter with {rows} rows"))
-                })?;
+                let slot = map
+                    .get_mut(id as usize)
+                    .ok_or_else(|| Error::Input(format!("gradient row for id {id} of a parameter with {rows} rows")))?;
                 *slot = k as u32;
             }
             if g.dims() != [ids.len(), cols] {
@@ -149,7 +151,8 @@ pub fn adamw(param: &Var, moments: &mut Moments, grad: &Grad, h: HyperArgs) -> R
     if row_of.is_none() && g.elem_count() != n {
         return Err(Error::Input(format!("gradient {:?} for a parameter of shape {:?}", g.dims(), param.dims())));
     }
-    let op = AdamWOp { h, n, cols, row_of: row_of.as_ref(), m: Mutex::new(&mut moments.m), v: Mutex::new(&mut moments.v) };
+    let op =
+        AdamWOp { h, n, cols, row_of: row_of.as_ref(), m: Mutex::new(&mut moments.m), v: Mutex::new(&mut moments.v) };
     param.as_tensor().inplace_op2(&g, &op)?;
     Ok(())
 }

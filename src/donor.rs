@@ -105,7 +105,8 @@ impl Hub {
         };
         let token = var("HF_TOKEN").or_else(|| cache.token());
         let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
-        let offline = var("HF_HUB_OFFLINE").is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()));
+        let offline = var("HF_HUB_OFFLINE")
+            .is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()));
         Hub { cache, endpoint: endpoint.trim_end_matches('/').to_string(), token, offline }
     }
 
@@ -226,7 +227,8 @@ fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
                 });
             };
             let shard = embedding_shard(repo, &index)?;
-            hub.get(repo, &shard, true)?.ok_or_else(|| Error::Download(format!("{repo}/{shard} could not be fetched")))?
+            hub.get(repo, &shard, true)?
+                .ok_or_else(|| Error::Download(format!("{repo}/{shard} could not be fetched")))?
         }
     };
     // GPT-2's BPE is compiled in; other models bring their tokenizer.json (when they have one).
@@ -483,8 +485,9 @@ fn normal_draws(std: f32, seed: u64) -> Result<impl FnMut(usize) -> Vec<f32>> {
     Ok(move |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() })
 }
 
-/// Writes (name, shape, values) as an F32 safetensors file, atomically.
-fn write_f32_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+/// Writes (name, shape, values) as an F32 safetensors file, atomically: a donor of any
+/// contents, for tests and examples.
+pub fn write_f32_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
     use safetensors::tensor::TensorView;
     let bytes: Vec<&[u8]> = tensors.iter().map(|t| crate::util::f32_bytes(&t.2)).collect();
     let views: Vec<(String, TensorView)> = tensors

@@ -12,12 +12,21 @@ pub const BUCKETS: [(&str, u32, u32); 3] = [("never", 0, 0), ("rare (1-9)", 1, 9
 pub struct DriftBucket {
     pub bucket: String,
     pub tokens: usize,
-    /// Mean over the bucket's rows of ‖final − grafted‖.
+    /// Mean over the bucket's rows of ‖final − grafted‖ (NaN for an empty bucket: JSON's null).
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_l2: f64,
     /// Mean cosine similarity between final and grafted rows.
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_cosine: f64,
     /// Mean of ‖final‖ / ‖grafted‖.
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_norm_ratio: f64,
+}
+
+/// serde_json writes NaN as null; reading it back gives NaN again, so a run file with an empty
+/// bucket stays readable (`report`, `--resume`).
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -88,5 +97,10 @@ mod tests {
         assert!((d.buckets[0].mean_cosine - 1.0).abs() < 1e-12);
         assert!((d.buckets[1].mean_cosine - 0.0).abs() < 1e-12 && (d.buckets[1].mean_l2 - 2f64.sqrt()).abs() < 1e-12);
         assert!((d.buckets[2].mean_l2 - 1.0).abs() < 1e-12 && (d.buckets[2].mean_norm_ratio - 1.5).abs() < 1e-12);
+        // An empty bucket's means are NaN, written as null and read back as NaN.
+        let d = measure(&start, &fin, 2, &[0, 50, 50], 1e-3, 0.01, 100);
+        let back: Drift = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back.buckets[1].tokens, 0);
+        assert!(back.buckets[1].mean_l2.is_nan() && back.buckets[1].mean_cosine.is_nan());
     }
 }

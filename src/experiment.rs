@@ -8,18 +8,20 @@ use std::time::Instant;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{ExperimentConfig, Letter};
+use crate::config::{Axis, ExperimentConfig, Letter, Sweep};
 use crate::corpus::{self, Dataset, Tokenizer};
 use crate::donor::{self, Donor, Embedding};
 use crate::error::{Error, Result};
 use crate::loss::TokenCounts;
-use crate::rng::{stream, Stream};
 use crate::results::{InputSummary, Point, RunResult, Summary};
+use crate::rng::{stream, Stream};
 use crate::train::{self, Observer};
 
 /// Everything read from disk and derived before training.
 pub struct Inputs {
     pub corpus_path: PathBuf,
+    /// Words of the corpus (split at white space).
+    pub words: usize,
     pub tokenizer: Tokenizer,
     pub donor_files: donor::DonorFiles,
     /// The donor file, memory-mapped: Model 5 grafts more of it than the embedding. None for a
@@ -102,8 +104,9 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         _ => unreachable!("one corpus at a time: compare splits the list"),
     };
     let text = corpus::read_text(&corpus_path)?;
+    let words = text.split_whitespace().count();
     let tokens = tokenizer.encode(&text)?;
-    let data = Dataset::new(
+    let mut data = Dataset::new(
         tokens,
         cfg.protocol.seq_len,
         cfg.protocol.stride,
@@ -111,6 +114,9 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         cfg.protocol.test_fraction,
         &mut stream(cfg.run.seed, Stream::Split),
     )?;
+    if let Some(n) = cfg.protocol.train_tokens.as_ref().map(Sweep::first) {
+        cut_training_part(cfg, &mut data, n, &corpus_path)?;
+    }
     if data.max_token() as usize >= embedding.rows {
         return Err(Error::Input(format!("token id {} is past the donor's {} rows", data.max_token(), embedding.rows)));
     }
@@ -127,6 +133,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     check_plan(cfg, donor.as_ref(), &embedding, model5.as_ref())?;
     Ok(Inputs {
         corpus_path,
+        words,
         tokenizer,
         unused_rows: embedding.rows - ids,
         init: Default::default(),
@@ -143,9 +150,41 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     })
 }
 
+/// `--train-tokens N`: only the training part's first N tokens train; refused when the
+/// training part is shorter, or when what is left does not fill one batch.
+fn cut_training_part(cfg: &ExperimentConfig, data: &mut Dataset, n: usize, corpus: &Path) -> Result<()> {
+    let part = data.train_part_tokens();
+    if n > part {
+        return Err(Error::Input(format!(
+            "--train-tokens {}: the training part of {} holds {part} tokens ({} split); use at most {part}, or a longer corpus",
+            Sweep::show(n),
+            corpus.display(),
+            data.split
+        )));
+    }
+    data.keep_train_tokens(n);
+    let (p, b) = (&cfg.protocol, cfg.protocol.batch_size);
+    if data.train.len() < b {
+        let need = b.saturating_sub(1).saturating_mul(p.stride).saturating_add(p.seq_len + 1);
+        let need = match data.split {
+            corpus::Split::Windows => (need as f64 / (1.0 - p.test_fraction)).ceil() as usize,
+            corpus::Split::Contiguous => need,
+        };
+        return Err(Error::Input(format!(
+            "--train-tokens {} leaves {} training windows, fewer than one batch of {b}; give at least about {need} tokens, or a smaller --batch-size",
+            Sweep::show(n),
+            data.train.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The donor's files, its memory-mapped weights and the embedding to graft; a donor given in
 /// memory has no files and no map.
-fn open_donor(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<(donor::DonorFiles, Option<Donor>, Embedding)> {
+fn open_donor(
+    cfg: &ExperimentConfig,
+    memory: Option<&Embedding>,
+) -> Result<(donor::DonorFiles, Option<Donor>, Embedding)> {
     Ok(match memory {
         Some(e) => {
             let files = donor::DonorFiles {
@@ -239,7 +278,7 @@ fn model5_sizes(
         None => donor::DonorConfig::default(),
     };
     let s = &cfg.model;
-    let dim = s.dim.or(dc.n_embd).unwrap_or(emb.cols);
+    let dim = s.dim.as_ref().map(Sweep::first).or(dc.n_embd).unwrap_or(emb.cols);
     let heads = match (s.heads, dc.n_head) {
         (Some(h), _) => h,
         (None, Some(h)) if dc.n_embd == Some(dim) => h,
@@ -247,7 +286,7 @@ fn model5_sizes(
             // About 64 wide per head, as GPT-2, and dividing the width (at most 1024 heads, so
             // the search is short whatever the width).
             let mut h = (dim / 64).clamp(1, 1024);
-            while dim % h != 0 {
+            while !dim.is_multiple_of(h) {
                 h -= 1;
             }
             h
@@ -261,7 +300,7 @@ fn model5_sizes(
         vocab: emb.rows,
         dim,
         heads,
-        layers: s.layers,
+        layers: s.layers.first(),
         context: s.context.unwrap_or(cfg.protocol.seq_len),
         tied: !s.untied,
         activation,
@@ -289,6 +328,7 @@ impl Inputs {
     }
 
     pub fn summary(&self, cfg: &ExperimentConfig) -> InputSummary {
+        let (distinct_tokens, distinct_train_tokens) = self.data.distinct_tokens();
         InputSummary {
             corpus: self.corpus_path.display().to_string(),
             corpus_tokens: self.data.tokens.len(),
@@ -308,6 +348,12 @@ impl Inputs {
             bigram: self.bigram.clone(),
             steps_per_run: train::planned_steps(cfg, self.data.train.len()),
             model: train::model_label(cfg, self.model5.as_ref()),
+            train_tokens_limit: cfg.protocol.train_tokens.as_ref().map(Sweep::first),
+            train_tokens: self.data.train_part_tokens(),
+            words: self.words,
+            distinct_tokens,
+            distinct_train_tokens,
+            test_targets_unseen_in_training: self.data.test_unseen_in_training(),
         }
     }
 }
@@ -367,10 +413,25 @@ impl Default for Control<'_> {
 #[derive(Clone, Debug)]
 pub enum Progress {
     /// A run starts (or continues from `done` steps) and will take `steps`.
-    Start { run: String, done: usize, steps: usize },
-    Step { step: usize, loss: f64 },
-    Point { run: String, epoch: usize, step: usize, train: f64, test: f64 },
-    Finish { run: String },
+    Start {
+        run: String,
+        done: usize,
+        steps: usize,
+    },
+    Step {
+        step: usize,
+        loss: f64,
+    },
+    Point {
+        run: String,
+        epoch: usize,
+        step: usize,
+        train: f64,
+        test: f64,
+    },
+    Finish {
+        run: String,
+    },
 }
 
 fn csv_rows(letter: Letter, seed: u64, p: &Point) -> String {
@@ -552,9 +613,9 @@ fn prior(out: &Path, letter: Letter, seed: u64) -> Result<Prior> {
 /// `ctl.should_stop`, it writes everything measured so far and returns
 /// [`Error::Interrupted`]; `ctl.resume` then continues where it stopped.
 pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summary> {
-    if pairs(cfg).len() > 1 {
+    if groups(cfg).len() > 1 {
         return Err(Error::Input(
-            "compare takes one donor and one corpus; use compare_corpora for several".into(),
+            "compare takes one donor, one corpus and no sweep; use compare_corpora for several".into(),
         ));
     }
     compare_corpora(cfg, out, ctl)?
@@ -599,7 +660,8 @@ fn run_grid(
     let shared = inputs.shared(dev);
     let mut results = Vec::new();
     for (&(seed, letter), prior) in grid.iter().zip(priors) {
-        rec.run_label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, grid.len(), cfg.describe(letter));
+        rec.run_label =
+            format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, grid.len(), cfg.describe(letter));
         let resume = match prior {
             Prior::Finished(r) => {
                 eprintln!("{} kept from the earlier run", rec.run_label);
@@ -725,44 +787,67 @@ fn run_cell(
     Ok(result)
 }
 
-/// One (donor, corpus) pair of an experiment: the folder it writes, relative to `--out` (empty
-/// for a one-pair experiment, which writes into `--out` itself), and its one-donor, one-corpus
-/// config.
-pub struct Pair {
+/// One group of an experiment's cells: a (donor, corpus) pair at one value of each swept
+/// setting. Each group is one-donor, one-corpus, one-value config and a folder of its own.
+pub struct Group {
+    /// The folder it writes, relative to `--out`: empty for an experiment of one group (it
+    /// writes into `--out` itself), else its pair's and swept values' names joined by `__`
+    /// (`minilm__shakespeare__tokens-20k`).
     pub name: String,
+    /// The pair's part of the name (empty for one pair): the groups of a sweep that share it
+    /// and the other swept values form one series.
+    pub pair: String,
+    /// The swept settings' values at this group, in [`ExperimentConfig::sweeps`] order.
+    pub point: Vec<(Axis, usize)>,
     pub cfg: ExperimentConfig,
 }
 
-/// Every (donor, corpus) pair, donor by donor. Folders are named after the corpus (one donor),
-/// the donor (one corpus) or both (`donor__corpus`), made unique with `-2`, `-3`, …
-pub fn pairs(cfg: &ExperimentConfig) -> Vec<Pair> {
+/// Every group, donor by donor, then corpus, then swept values (data size, layers, width).
+/// Pair folders are named after the corpus (one donor), the donor (one corpus) or both
+/// (`donor__corpus`), made unique with `-2`, `-3`, …; swept values add `tokens-20k`,
+/// `layers-2`, `dim-256`.
+pub fn groups(cfg: &ExperimentConfig) -> Vec<Group> {
     let donors: Vec<String> = if cfg.data.donor.is_empty() { vec!["gpt2".into()] } else { cfg.data.donor.clone() };
     let corpora: Vec<Option<String>> =
         if cfg.data.corpora.is_empty() { vec![None] } else { cfg.data.corpora.iter().cloned().map(Some).collect() };
-    if donors.len() == 1 && corpora.len() == 1 {
-        let mut one = cfg.clone();
-        one.data.donor = donors;
-        return vec![Pair { name: String::new(), cfg: one }];
-    }
-    let mut out: Vec<Pair> = Vec::new();
+    let mut pairs: Vec<(String, ExperimentConfig)> = Vec::new();
     for d in &donors {
         for c in &corpora {
             let corpus = c.as_deref().map_or("timemachine".to_string(), corpus_name);
             let base = match (donors.len() > 1, corpora.len() > 1) {
                 (true, true) => format!("{}__{corpus}", donor_name(d)),
                 (true, false) => donor_name(d),
-                _ => corpus,
+                (false, true) => corpus,
+                (false, false) => String::new(),
             };
             let mut name = base.clone();
             let mut k = 2;
-            while out.iter().any(|p| p.name == name) {
+            while pairs.iter().any(|(n, _)| *n == name) {
                 name = format!("{base}-{k}");
                 k += 1;
             }
             let mut one = cfg.clone();
             one.data.donor = vec![d.clone()];
             one.data.corpora = c.iter().cloned().collect();
-            out.push(Pair { name, cfg: one });
+            pairs.push((name, one));
+        }
+    }
+    let mut out = Vec::new();
+    for (pair, one) in pairs {
+        // Every combination of the swept values, the last setting varying fastest.
+        let mut points: Vec<Vec<(Axis, usize)>> = vec![Vec::new()];
+        for (axis, values) in cfg.sweeps() {
+            points = points
+                .into_iter()
+                .flat_map(|p| values.iter().map(move |&v| [p.clone(), vec![(axis, v)]].concat()))
+                .collect();
+        }
+        for point in points {
+            let cfg = point.iter().fold(one.clone(), |c, &(a, v)| c.at(a, v));
+            let parts = std::iter::once(pair.clone())
+                .filter(|p| !p.is_empty())
+                .chain(point.iter().map(|&(a, v)| format!("{}-{}", a.short(), Sweep::show(v))));
+            out.push(Group { name: parts.collect::<Vec<_>>().join("__"), pair: pair.clone(), point, cfg });
         }
     }
     out
@@ -811,7 +896,9 @@ impl Shard {
         let num = |name: &str| -> Result<Option<usize>> {
             env(name)
                 .map(|v| {
-                    v.trim().parse::<usize>().map_err(|_| Error::Input(format!("--shard slurm: {name}={v} is not a number")))
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| Error::Input(format!("--shard slurm: {name}={v} is not a number")))
                 })
                 .transpose()
         };
@@ -822,15 +909,15 @@ impl Shard {
         })?;
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
         let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
-        let n = match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
-            (Some(c), _) => c,
-            (None, Some(max)) if max >= min => (max - min) / step + 1,
-            _ => {
-                return Err(Error::Input(
-                    "--shard slurm: neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is set; give --shard K/N".into(),
-                ))
-            }
-        };
+        let n =
+            match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
+                (Some(c), _) => c,
+                (None, Some(max)) if max >= min => (max - min) / step + 1,
+                _ => return Err(Error::Input(
+                    "--shard slurm: neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is set; give --shard K/N"
+                        .into(),
+                )),
+            };
         if id < min || (id - min) % step != 0 || (id - min) / step >= n {
             return Err(Error::Input(format!(
                 "--shard slurm: task {id} is not in the array ({n} tasks from {min} by {step}); give --shard K/N"
@@ -867,7 +954,7 @@ pub fn assign_shards(steps: &[usize], n: usize) -> Vec<usize> {
 /// pair is a plain [`compare`] into `out`. With `ctl.shard`, only that shard's cells run and
 /// no report is written (`embgraft report` merges the shards).
 pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
-    let pairs = pairs(cfg);
+    let pairs = groups(cfg);
     let started = Instant::now();
     let dev = device(&cfg.run.device)?;
     if ctl.resume && !out.join("config.toml").is_file() {
@@ -923,10 +1010,7 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         }
     }
     if let Some(sh) = ctl.shard {
-        eprintln!(
-            "shard {sh} done; when every shard is, `embgraft report {}` writes the report",
-            out.display()
-        );
+        eprintln!("shard {sh} done; when every shard is, `embgraft report {}` writes the report", out.display());
     } else if pairs.len() > 1 {
         crate::report::write_corpora(out, cfg, &done)?;
     }
@@ -934,7 +1018,7 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
 }
 
 /// Each pair's cells that shard `sh` runs.
-fn shard_cells(pairs: &[Pair], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
+fn shard_cells(pairs: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
     let cells: Vec<(usize, (u64, Letter))> =
         pairs.iter().enumerate().flat_map(|(i, p)| grid(&p.cfg).into_iter().map(move |c| (i, c))).collect();
     let steps: Vec<usize> =
@@ -967,10 +1051,11 @@ fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig) -> Result<()> 
         return Ok(());
     }
     let (a, b) = (theirs.to_toml(), mine.to_toml());
-    let diff = a.lines().zip(b.lines()).find(|(x, y)| x != y).map_or_else(
-        || "a setting".to_string(),
-        |(x, y)| format!("`{}` there, `{}` here", x.trim(), y.trim()),
-    );
+    let diff = a
+        .lines()
+        .zip(b.lines())
+        .find(|(x, y)| x != y)
+        .map_or_else(|| "a setting".to_string(), |(x, y)| format!("`{}` there, `{}` here", x.trim(), y.trim()));
     Err(Error::Input(format!(
         "{} holds another experiment's settings ({diff}); give every shard the same settings, or another --out",
         path.display()
@@ -984,8 +1069,10 @@ fn write_once_or_check_inputs(out: &Path, info: &InputSummary) -> Result<()> {
     if crate::util::write_new(&path, text.as_bytes())? {
         return Ok(());
     }
-    let old = std::fs::read_to_string(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let (a, b): (serde_json::Value, serde_json::Value) = match (serde_json::from_str(&old), serde_json::from_str(&text)) {
+    let old =
+        std::fs::read_to_string(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let (a, b): (serde_json::Value, serde_json::Value) = match (serde_json::from_str(&old), serde_json::from_str(&text))
+    {
         (Ok(a), Ok(b)) => (a, b),
         _ => return Err(Error::Input(format!("{} is unreadable; delete it and rerun", path.display()))),
     };
@@ -1034,11 +1121,14 @@ pub struct Rebuilt {
 pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     let cfg_path = dir.join("config.toml");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
-        Error::Input(format!("{} is not a run folder (cannot read config.toml: {e}); give the --out folder of a compare", dir.display()))
+        Error::Input(format!(
+            "{} is not a run folder (cannot read config.toml: {e}); give the --out folder of a compare",
+            dir.display()
+        ))
     })?;
     let cfg = ExperimentConfig::from_toml(&text)
         .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e})", cfg_path.display())))?;
-    let pairs = pairs(&cfg);
+    let pairs = groups(&cfg);
     let (mut done, mut missing) = (Vec::new(), Vec::new());
     for p in &pairs {
         let (summary, absent) = rebuild_pair(dir, p)?;
@@ -1056,7 +1146,7 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
 
 /// One pair's result files from its folder's inputs.json and run files; the summary (None
 /// when no shard has started the pair) and the pair's cells without a run file, named.
-fn rebuild_pair(dir: &Path, p: &Pair) -> Result<(Option<Summary>, Vec<String>)> {
+fn rebuild_pair(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)> {
     let sub = if p.name.is_empty() { dir.to_path_buf() } else { dir.join(&p.name) };
     let label = |l: Letter, seed: u64| match p.name.is_empty() {
         true => format!("{l} seed {seed}"),
@@ -1068,7 +1158,10 @@ fn rebuild_pair(dir: &Path, p: &Pair) -> Result<(Option<Summary>, Vec<String>)> 
         return Ok((None, grid.iter().map(|&(s, l)| format!("{} (not started)", label(l, s))).collect()));
     };
     let info: InputSummary = serde_json::from_str(&info_text).map_err(|e| {
-        Error::Input(format!("{} is corrupt ({e}); rerun one shard of that pair to write it again", info_path.display()))
+        Error::Input(format!(
+            "{} is corrupt ({e}); rerun one shard of that pair to write it again",
+            info_path.display()
+        ))
     })?;
     let (mut runs, mut missing) = (Vec::new(), Vec::new());
     for &(seed, l) in &grid {
@@ -1192,12 +1285,12 @@ mod tests {
     #[test]
     fn pairs_name_their_folders() {
         let mut c = ExperimentConfig::default();
-        assert_eq!(pairs(&c).len(), 1);
-        assert!(pairs(&c)[0].name.is_empty());
+        assert_eq!(groups(&c).len(), 1);
+        assert!(groups(&c)[0].name.is_empty());
         c.data.corpora = vec!["a/book.txt".into(), "b/book.txt".into()];
-        assert_eq!(pairs(&c).iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["book", "book-2"]);
+        assert_eq!(groups(&c).iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["book", "book-2"]);
         c.data.donor = vec!["gpt2".into(), "EleutherAI/pythia-70m".into(), "/m/minilm/model.safetensors".into()];
-        let names: Vec<String> = pairs(&c).into_iter().map(|p| p.name).collect();
+        let names: Vec<String> = groups(&c).into_iter().map(|p| p.name).collect();
         assert_eq!(
             names,
             [
@@ -1209,6 +1302,6 @@ mod tests {
                 "minilm__book-2"
             ]
         );
-        assert!(pairs(&c).iter().all(|p| p.cfg.data.donor.len() == 1 && p.cfg.data.corpora.len() == 1));
+        assert!(groups(&c).iter().all(|p| p.cfg.data.donor.len() == 1 && p.cfg.data.corpora.len() == 1));
     }
 }

@@ -8,8 +8,8 @@ use rand::seq::SliceRandom;
 
 use crate::config::{GraftScale, Source};
 use crate::donor::{Donor, Embedding};
-use crate::params::{Names, Params};
 use crate::error::{Error, Result};
+use crate::params::{Names, Params};
 use crate::util::checksum;
 
 /// The result of the copy check over the whole matrix (the course compared row 0 only).
@@ -158,9 +158,7 @@ pub fn graft_by_name(
             }
         };
         let mismatch = || {
-            Error::Donor(format!(
-                "cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}"
-            ))
+            Error::Donor(format!("cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}"))
         };
         let expected: Vec<f32> = if crate::model5::is_conv1d(name) {
             // Conv1D (in, out) -> Linear (out, in).
@@ -169,8 +167,7 @@ pub fn graft_by_name(
             }
             transposed += 1;
             crate::model5::transpose(&data, src_shape[0], src_shape[1])
-        } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0]
-        {
+        } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0] {
             notes.push(format!(
                 "wpe: the donor's {} has {} positions; the first {} (--context) were grafted",
                 source, src_shape[0], want[0]

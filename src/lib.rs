@@ -6,7 +6,7 @@
 //! [`graft`] into the [`model`] or [`model5`] (parameters by name: [`params`]) -> [`loss`] ->
 //! [`optim`] (AdamW; [`kernels`] wraps the raw GEMM) -> one run ([`train`], saved by
 //! [`checkpoint`]) -> the grid of runs ([`experiment`]) -> plain [`results`] -> statistics
-//! ([`stats`], [`baseline`], [`drift`]) -> [`report`]. [`bench`] times the training step; with `--features cuda`, [`cuda`] holds Model 1's
+//! ([`stats`], [`baseline`], [`drift`]; across sizes, [`sweep`]) -> [`report`]. [`bench`] times the training step; with `--features cuda`, [`cuda`] holds Model 1's
 //! fused step for the GPU.
 
 pub mod baseline;
@@ -32,6 +32,7 @@ pub mod report;
 pub mod results;
 pub mod rng;
 pub mod stats;
+pub mod sweep;
 pub mod train;
 pub mod util;
 

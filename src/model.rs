@@ -99,7 +99,8 @@ impl Model1 {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let wte: Vec<f32> = (0..vocab * dim).map(|_| StandardNormal.sample(emb_rng)).collect();
         let bound = 1.0 / (dim as f32).sqrt();
-        let u = Uniform::new(-bound, bound).map_err(|e| crate::error::Error::Input(format!("head init bound {bound}: {e}")))?;
+        let u = Uniform::new(-bound, bound)
+            .map_err(|e| crate::error::Error::Input(format!("head init bound {bound}: {e}")))?;
         let head: Vec<f32> = (0..vocab * dim).map(|_| u.sample(head_rng)).collect();
         Ok((wte, head))
     }

@@ -49,19 +49,22 @@ impl Model5Config {
     pub fn parameter_count(&self) -> Option<usize> {
         let (v, d, c, l) = (self.vocab, self.dim, self.context, self.layers);
         let block = d.checked_mul(d)?.checked_mul(12)?.checked_add(d.checked_mul(13)?)?;
-        let embeddings = v.checked_mul(d)?.checked_mul(if self.tied { 1 } else { 2 })?.checked_add(c.checked_mul(d)?)?;
+        let embeddings =
+            v.checked_mul(d)?.checked_mul(if self.tied { 1 } else { 2 })?.checked_add(c.checked_mul(d)?)?;
         embeddings.checked_add(block.checked_mul(l)?)?.checked_add(2 * d)
     }
 
     /// Sizes that make a model, named by their flags, and one that fits this machine's memory
     /// (parameters, gradients and AdamW's two moments: 16 bytes per parameter).
     pub fn validate(&self) -> Result<()> {
-        for (flag, v) in [("--layers", self.layers), ("--context", self.context), ("--dim", self.dim), ("--heads", self.heads)] {
+        for (flag, v) in
+            [("--layers", self.layers), ("--context", self.context), ("--dim", self.dim), ("--heads", self.heads)]
+        {
             if v == 0 {
                 return Err(Error::Input(format!("{flag} must be at least 1")));
             }
         }
-        if self.dim % self.heads != 0 {
+        if !self.dim.is_multiple_of(self.heads) {
             return Err(Error::Input(format!(
                 "--heads {} does not divide the width {} (--dim or the donor's); pick a head count that divides it",
                 self.heads, self.dim
@@ -72,7 +75,9 @@ impl Model5Config {
             self.layers, self.dim, self.context, self.vocab
         );
         let n = self.parameter_count().ok_or_else(|| {
-            Error::Input(format!("{sizes} has more parameters than can be counted; use fewer --layers or a smaller --dim or --context"))
+            Error::Input(format!(
+                "{sizes} has more parameters than can be counted; use fewer --layers or a smaller --dim or --context"
+            ))
         })?;
         let need = (n as f64) * 16.0;
         if let Some(have) = crate::util::memory_bytes() {

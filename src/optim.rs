@@ -281,7 +281,10 @@ fn cuda_moments(device: &candle_core::Device, n: usize) -> Result<Moments> {
 /// Without the CUDA build no parameter lives on a CUDA device.
 #[cfg(not(feature = "cuda"))]
 fn cuda_moments(device: &candle_core::Device, n: usize) -> Result<Moments> {
-    Ok(Moments::Device { m: Tensor::zeros(n, candle_core::DType::F32, device)?, v: Tensor::zeros(n, candle_core::DType::F32, device)? })
+    Ok(Moments::Device {
+        m: Tensor::zeros(n, candle_core::DType::F32, device)?,
+        v: Tensor::zeros(n, candle_core::DType::F32, device)?,
+    })
 }
 
 /// AdamW's element update, shared by the fused passes.
@@ -465,7 +468,9 @@ mod tests {
             fused.step(&[&grad]).unwrap();
             plain.step(&[&grad]).unwrap();
         }
-        let bits = |v: &Var| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let bits = |v: &Var| {
+            v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
         assert_eq!(bits(&a), bits(&b));
         assert_eq!(fused.moments(0).unwrap(), plain.moments(0).unwrap());
     }

@@ -20,13 +20,18 @@ pub fn write_all(out: &Path, cfg: &ExperimentConfig, s: &Summary) -> Result<()> 
     write_all_with(out, cfg, s, "")
 }
 
-/// As [`write_all`], with `extra` (markdown) at the end of report.md.
-pub fn write_all_with(out: &Path, cfg: &ExperimentConfig, s: &Summary, extra: &str) -> Result<()> {
-    // Text is measured with this font for the SVG too, so register it before any drawing.
+/// Text is measured with the carried font for the SVG too, so it is registered before any
+/// drawing.
+pub(crate) fn register_font() {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+/// As [`write_all`], with `extra` (markdown) at the end of report.md.
+pub fn write_all_with(out: &Path, cfg: &ExperimentConfig, s: &Summary, extra: &str) -> Result<()> {
+    register_font();
     let json = serde_json::to_string_pretty(s).map_err(|e| Error::Output(e.to_string()))?;
     write_atomic(&out.join("summary.json"), json.as_bytes())?;
     let curves = mean_curves(&s.runs);
@@ -667,6 +672,32 @@ fn details_section(s: &Summary) -> String {
     md
 }
 
+/// The domain, as far as it is measured without the donor's pretraining data: how finely the
+/// donor's tokenizer cuts the corpus, how much of the donor's vocabulary it uses, and how much
+/// of the test text training never showed.
+fn domain_table(done: &[(String, Summary)]) -> String {
+    let mut md = String::from(
+        "\n## Domain\n\n| group | tokens per word | donor rows the corpus uses | training tokens | donor rows the training part uses | test targets unseen in training |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, s) in done {
+        md.push_str(&format!("| {} |{}\n", if name.is_empty() { "this run" } else { name }, domain_cells(&s.inputs)));
+    }
+    md.push_str("\nTokens per word: the donor tokenizer's tokens over white-space-separated words. Rows used: distinct token ids over the donor's rows. Unseen: test-window targets whose token no training window holds (only the donor's row can have taught them).\n");
+    md
+}
+
+fn domain_cells(i: &crate::results::InputSummary) -> String {
+    let share = |n: usize| format!("{:.1} % ({n})", 100.0 * n as f64 / i.vocab.max(1) as f64);
+    format!(
+        " {:.3} | {} | {} | {} | {:.2} % |",
+        i.corpus_tokens as f64 / i.words.max(1) as f64,
+        share(i.distinct_tokens),
+        i.train_tokens,
+        share(i.distinct_train_tokens),
+        100.0 * i.test_targets_unseen_in_training
+    )
+}
+
 /// Text sampled from every trained model.
 fn samples_section(s: &Summary) -> String {
     let mut md = String::new();
@@ -707,12 +738,35 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
                 cfg.protocol.seq_len, cfg.protocol.stride, i.train_windows, i.test_windows
             ),
         ),
+        (
+            "training part",
+            match i.train_tokens_limit {
+                Some(n) => format!("its first {n} tokens (--train-tokens); the kept windows cover {}", i.train_tokens),
+                None => format!("all of it: {} tokens", i.train_tokens),
+            },
+        ),
+        (
+            "domain",
+            format!(
+                "{:.3} tokens per word; the corpus uses {} donor rows, the training part {}; {:.2} % of test targets never occur in training",
+                i.corpus_tokens as f64 / i.words.max(1) as f64,
+                i.distinct_tokens,
+                i.distinct_train_tokens,
+                100.0 * i.test_targets_unseen_in_training
+            ),
+        ),
         ("training", {
             let o = &cfg.optimizer;
-            let cap = cfg.protocol.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps"));
+            let length = match cfg.step_budget() {
+                Some(m) => format!("{m} steps (--max-steps with --train-tokens: epochs repeat as needed)"),
+                None => {
+                    let cap = cfg.protocol.max_steps.map_or(String::new(), |m| format!(" capped at {m} steps"));
+                    format!("{} epochs{cap}", cfg.protocol.epochs)
+                }
+            };
             format!(
-                "batch {}, {} epochs{cap}, AdamW lr {} wd {} betas ({}, {}) eps {:e}",
-                cfg.protocol.batch_size, cfg.protocol.epochs, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
+                "batch {}, {length}, AdamW lr {} wd {} betas ({}, {}) eps {:e}",
+                cfg.protocol.batch_size, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
             )
         }),
         ("model", i.model.clone()),
@@ -792,22 +846,43 @@ fn answers(s: &Summary) -> Vec<String> {
     out
 }
 
-/// The top-level report of an experiment with several donors or corpora: each (donor,
-/// corpus) pair's inputs, each question's verdict per pair side by side, and links to each
-/// pair's own report.
+/// The top-level report of an experiment with several groups (donors, corpora, swept
+/// values): the sweep's answers against size (when a setting is swept), each group's inputs
+/// and domain, each question's verdict per group side by side, and links to each group's own
+/// report.
 pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summary)]) -> Result<()> {
-    let mut md = String::from("# embgraft report: the same experiment with several donors or corpora\n\n");
+    let sweep = (!cfg.sweeps().is_empty()).then(|| crate::sweep::analyse(cfg, &crate::experiment::groups(cfg), done));
+    let mut md = String::from(match &sweep {
+        Some(_) => {
+            "# embgraft report: a sweep
+
+"
+        }
+        None => {
+            "# embgraft report: the same experiment with several donors or corpora
+
+"
+        }
+    });
+    let swept: Vec<String> =
+        cfg.sweeps().iter().map(|(a, v)| format!("{} {}", a.flag(), crate::config::Sweep::show_all(v))).collect();
     md.push_str(&format!(
-        "Donors {}; corpora {}; configs {}, {} seeds each. Each (donor, corpus) pair has its own folder and report; \
+        "Donors {}; corpora {}{}; configs {}, {} seeds each. Each group (donor, corpus{}) has its own folder and report; \
          a donor with its own tokenizer reads the corpus its own way (tokens below). Differences are of final test \
-         loss, paired by seed; positive means the first configuration's loss is higher.\n\n",
+         loss, paired by seed; positive means the first configuration's loss is higher.\n",
         cfg.data.donor.join(", "),
         if cfg.data.corpora.is_empty() { "The Time Machine".to_string() } else { cfg.data.corpora.join(", ") },
+        if swept.is_empty() { String::new() } else { format!("; swept {}", swept.join(", ")) },
         cfg.graft.configs.0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
-        cfg.run.seeds
+        cfg.run.seeds,
+        if swept.is_empty() { "" } else { ", swept values" },
     ));
+    if let Some(a) = &sweep {
+        crate::sweep::write_plots(out, a)?;
+        md.push_str(&crate::sweep::markdown(a, cfg));
+    }
     md.push_str(
-        "| pair | donor | corpus | tokenizer | tokens | test text seen in training | bigram test loss | report |\n|---|---|---|---|---|---|---|---|\n",
+        "\n## Groups\n\n| group | donor | corpus | tokenizer | tokens | test text seen in training | bigram test loss | report |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (name, s) in done {
         let i = &s.inputs;
@@ -821,6 +896,7 @@ pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summar
             i.bigram.test_loss
         ));
     }
+    md.push_str(&domain_table(done));
     let mut keys: Vec<(String, String)> = Vec::new();
     for (_, s) in done {
         for c in &s.analysis.comparisons {
@@ -850,6 +926,7 @@ pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summar
     let json = serde_json::json!({
         "embgraft_version": env!("CARGO_PKG_VERSION"),
         "pairs": done.iter().map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis})).collect::<Vec<_>>(),
+        "sweep": sweep,
     });
     write_atomic(
         &out.join("summary.json"),

@@ -111,6 +111,24 @@ pub struct InputSummary {
     pub steps_per_run: usize,
     #[serde(default)]
     pub model: String,
+    /// `--train-tokens` (None: the whole training part) and the tokens the kept training
+    /// windows cover.
+    #[serde(default)]
+    pub train_tokens_limit: Option<usize>,
+    #[serde(default)]
+    pub train_tokens: usize,
+    /// The domain as far as it can be measured without the donor's pretraining data: words
+    /// (split at white space) of the corpus, so tokens per word; the distinct token ids of
+    /// the corpus and of the training windows (shares of the donor's rows used); the share of
+    /// test targets whose token no training window holds.
+    #[serde(default)]
+    pub words: usize,
+    #[serde(default)]
+    pub distinct_tokens: usize,
+    #[serde(default)]
+    pub distinct_train_tokens: usize,
+    #[serde(default)]
+    pub test_targets_unseen_in_training: f64,
 }
 
 /// Everything `compare` measured, as written to `summary.json`.
@@ -127,4 +145,3 @@ pub struct Summary {
     pub seconds_to_inputs: f64,
     pub seconds_to_first_step: Option<f64>,
 }
-

@@ -158,7 +158,8 @@ fn finished(runs: &[RunResult], l: Letter, seed: u64) -> Option<&RunResult> {
     runs.iter().find(|r| r.config == l && r.seed == seed && r.diverged.is_none() && !r.interrupted)
 }
 
-fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
+/// The final test loss of a run that finished.
+pub fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
     finished(runs, l, seed).and_then(|r| r.final_point()).map(|p| p.test_loss)
 }
 
@@ -323,7 +324,7 @@ fn still_improving(ok: &[&RunResult], steps_per_epoch: usize, final_test: Option
     let late = steps - steps.div_ceil(10);
     let earlier: Vec<f64> = ok
         .iter()
-        .filter_map(|r| r.points.iter().filter(|p| p.step <= late && p.step < r.steps).last().map(|p| p.test_loss))
+        .filter_map(|r| r.points.iter().rfind(|p| p.step <= late && p.step < r.steps).map(|p| p.test_loss))
         .collect();
     let (Some(before), Some(fin)) = (Estimate::of(&earlier), final_test) else { return None };
     let fall = before.mean - fin.mean;
@@ -346,7 +347,14 @@ pub fn analyse(runs: &[RunResult], steps_per_epoch: usize) -> Analysis {
     let asked: Vec<_> = QUESTIONS.iter().filter(|q| letters.contains(&q.1) && letters.contains(&q.2)).collect();
     let diffs: Vec<Option<Estimate>> = asked
         .iter()
-        .map(|q| Estimate::of(&seeds.iter().filter_map(|&s| Some(final_test(runs, q.1, s)? - final_test(runs, q.2, s)?)).collect::<Vec<_>>()))
+        .map(|q| {
+            Estimate::of(
+                &seeds
+                    .iter()
+                    .filter_map(|&s| Some(final_test(runs, q.1, s)? - final_test(runs, q.2, s)?))
+                    .collect::<Vec<_>>(),
+            )
+        })
         .collect();
     let p: Vec<Option<f64>> = diffs.iter().map(|d| d.as_ref().and_then(paired_p)).collect();
     let adjusted = adjust(&p);
@@ -432,9 +440,8 @@ fn comparison(
     };
     let undecided = outcome == "not distinguishable";
     let ruled_out_beyond = difference.filter(|_| undecided).map(|e| e.low().abs().max(e.high().abs()));
-    let seeds_for_80_power = difference
-        .filter(|_| undecided)
-        .and_then(|e| seeds_for_power(e.mean, e.sd, ALPHA / family.max(1) as f64, 0.8));
+    let seeds_for_80_power =
+        difference.filter(|_| undecided).and_then(|e| seeds_for_power(e.mean, e.sd, ALPHA / family.max(1) as f64, 0.8));
     let ps = match (p_value, p_adjusted) {
         (Some(p), Some(pa)) => format!("p {}, Holm-adjusted p {}", show_p(p), show_p(pa)),
         _ => String::new(),
@@ -673,7 +680,11 @@ mod tests {
         assert_eq!(fc.outcome_unadjusted, "positive", "{fc:?}");
         assert!((fc.p_value.unwrap() - 0.0267).abs() < 1e-3 && (fc.p_adjusted.unwrap() - 0.080).abs() < 1e-3, "{fc:?}");
         assert_eq!(fc.outcome, "not distinguishable");
-        assert!(fc.verdict.contains("excludes 0 on its own, but not after Holm's correction over 3 questions"), "{}", fc.verdict);
+        assert!(
+            fc.verdict.contains("excludes 0 on its own, but not after Holm's correction over 3 questions"),
+            "{}",
+            fc.verdict
+        );
     }
 
     #[test]
@@ -714,7 +725,10 @@ mod tests {
         assert_eq!(cmp.over_time.last().unwrap().outcome, "negative");
         // Less than an epoch is always early training.
         let an = analyse(&runs, 1000);
-        assert!(an.configs.iter().all(|c| c.still_improving.as_ref().is_some_and(|w| w.contains("less than one epoch"))));
+        assert!(an
+            .configs
+            .iter()
+            .all(|c| c.still_improving.as_ref().is_some_and(|w| w.contains("less than one epoch"))));
     }
 
     #[test]

@@ -127,8 +127,18 @@ pub fn steps_per_epoch(cfg: &ExperimentConfig, train_windows: usize) -> usize {
 /// Optimizer steps one run takes under `cfg` (saturating: a count past any machine's reach
 /// simply never ends the loop early).
 pub fn planned_steps(cfg: &ExperimentConfig, train_windows: usize) -> usize {
-    let all = steps_per_epoch(cfg, train_windows).saturating_mul(cfg.protocol.epochs);
+    let per_epoch = steps_per_epoch(cfg, train_windows);
+    let all = per_epoch.saturating_mul(epochs(cfg, per_epoch));
     cfg.protocol.max_steps.map_or(all, |m| m.min(all))
+}
+
+/// Epochs a run may take: `--epochs`, or as many as a step budget needs (`--max-steps` with
+/// `--train-tokens`: every data size trains the same steps, a small one repeating its data).
+pub fn epochs(cfg: &ExperimentConfig, per_epoch: usize) -> usize {
+    match cfg.step_budget() {
+        Some(m) => cfg.protocol.epochs.max(m.div_ceil(per_epoch.max(1))),
+        None => cfg.protocol.epochs,
+    }
 }
 
 /// What every run of an experiment shares: the windows, the test set's (input, target)
@@ -214,7 +224,7 @@ pub fn run(
         None => State::fresh(cfg, seed, &params, &plan)?,
     };
     let (data, eval_every) = (shared.data, cfg.eval_interval(plan.steps, plan.per_epoch));
-    'epochs: for epoch in s.first_epoch..=cfg.protocol.epochs {
+    'epochs: for epoch in s.first_epoch..=epochs(cfg, plan.per_epoch) {
         // Where this epoch's batch order is drawn from: a checkpoint inside the epoch saves
         // this position and the batches done, and a resume draws the same order and skips them.
         let epoch_start = s.shuffle.get_word_pos();
@@ -236,7 +246,9 @@ pub fn run(
             let stop = obs.should_stop() && s.step < plan.steps;
             if s.step < plan.steps && (stop || obs.checkpoint_due()) {
                 let at = match epoch_end {
-                    true => Position { epochs_done: epoch, batches_done: 0, shuffle_word_pos: s.shuffle.get_word_pos() },
+                    true => {
+                        Position { epochs_done: epoch, batches_done: 0, shuffle_word_pos: s.shuffle.get_word_pos() }
+                    }
                     false => Position { epochs_done: epoch - 1, batches_done: b + 1, shuffle_word_pos: epoch_start },
                 };
                 obs.on_checkpoint((letter, seed), &s.checkpoint(at, &params)?)?;
@@ -334,7 +346,14 @@ struct Grafted {
 
 /// Copies the donor into the parameters the plan grafts: Model 1 the (perhaps permuted or
 /// rescaled) embedding, Model 5 every selected tensor by its GPT-2 name.
-fn graft(cfg: &ExperimentConfig, letter: Letter, seed: u64, net: &Net, plan: &Plan, shared: &Shared) -> Result<Grafted> {
+fn graft(
+    cfg: &ExperimentConfig,
+    letter: Letter,
+    seed: u64,
+    net: &Net,
+    plan: &Plan,
+    shared: &Shared,
+) -> Result<Grafted> {
     let mut g = Grafted { checks: Vec::new(), what: None, notes: Vec::new(), wte: None };
     match net {
         Net::M1(m) if plan.grafted.contains("wte") => {
@@ -436,7 +455,8 @@ impl State {
 
     /// The state a checkpoint wrote down, put back into the model and optimizer.
     fn resumed(c: Checkpoint, cfg: &ExperimentConfig, seed: u64, params: &Params, plan: &Plan) -> Result<Self> {
-        let bad = |why: String| Error::Input(format!("checkpoint does not fit this experiment ({why}); delete it to rerun"));
+        let bad =
+            |why: String| Error::Input(format!("checkpoint does not fit this experiment ({why}); delete it to rerun"));
         let find = |name: &str| params.get(name).ok_or_else(|| bad(format!("unknown parameter {name}")));
         for (name, values) in c.params {
             let v = find(&name)?;
@@ -476,7 +496,13 @@ impl State {
 
     /// Thaws the groups whose time has come: each is proven bit-identical to its start, then
     /// joins AdamW with zero moments.
-    fn thaw_due(&mut self, epoch: usize, plan: &Plan, params: &Params, start: &HashMap<String, Vec<f32>>) -> Result<()> {
+    fn thaw_due(
+        &mut self,
+        epoch: usize,
+        plan: &Plan,
+        params: &Params,
+        start: &HashMap<String, Vec<f32>>,
+    ) -> Result<()> {
         while let Some((at, group)) = plan.thaws.get(self.thaws.len()) {
             if *at > self.step {
                 break;
@@ -510,7 +536,14 @@ impl State {
 
     /// A curve point: the batch losses since the last one, the whole test set, and the fixed
     /// training subset scored as the test set.
-    fn evaluate(&mut self, epoch: usize, net: &Net, sh: &Shared, run: (Letter, u64), obs: &mut dyn Observer) -> Result<()> {
+    fn evaluate(
+        &mut self,
+        epoch: usize,
+        net: &Net,
+        sh: &Shared,
+        run: (Letter, u64),
+        obs: &mut dyn Observer,
+    ) -> Result<()> {
         let p = Point {
             epoch,
             step: self.step,

@@ -66,7 +66,8 @@ fn config(f: &common::Fixture) -> ExperimentConfig {
     let mut c = ExperimentConfig::default();
     c.data.corpora = vec![f.corpus.display().to_string()];
     c.data.donor = vec![f.donor.display().to_string()];
-    (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) = (16, 3, Some(20), Some(5));
+    (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) =
+        (16, 3, Some(20), Some(5));
     // Larger than the course's lr and decay, so a frozen parameter handed to AdamW would move.
     (c.optimizer.lr, c.optimizer.weight_decay) = (1e-2, 0.1);
     c.run.sample_tokens = 0;
@@ -87,7 +88,7 @@ fn model5_trains_the_same_on_cpu_and_cuda() {
     let f = common::fixture();
     let mut c = config(&f);
     c.model.kind = ModelKind::Model5;
-    (c.model.layers, c.model.heads) = (1, Some(2));
+    (c.model.layers, c.model.heads) = (embgraft::config::Sweep::one(1), Some(2));
     c.graft.graft = "wte,wpe".into();
     agree(&c);
 }

@@ -14,7 +14,8 @@ fn small_config(f: &Fixture) -> ExperimentConfig {
     let mut c = ExperimentConfig::default();
     c.data.corpora = vec![f.corpus.display().to_string()];
     c.data.donor = vec![f.donor.display().to_string()];
-    (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) = (16, 2, Some(12), Some(4));
+    (c.protocol.batch_size, c.protocol.epochs, c.protocol.max_steps, c.protocol.eval_every) =
+        (16, 2, Some(12), Some(4));
     // Large decay, so a frozen parameter handed to AdamW would visibly move.
     (c.optimizer.lr, c.optimizer.weight_decay) = (1e-2, 0.1);
     (c.run.sample_tokens, c.run.seeds) = (10, 1);
@@ -410,7 +411,8 @@ fn frozen_embedding_is_bit_identical_while_trainable_one_moves() {
     let (c, model_c) =
         embgraft::train::run(&cfg, Letter::C, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert!(c.frozen_check.is_none());
-    let moved = values(model_c.params().get("wte").unwrap().as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
+    let moved =
+        values(model_c.params().get("wte").unwrap().as_tensor()).iter().zip(donor).filter(|(a, b)| a != b).count();
     // Decoupled weight decay shrinks every row, seen in the batches or not.
     assert_eq!(moved, donor.iter().filter(|&&x| x != 0.0).count());
 }
@@ -468,7 +470,7 @@ fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
             self.1 = step;
         }
         fn checkpoint_due(&mut self) -> bool {
-            self.1 % 3 == 0
+            self.1.is_multiple_of(3)
         }
         fn on_checkpoint(&mut self, _: (Letter, u64), c: &Checkpoint) -> embgraft::Result<()> {
             self.0.push(c.clone());
@@ -482,7 +484,9 @@ fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
     let shared = inputs.shared(&candle_core::Device::Cpu);
     let bits = |net: &train::Net| -> Vec<Vec<u32>> {
         let p = net.params();
-        p.iter().map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()).collect()
+        p.iter()
+            .map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect())
+            .collect()
     };
     let mut obs = EveryThird(Vec::new(), 0);
     let (full, net) = train::run(&c, Letter::C, 0, &shared, None, &mut obs).unwrap();
@@ -516,7 +520,7 @@ fn without_wall_times(mut v: serde_json::Value) -> serde_json::Value {
 /// cells; `report` needs no donor or corpus and is idempotent.
 #[test]
 fn shards_merge_into_the_one_process_report() {
-    use embgraft::experiment::{compare_corpora, pairs, rebuild_report, Control, Shard};
+    use embgraft::experiment::{compare_corpora, groups, rebuild_report, Control, Shard};
     let f = fixture();
     let second = f.root.join("second.txt");
     std::fs::write(&second, tiny_corpus().replace("machine", "garden").replace("Weena", "Filby")).unwrap();
@@ -563,16 +567,24 @@ fn shards_merge_into_the_one_process_report() {
     assert!(full.missing.is_empty(), "{:?}", full.missing);
     let read = |p: &Path| std::fs::read(p).unwrap();
     let json = |p: &Path| without_wall_times(serde_json::from_slice(&read(p)).unwrap());
-    for p in pairs(&c) {
+    for p in groups(&c) {
         let (a, b) = (one.join(&p.name), sharded.join(&p.name));
         assert!(read(&a.join("metrics.csv")) == read(&b.join("metrics.csv")), "{}: metrics.csv differs", p.name);
         assert_eq!(json(&a.join("summary.json")), json(&b.join("summary.json")), "{}", p.name);
     }
     let overview = std::fs::read_to_string(sharded.join("report.md")).unwrap();
-    assert!(overview.contains("| question | gpt2-tiny__corpus | gpt2-tiny__second | other-donor__corpus | other-donor__second |"), "{overview}");
+    assert!(
+        overview.contains(
+            "| question | gpt2-tiny__corpus | gpt2-tiny__second | other-donor__corpus | other-donor__second |"
+        ),
+        "{overview}"
+    );
     let first = std::fs::read(sharded.join("gpt2-tiny__corpus").join("report.md")).unwrap();
     rebuild_report(&sharded).unwrap();
-    assert!(first == std::fs::read(sharded.join("gpt2-tiny__corpus").join("report.md")).unwrap(), "report is idempotent");
+    assert!(
+        first == std::fs::read(sharded.join("gpt2-tiny__corpus").join("report.md")).unwrap(),
+        "report is idempotent"
+    );
 }
 
 #[test]
@@ -810,7 +822,7 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
     let f = fixture();
     let mut cfg = small_config(&f);
     cfg.model.kind = ModelKind::Model5;
-    cfg.model.layers = 1;
+    cfg.model.layers = embgraft::config::Sweep::one(1);
     cfg.model.heads = Some(2);
     cfg.graft.graft = "wte,wpe".into();
     cfg.graft.configs.0 = vec![Letter::B, Letter::C];
@@ -866,7 +878,7 @@ fn model5_thawing_run_resumes_exactly() {
     let mut c = small_config(&f);
     (c.protocol.max_steps, c.protocol.eval_every, c.protocol.epochs) = (None, None, 2);
     c.model.kind = ModelKind::Model5;
-    c.model.layers = 1;
+    c.model.layers = embgraft::config::Sweep::one(1);
     c.model.heads = Some(2);
     c.graft.graft = "wte,wpe".into();
     c.graft.freeze = "wte,wpe,h.0".into();

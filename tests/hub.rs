@@ -120,8 +120,11 @@ fn serve(
         h.push(("Location", format!("/cdn/{repo}/{file}")));
         return reply(&mut stream, "302 Found", &h, b"");
     }
-    let (start, end) = match headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-')) {
-        Some((a, b)) => (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().map_or(data.len() - 1, |e| e.min(data.len() - 1))),
+    let (start, end) = match headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-'))
+    {
+        Some((a, b)) => {
+            (a.parse::<usize>().unwrap_or(0), b.parse::<usize>().map_or(data.len() - 1, |e| e.min(data.len() - 1)))
+        }
         None => (0, data.len() - 1),
     };
     let body = &data[start..=end];
@@ -211,7 +214,8 @@ fn hub_donors_download_resume_cache_and_fail_in_one_line() {
     assert!(text(&o).contains("wte.weight"), "{}", text(&o));
     assert_eq!(std::fs::read(&snapshot).unwrap(), weights, "the cached file has other bytes than the server's");
     let resumed = hub.requests().iter().any(|(_, p, r)| {
-        p.ends_with("/model.safetensors") && r.as_deref().is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-"))
+        p.ends_with("/model.safetensors")
+            && r.as_deref().is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-"))
     });
     assert!(resumed, "no resuming Range request: {:?}", hub.requests());
 

@@ -3,10 +3,10 @@
 //! PyTorch computes independently (reference/model5_reference.py -> model5_golden.json).
 
 use candle_core::{Device, Tensor};
-use embgraft::graft::graft_by_name;
-use embgraft::params::Names;
 use embgraft::donor::Donor;
+use embgraft::graft::graft_by_name;
 use embgraft::model5::{Activation, Model5, Model5Config};
+use embgraft::params::Names;
 use rand::SeedableRng;
 use safetensors::{tensor::TensorView, Dtype};
 
@@ -247,7 +247,16 @@ fn matches_transformers_gpt2_logits_every_gradient_and_ten_adamw_steps() {
     let worst = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
 
     let (x, y) = batch(0);
-    let logits: Vec<f64> = m.logits(&x, &Names::new()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|&v| v as f64).collect();
+    let logits: Vec<f64> = m
+        .logits(&x, &Names::new())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
     let d_logits = worst(&logits, &floats(&g["logits"]));
     let (loss, grads) = m.loss_and_grads(&x, &y, &all).unwrap();
     let d_loss = (loss - g["loss"].as_f64().unwrap()).abs();

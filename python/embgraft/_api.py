@@ -13,9 +13,16 @@ def settings():
     return _embgraft.settings()
 
 
+# Settings given once per value; every other list is one comma-separated value
+# (``train_tokens=[20_000, 200_000]`` -> ``--train-tokens 20000,200000``, ``configs=["A", "C"]``).
+_REPEATED = {"corpus", "donor", "lr_group"}
+
+
 def _argv(command, kwargs):
-    """Keyword arguments -> flags: ``max_steps=20`` -> ``--max-steps 20``; lists repeat the flag;
-    True gives a switch, False and None leave the flag out. The engine's parser checks them."""
+    """Keyword arguments -> flags: ``max_steps=20`` -> ``--max-steps 20``; a list repeats the
+    flag (corpus, donor, lr_group) or is joined with commas (sweeps such as ``train_tokens``,
+    ``layers``; ``configs``); True gives a switch, False and None leave the flag out. The
+    engine's parser checks them."""
     argv = [command]
     for key, value in kwargs.items():
         if value is None or value is False:
@@ -24,6 +31,8 @@ def _argv(command, kwargs):
         if value is True:
             argv.append(flag)
             continue
+        if isinstance(value, (list, tuple)) and key not in _REPEATED:
+            value = ",".join(str(v) for v in value)
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
             argv += [flag, str(v)]
@@ -116,7 +125,9 @@ def compare(**kwargs):
 
     Keywords are the command line's flags in snake_case (see ``embgraft.settings()``);
     ``donor=`` may be a 2-D array, or a list of donors (and ``corpus=`` a list of corpora) to run
-    each pair and compare them side by side; ``shard="2/4"`` runs one slice of the grid and
+    each pair and compare them side by side; ``train_tokens=["20k", "200k", "1M"]`` (and, for
+    ``model="model5"``, ``layers=[1, 2, 4]``) sweeps a size and reports the answers against it
+    (see :attr:`Result.trends`); ``shard="2/4"`` runs one slice of the grid and
     returns the shared folder (merge the shards with ``embgraft report DIR``); ``resume=run_dir``
     continues an interrupted run;
     ``progress=False`` trains silently. Errors raise ``embgraft.Error`` subclasses.
@@ -177,6 +188,33 @@ class Result:
                     row["corpus"] = corpus
                 out.append(row)
         return out
+
+    @property
+    def trends(self):
+        """A sweep's answers against size: one row per question, series line and swept value
+        (paired difference and 95 % interval), with the series' trend (slope per tenfold of
+        tokens or per doubling of layers, its interval and verdict). Empty without a sweep."""
+        sweep = self.summary.get("sweep") or {}
+        rows = []
+        for s in sweep.get("series", []):
+            t = s.get("trend") or {}
+            slope = t.get("slope") or {}
+            half = slope.get("ci95")
+            for p in s["points"]:
+                d = p.get("difference") or {}
+                h = d.get("ci95")
+                rows.append({
+                    "key": s["key"], "axis": s["axis"], "line": s["line"], "value": p["value"],
+                    "difference": d.get("mean"),
+                    "low": None if h is None else d["mean"] - h,
+                    "high": None if h is None else d["mean"] + h,
+                    "slope": slope.get("mean"),
+                    "slope_low": None if half is None else slope["mean"] - half,
+                    "slope_high": None if half is None else slope["mean"] + half,
+                    "per": t.get("per"),
+                    "trend": t.get("outcome"),
+                })
+        return rows
 
     @property
     def metrics(self):

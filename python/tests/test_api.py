@@ -181,3 +181,17 @@ def test_several_donors_and_shards_merge(inputs, tmp_path):
         assert a == (tmp_path / "sharded" / pair / "metrics.csv").read_bytes()
     with pytest.raises(embgraft.InputError, match="is not K/N"):
         embgraft.compare(out=str(tmp_path / "bad"), shard="3/2", **kw)
+
+
+def test_a_sweep_from_python(inputs, tmp_path):
+    """train_tokens= as a list sweeps the data size: one group per size, the trends in
+    Result.trends; a size past the training part raises the command line's message."""
+    kw = dict(SMALL, donor=inputs["donor"], corpus=inputs["corpus"], configs=["A", "B", "C"], split="contiguous")
+    r = embgraft.compare(out=str(tmp_path / "sweep"), train_tokens=["1k", 2000, "3k"], **kw)
+    assert [name for name, _ in r._analyses()] == ["tokens-1k", "tokens-2k", "tokens-3k"]
+    rows = [t for t in r.trends if t["key"] == "freeze_cost"]
+    assert [t["value"] for t in rows] == [1000, 2000, 3000]
+    assert all(t["trend"] in ("grows", "shrinks", "no trend") and t["slope_low"] <= t["slope_high"] for t in rows)
+    assert (tmp_path / "sweep" / "sweep-tokens.png").is_file()
+    with pytest.raises(embgraft.InputError, match="--train-tokens 1M: the training part"):
+        embgraft.compare(out=str(tmp_path / "bad"), train_tokens=["1k", "1M"], **kw)

@@ -36,4 +36,3 @@ pub fn fixture() -> Fixture {
     embgraft::donor::write_gpt2_layout(&donor.join("model.safetensors"), 8, 0.5, 1).unwrap();
     Fixture { _dir: dir, root, corpus, donor }
 }
-
