@@ -25,6 +25,23 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The same error, its message led by where it happened (`dim-128: ...`): which group of
+    /// a sweep or a grid of donors and corpora could not be set up.
+    pub fn within(self, place: &str) -> Error {
+        let lead = |m: String| format!("{place}: {m}");
+        match self {
+            Error::Input(m) => Error::Input(lead(m)),
+            Error::Donor(m) => Error::Donor(lead(m)),
+            Error::Tokenizer(m) => Error::Tokenizer(lead(m)),
+            Error::Download(m) => Error::Download(lead(m)),
+            Error::Output(m) => Error::Output(lead(m)),
+            Error::Interrupted(m) => Error::Interrupted(lead(m)),
+            e @ Error::Candle(_) => e,
+        }
+    }
+}
+
 /// Folds a multi-line message (clap's usage errors span several lines) into one line.
 pub fn one_line(text: &str) -> String {
     let parts: Vec<&str> = text

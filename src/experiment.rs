@@ -970,7 +970,14 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         return Err(Error::Input("an in-memory donor runs alone; give one donor".into()));
     }
     // Every donor and corpus is read and cut before anything is written: bad input leaves no files.
-    let all_inputs = pairs.iter().map(|p| load_inputs_with(&p.cfg, ctl.donor)).collect::<Result<Vec<_>>>()?;
+    let all_inputs = pairs
+        .iter()
+        .map(|p| {
+            // A sweep's group is named unless the message starts with the flag and value.
+            load_inputs_with(&p.cfg, ctl.donor)
+                .map_err(|e| if p.point.is_empty() || e.to_string().starts_with("--") { e } else { e.within(&p.name) })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&pairs, &all_inputs, sh));
     if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
         let cells: usize = m.iter().map(|c| c.len()).sum();

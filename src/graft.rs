@@ -158,7 +158,9 @@ pub fn graft_by_name(
             }
         };
         let mismatch = || {
-            Error::Donor(format!("cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}"))
+            Error::Donor(format!(
+                "cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}; give the model the donor's sizes (--dim, --context), or graft less (--graft)"
+            ))
         };
         let expected: Vec<f32> = if crate::model5::is_conv1d(name) {
             // Conv1D (in, out) -> Linear (out, in).

@@ -922,7 +922,7 @@ pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summar
         }
         md.push('\n');
     }
-    md.push_str("\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over that pair's questions; see each pair's report for the full sentence.\n");
+    md.push_str("\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over that group's questions; see each group's report for the full sentence.\n");
     let json = serde_json::json!({
         "embgraft_version": env!("CARGO_PKG_VERSION"),
         "pairs": done.iter().map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis})).collect::<Vec<_>>(),

@@ -240,10 +240,11 @@ class Result:
             return rows
 
     def _png(self):
+        """The picture that sums the run up: a sweep's answers against size, else the loss curves."""
         p = self.run_dir / "loss-curves.png"
         if p.is_file():
             return p
-        found = sorted(self.run_dir.glob("*/loss-curves.png"))
+        found = sorted(self.run_dir.glob("sweep-*.png")) or sorted(self.run_dir.glob("*/loss-curves.png"))
         return found[0] if found else None
 
     def plot(self, ax=None):
