@@ -245,9 +245,9 @@ fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> 
     match shard {
         Some(sh) => println!("shard {sh}: {runs} runs in {} ({secs:.1} s)", out.display()),
         None => println!(
-            "wrote {} ({runs} runs on {} donor/corpus pair(s), {secs:.1} s): open report.md there",
+            "wrote {} ({runs} runs{}, {secs:.1} s): open report.md there",
             out.display(),
-            done.len()
+            if done.len() > 1 { format!(" in {} groups", done.len()) } else { String::new() }
         ),
     }
     Ok(())

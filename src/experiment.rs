@@ -624,7 +624,7 @@ pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summ
         .ok_or_else(|| Error::Input(format!("no cell of this experiment falls to this shard ({out:?})")))
 }
 
-/// The (seed, config) cells of a one-pair experiment, in the order they run: seed by seed.
+/// The (seed, config) cells of a one-group experiment, in the order they run: seed by seed.
 pub fn grid(cfg: &ExperimentConfig) -> Vec<(u64, Letter)> {
     cfg.seeds().into_iter().flat_map(|s| cfg.graft.configs.0.iter().map(move |&l| (s, l))).collect()
 }
@@ -949,12 +949,13 @@ pub fn assign_shards(steps: &[usize], n: usize) -> Vec<usize> {
     shard
 }
 
-/// Runs the experiment for every (donor, corpus) pair, each into its own subfolder of `out`
-/// (see [`pairs`]), then writes a top-level report that puts the verdicts side by side. One
-/// pair is a plain [`compare`] into `out`. With `ctl.shard`, only that shard's cells run and
+/// Runs the experiment for every group (each (donor, corpus) pair at each swept value), each
+/// into its own subfolder of `out` (see [`groups`]), then writes a top-level report that puts
+/// the verdicts side by side (and a sweep's answers against size). One group is a plain
+/// [`compare`] into `out`. With `ctl.shard`, only that shard's cells run and
 /// no report is written (`embgraft report` merges the shards).
 pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
-    let pairs = groups(cfg);
+    let all = groups(cfg);
     let started = Instant::now();
     let dev = device(&cfg.run.device)?;
     if ctl.resume && !out.join("config.toml").is_file() {
@@ -966,11 +967,11 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     if !ctl.resume && ctl.shard.is_none() {
         check_out_dir(out, ctl.force)?;
     }
-    if pairs.len() > 1 && ctl.donor.is_some() {
+    if all.len() > 1 && ctl.donor.is_some() {
         return Err(Error::Input("an in-memory donor runs alone; give one donor".into()));
     }
     // Every donor and corpus is read and cut before anything is written: bad input leaves no files.
-    let all_inputs = pairs
+    let all_inputs = all
         .iter()
         .map(|p| {
             // A sweep's group is named unless the message starts with the flag and value.
@@ -978,13 +979,13 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
                 .map_err(|e| if p.point.is_empty() || e.to_string().starts_with("--") { e } else { e.within(&p.name) })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&pairs, &all_inputs, sh));
+    let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&all, &all_inputs, sh));
     if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
         let cells: usize = m.iter().map(|c| c.len()).sum();
-        let all: usize = pairs.iter().map(|p| grid(&p.cfg).len()).sum();
-        eprintln!("shard {sh}: {cells} of the {all} cells");
+        let cells_all: usize = all.iter().map(|p| grid(&p.cfg).len()).sum();
+        eprintln!("shard {sh}: {cells} of the {cells_all} cells");
     }
-    if pairs.len() > 1 {
+    if all.len() > 1 {
         create_out_dir(out)?;
         match ctl.shard {
             Some(_) => write_once_or_check_config(out, cfg)?,
@@ -992,7 +993,7 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         }
     }
     let mut done = Vec::new();
-    for (i, (p, inputs)) in pairs.iter().zip(&all_inputs).enumerate() {
+    for (i, (p, inputs)) in all.iter().zip(&all_inputs).enumerate() {
         let only = mine.as_ref().map(|m| m[i].as_slice());
         if only.is_some_and(|o| o.is_empty()) {
             continue;
@@ -1001,13 +1002,13 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         if !p.name.is_empty() {
             eprintln!("== {} (donor {}, corpus {}) ==", p.name, p.cfg.data.the_donor(), inputs.corpus_path.display());
         }
-        // A pair not started before an interruption starts fresh when resuming.
+        // A group not started before an interruption starts fresh when resuming.
         let resume = ctl.resume && sub.join("config.toml").is_file();
         let sub_ctl = Control { force: true, resume, ..*ctl };
         let start = if p.name.is_empty() { started } else { Instant::now() };
         match run_grid(&p.cfg, inputs, &dev, &sub, &sub_ctl, start, only) {
             Ok(s) => done.push((p.name.clone(), s)),
-            Err(e @ Error::Interrupted(_)) if pairs.len() > 1 => {
+            Err(e @ Error::Interrupted(_)) if all.len() > 1 => {
                 if ctl.shard.is_none() {
                     crate::report::write_corpora(out, cfg, &done)?;
                 }
@@ -1018,20 +1019,20 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     }
     if let Some(sh) = ctl.shard {
         eprintln!("shard {sh} done; when every shard is, `embgraft report {}` writes the report", out.display());
-    } else if pairs.len() > 1 {
+    } else if all.len() > 1 {
         crate::report::write_corpora(out, cfg, &done)?;
     }
     Ok(done)
 }
 
-/// Each pair's cells that shard `sh` runs.
-fn shard_cells(pairs: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
+/// Each group's cells that shard `sh` runs.
+fn shard_cells(groups: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
     let cells: Vec<(usize, (u64, Letter))> =
-        pairs.iter().enumerate().flat_map(|(i, p)| grid(&p.cfg).into_iter().map(move |c| (i, c))).collect();
+        groups.iter().enumerate().flat_map(|(i, p)| grid(&p.cfg).into_iter().map(move |c| (i, c))).collect();
     let steps: Vec<usize> =
-        cells.iter().map(|(i, _)| train::planned_steps(&pairs[*i].cfg, inputs[*i].data.train.len())).collect();
+        cells.iter().map(|(i, _)| train::planned_steps(&groups[*i].cfg, inputs[*i].data.train.len())).collect();
     let owner = assign_shards(&steps, sh.n);
-    let mut mine = vec![Vec::new(); pairs.len()];
+    let mut mine = vec![Vec::new(); groups.len()];
     for ((i, cell), o) in cells.into_iter().zip(owner) {
         if o + 1 == sh.k {
             mine[i].push(cell);
@@ -1113,7 +1114,7 @@ fn metrics_rows(letter: Letter, seed: u64, points: &[Point]) -> String {
     points.iter().map(|p| csv_rows(letter, seed, p)).collect()
 }
 
-/// What `embgraft report` found: each pair's summary (of the cells present) and the cells
+/// What `embgraft report` found: each group's summary (of the cells present) and the cells
 /// missing, named.
 pub struct Rebuilt {
     pub pairs: Vec<(String, Summary)>,
@@ -1121,10 +1122,10 @@ pub struct Rebuilt {
     pub cells: usize,
 }
 
-/// Rebuilds every result file of the run folder `dir` (each pair's report.md, summary.json,
-/// plots and metrics.csv, and the several-pairs overview) from its config.toml, inputs.json
+/// Rebuilds every result file of the run folder `dir` (each group's report.md, summary.json,
+/// plots and metrics.csv, and the several-groups overview) from its config.toml, inputs.json
 /// and the cells' run files: no donor or corpus needed. Cells without a run file are named in
-/// `missing` and in each pair's report.
+/// `missing` and in each group's report.
 pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     let cfg_path = dir.join("config.toml");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
@@ -1135,25 +1136,25 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     })?;
     let cfg = ExperimentConfig::from_toml(&text)
         .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e})", cfg_path.display())))?;
-    let pairs = groups(&cfg);
+    let all = groups(&cfg);
     let (mut done, mut missing) = (Vec::new(), Vec::new());
-    for p in &pairs {
-        let (summary, absent) = rebuild_pair(dir, p)?;
+    for p in &all {
+        let (summary, absent) = rebuild_group(dir, p)?;
         missing.extend(absent);
         if let Some(s) = summary {
             done.push((p.name.clone(), s));
         }
     }
-    if pairs.len() > 1 {
+    if all.len() > 1 {
         crate::report::write_corpora(dir, &cfg, &done)?;
     }
-    let cells = pairs.iter().map(|p| grid(&p.cfg).len()).sum();
+    let cells = all.iter().map(|p| grid(&p.cfg).len()).sum();
     Ok(Rebuilt { pairs: done, missing, cells })
 }
 
-/// One pair's result files from its folder's inputs.json and run files; the summary (None
-/// when no shard has started the pair) and the pair's cells without a run file, named.
-fn rebuild_pair(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)> {
+/// One group's result files from its folder's inputs.json and run files; the summary (None
+/// when no shard has started the group) and the group's cells without a run file, named.
+fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)> {
     let sub = if p.name.is_empty() { dir.to_path_buf() } else { dir.join(&p.name) };
     let label = |l: Letter, seed: u64| match p.name.is_empty() {
         true => format!("{l} seed {seed}"),
@@ -1166,7 +1167,7 @@ fn rebuild_pair(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)>
     };
     let info: InputSummary = serde_json::from_str(&info_text).map_err(|e| {
         Error::Input(format!(
-            "{} is corrupt ({e}); rerun one shard of that pair to write it again",
+            "{} is corrupt ({e}); rerun one shard of that group to write it again",
             info_path.display()
         ))
     })?;

@@ -810,7 +810,7 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("on 2 donor/corpus pair(s)"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("in 2 groups"));
 }
 
 /// Model 5 on the GPT-2-layout donor: B grafts wte and wpe (the donor's 1024 positions cut to
