@@ -236,7 +236,7 @@ fn claims(series: &[Series]) -> Vec<String> {
             let what = format!("{} ({} − {})", question_name(&s.key), s.minuend, s.subtrahend);
             let finding = match t.outcome.as_str() {
                 "one seed" => format!(
-                    "{what} has a slope of {:+.4} {} from one seed: no interval and no verdict (run --seeds 3 or more)",
+                    "{what} has a slope of {:+.4} {} from one seed only: no interval and no verdict (a trend needs two seeds or more, each with cells at two values or more; run --seeds 3 or more)",
                     t.slope.mean, t.per
                 ),
                 "no trend" => format!(
@@ -264,6 +264,22 @@ fn claims(series: &[Series]) -> Vec<String> {
             };
             out.push(format!("[{}] {finding}; {against} (\"{claim}\").", s.line));
         }
+    }
+    // "Controlled fine-tuning usually beats freezing": the freeze cost's sign at each value.
+    for s in series.iter().filter(|s| s.key == "freeze_cost") {
+        let with_interval: Vec<&Estimate> = s.points.iter().filter_map(|p| p.difference.as_ref()).filter(|e| e.ci95.is_some()).collect();
+        if with_interval.is_empty() {
+            continue;
+        }
+        let count = |f: &dyn Fn(&Estimate) -> bool| with_interval.iter().filter(|e| f(e)).count();
+        out.push(format!(
+            "[{}] training the grafted embedding beat freezing it (B − C above zero, unadjusted 95 % interval) at {} of {} {} values, freezing won at {} (\"controlled fine-tuning usually beats freezing\").",
+            s.line,
+            count(&|e| e.low() > 0.0),
+            with_interval.len(),
+            s.axis.flag(),
+            count(&|e| e.high() < 0.0)
+        ));
     }
     out
 }
@@ -334,7 +350,10 @@ pub fn markdown(a: &SweepAnalysis, cfg: &ExperimentConfig) -> String {
     }
     md.push_str("### The lecture's claims\n\n");
     if a.claims.is_empty() {
-        md.push_str("No claim can be checked: they need configs B and C (freeze cost) or A and C (graft benefit).\n");
+        md.push_str(match a.series.iter().all(|s| s.trend.is_none()) && !a.series.is_empty() {
+            false => "No claim can be checked: they need configs B and C (freeze cost) or A and C (graft benefit).\n",
+            true => "No trend yet: a series needs finished cells at two swept values or more.\n",
+        });
     }
     for c in &a.claims {
         md.push_str(&format!("- {c}\n"));
