@@ -975,8 +975,13 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         .iter()
         .map(|p| {
             // A sweep's group is named unless the message starts with the flag and value.
-            load_inputs_with(&p.cfg, ctl.donor)
-                .map_err(|e| if p.point.is_empty() || e.to_string().starts_with("--") { e } else { e.within(&p.name) })
+            load_inputs_with(&p.cfg, ctl.donor).map_err(|e| {
+                if p.point.is_empty() || e.to_string().starts_with("--") {
+                    e
+                } else {
+                    e.within(&p.name)
+                }
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&all, &all_inputs, sh));

@@ -267,7 +267,8 @@ fn claims(series: &[Series]) -> Vec<String> {
     }
     // "Controlled fine-tuning usually beats freezing": the freeze cost's sign at each value.
     for s in series.iter().filter(|s| s.key == "freeze_cost") {
-        let with_interval: Vec<&Estimate> = s.points.iter().filter_map(|p| p.difference.as_ref()).filter(|e| e.ci95.is_some()).collect();
+        let with_interval: Vec<&Estimate> =
+            s.points.iter().filter_map(|p| p.difference.as_ref()).filter(|e| e.ci95.is_some()).collect();
         if with_interval.is_empty() {
             continue;
         }
@@ -473,17 +474,22 @@ where
         let pad = ((hi - lo) * 0.1).max(1e-3);
         let (x0, x1) = all.iter().fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
         let (x0, x1) = (x0 / 1.3, x1 * 1.3);
+        // Ticks at the swept values themselves.
+        let mut ticks: Vec<f64> = all.iter().map(|p| p.0).collect();
+        ticks.sort_by(f64::total_cmp);
+        ticks.dedup();
         let (m, s) = (mine[0].minuend, mine[0].subtrahend);
         let mut chart = ChartBuilder::on(area)
             .caption(format!("{key} ({m} − {s})"), ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(52)
-            .build_cartesian_2d((x0..x1).log_scale(), (lo - pad)..(hi + pad))
+            .build_cartesian_2d((x0..x1).log_scale().with_key_points(ticks.clone()), (lo - pad)..(hi + pad))
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc(axis.flag().trim_start_matches("--"))
+            .y_desc("Δ final test loss")
             .x_label_formatter(&|v| Sweep::show(v.round() as usize))
             .max_light_lines(0)
             .draw()
@@ -501,6 +507,10 @@ where
                 drawn.label(s.line.clone()).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
             }
             chart.draw_series(p.iter().map(|q| Circle::new((q.0, q.1), 3, colour.filled()))).map_err(err)?;
+            // The interval at each value, also where a band cannot be drawn (one value).
+            chart
+                .draw_series(p.iter().map(|q| PathElement::new([(q.0, q.2), (q.0, q.3)], colour.stroke_width(1))))
+                .map_err(err)?;
         }
         chart.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.stroke_width(1))).map_err(err)?;
         if lines.len() > 1 {
