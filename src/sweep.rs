@@ -201,7 +201,7 @@ pub fn slope(xy: &[(f64, f64)]) -> Option<f64> {
 
 /// The lecture's claims, each tied to a question and the kind of size it speaks of, and the
 /// direction it expects.
-const CLAIMS: [(&str, &str, &str, &str); 4] = [
+const CLAIMS: [(&str, &str, &str, &str); 6] = [
     (
         "freeze_cost",
         "data size",
@@ -213,6 +213,18 @@ const CLAIMS: [(&str, &str, &str, &str); 4] = [
         "model size",
         "shrinks",
         "freezing works when the model is large: the freeze cost (B − C) should shrink with model size",
+    ),
+    (
+        "freeze_cost_matched",
+        "data size",
+        "grows",
+        "the same with the donor at the random init's scale: the freeze cost (G − H) should grow with data size",
+    ),
+    (
+        "freeze_cost_matched",
+        "model size",
+        "shrinks",
+        "the same with the donor at the random init's scale: the freeze cost (G − H) should shrink with model size",
     ),
     (
         "graft_benefit_trainable",
@@ -262,7 +274,12 @@ fn claims(series: &[Series]) -> Vec<String> {
                 "no trend" => "the lecture's trend is not seen at this many seeds",
                 _ => "undecided",
             };
-            out.push(format!("[{}] {finding}; {against} (\"{claim}\").", s.line));
+            let signs = {
+                let e: Vec<&Estimate> = s.points.iter().filter_map(|p| p.difference.as_ref()).collect();
+                let (above, below) = (e.iter().filter(|e| e.low() > 0.0).count(), e.iter().filter(|e| e.high() < 0.0).count());
+                format!("; the difference is above zero at {above} of {} values and below at {below}", e.len())
+            };
+            out.push(format!("[{}] {finding}{signs}; {against} (\"{claim}\").", s.line));
         }
     }
     // "Controlled fine-tuning usually beats freezing": the freeze cost's sign at each value.
