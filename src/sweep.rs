@@ -275,9 +275,10 @@ fn claims(series: &[Series]) -> Vec<String> {
                 _ => "undecided",
             };
             let signs = {
-                let e: Vec<&Estimate> = s.points.iter().filter_map(|p| p.difference.as_ref()).collect();
+                let e: Vec<&Estimate> =
+                    s.points.iter().filter_map(|p| p.difference.as_ref()).filter(|e| e.ci95.is_some()).collect();
                 let (above, below) = (e.iter().filter(|e| e.low() > 0.0).count(), e.iter().filter(|e| e.high() < 0.0).count());
-                format!("; the difference is above zero at {above} of {} values and below at {below}", e.len())
+                format!("; the difference's interval is above zero at {above} of {} values and below at {below}", e.len())
             };
             out.push(format!("[{}] {finding}{signs}; {against} (\"{claim}\").", s.line));
         }
