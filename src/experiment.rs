@@ -967,7 +967,8 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     if !ctl.resume && ctl.shard.is_none() {
         check_out_dir(out, ctl.force)?;
     }
-    if all.len() > 1 && ctl.donor.is_some() {
+    // The array stands in for every group's donor: one donor, any number of swept values.
+    if all.iter().any(|g| !g.pair.is_empty()) && ctl.donor.is_some() {
         return Err(Error::Input("an in-memory donor runs alone; give one donor".into()));
     }
     // Every donor and corpus is read and cut before anything is written: bad input leaves no files.
@@ -1219,7 +1220,7 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
 }
 
 /// A folder name for a corpus: its file name without extension, in safe characters.
-fn corpus_name(path: &str) -> String {
+pub(crate) fn corpus_name(path: &str) -> String {
     let stem = Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let clean: String =
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();

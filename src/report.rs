@@ -690,7 +690,7 @@ fn domain_cells(i: &crate::results::InputSummary) -> String {
     let share = |n: usize| format!("{:.1} % ({n})", 100.0 * n as f64 / i.vocab.max(1) as f64);
     format!(
         " {:.3} | {} | {} | {} | {:.2} % |",
-        i.corpus_tokens as f64 / i.words.max(1) as f64,
+        i.tokens_per_word(),
         share(i.distinct_tokens),
         i.train_tokens,
         share(i.distinct_train_tokens),
@@ -749,7 +749,7 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
             "domain",
             format!(
                 "{:.3} tokens per word; the corpus uses {} donor rows, the training part {}; {:.2} % of test targets never occur in training",
-                i.corpus_tokens as f64 / i.words.max(1) as f64,
+                i.tokens_per_word(),
                 i.distinct_tokens,
                 i.distinct_train_tokens,
                 100.0 * i.test_targets_unseen_in_training

@@ -131,6 +131,13 @@ pub struct InputSummary {
     pub test_targets_unseen_in_training: f64,
 }
 
+impl InputSummary {
+    /// The donor tokenizer's tokens per white-space-separated word of the corpus.
+    pub fn tokens_per_word(&self) -> f64 {
+        self.corpus_tokens as f64 / self.words.max(1) as f64
+    }
+}
+
 /// Everything `compare` measured, as written to `summary.json`.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Summary {

@@ -158,9 +158,13 @@ fn finished(runs: &[RunResult], l: Letter, seed: u64) -> Option<&RunResult> {
     runs.iter().find(|r| r.config == l && r.seed == seed && r.diverged.is_none() && !r.interrupted)
 }
 
-/// The final test loss of a run that finished.
-pub fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
+fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
     finished(runs, l, seed).and_then(|r| r.final_point()).map(|p| p.test_loss)
+}
+
+/// (seed, `a`'s final test loss − `b`'s) for every seed of `seeds` where both runs finished.
+pub fn paired_final(runs: &[RunResult], a: Letter, b: Letter, seeds: &[u64]) -> Vec<(u64, f64)> {
+    seeds.iter().filter_map(|&s| Some((s, final_test(runs, a, s)? - final_test(runs, b, s)?))).collect()
 }
 
 /// Each question the report asks: (key, minuend, subtrahend, what a positive difference means,
@@ -347,14 +351,7 @@ pub fn analyse(runs: &[RunResult], steps_per_epoch: usize) -> Analysis {
     let asked: Vec<_> = QUESTIONS.iter().filter(|q| letters.contains(&q.1) && letters.contains(&q.2)).collect();
     let diffs: Vec<Option<Estimate>> = asked
         .iter()
-        .map(|q| {
-            Estimate::of(
-                &seeds
-                    .iter()
-                    .filter_map(|&s| Some(final_test(runs, q.1, s)? - final_test(runs, q.2, s)?))
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|q| Estimate::of(&paired_final(runs, q.1, q.2, &seeds).into_iter().map(|d| d.1).collect::<Vec<_>>()))
         .collect();
     let p: Vec<Option<f64>> = diffs.iter().map(|d| d.as_ref().and_then(paired_p)).collect();
     let adjusted = adjust(&p);
@@ -498,7 +495,8 @@ fn comparison(
 }
 
 /// `= 0.0033`, or `< 0.0001` for smaller values.
-fn show_p(p: f64) -> String {
+/// `= 0.0123` or `< 0.0001`.
+pub fn show_p(p: f64) -> String {
     if p < 1e-4 {
         "< 0.0001".into()
     } else {

@@ -103,16 +103,7 @@ pub fn analyse(cfg: &ExperimentConfig, groups: &[Group], done: &[(String, Summar
                     .filter_map(|g| {
                         let value = g.point.iter().find(|(a, _)| *a == axis)?.1;
                         let s = summary(&g.name)?;
-                        let per_seed: Vec<(u64, f64)> = g
-                            .cfg
-                            .seeds()
-                            .into_iter()
-                            .filter_map(|seed| {
-                                let a = stats::final_test(&s.runs, *minuend, seed)?;
-                                let b = stats::final_test(&s.runs, *subtrahend, seed)?;
-                                Some((seed, a - b))
-                            })
-                            .collect();
+                        let per_seed = stats::paired_final(&s.runs, *minuend, *subtrahend, &g.cfg.seeds());
                         let difference = Estimate::of(&per_seed.iter().map(|p| p.1).collect::<Vec<_>>());
                         Some(SeriesPoint { value, group: g.name.clone(), per_seed, difference })
                     })
@@ -166,9 +157,7 @@ pub fn analyse(cfg: &ExperimentConfig, groups: &[Group], done: &[(String, Summar
 fn line_label(g: &Group, axis: Axis) -> String {
     let others = g.point.iter().filter(|(a, _)| *a != axis).map(|&(a, v)| format!("{} {}", a.short(), Sweep::show(v)));
     let pair = match g.pair.is_empty() {
-        true => g.cfg.data.corpora.first().map_or("timemachine".to_string(), |c| {
-            Path::new(c).file_stem().map_or(c.clone(), |s| s.to_string_lossy().into_owned())
-        }),
+        true => g.cfg.data.corpora.first().map_or("timemachine".to_string(), |c| crate::experiment::corpus_name(c)),
         false => g.pair.clone(),
     };
     std::iter::once(pair).chain(others).collect::<Vec<_>>().join(", ")
@@ -251,21 +240,14 @@ fn claims(series: &[Series]) -> Vec<String> {
                     "{what} has a slope of {:+.4} {} from one seed only: no interval and no verdict (a trend needs two seeds or more, each with cells at two values or more; run --seeds 3 or more)",
                     t.slope.mean, t.per
                 ),
-                "no trend" => format!(
-                    "{what} shows no trend with {meaning}: {} {} (95 % CI {:+.4} to {:+.4}, adjusted p {})",
-                    signed(t.slope.mean),
-                    t.per,
-                    t.slope.low(),
-                    t.slope.high(),
-                    t.p_adjusted.map_or("–".into(), show_p)
-                ),
                 o => format!(
-                    "{what} {o} with {meaning}: {} {} (95 % CI {:+.4} to {:+.4}, adjusted p {})",
-                    signed(t.slope.mean),
+                    "{what} {} with {meaning}: {:+.4} {} (95 % CI {:+.4} to {:+.4}, adjusted p {})",
+                    if o == "no trend" { "shows no trend" } else { o },
+                    t.slope.mean,
                     t.per,
                     t.slope.low(),
                     t.slope.high(),
-                    t.p_adjusted.map_or("–".into(), show_p)
+                    t.p_adjusted.map_or("–".into(), stats::show_p)
                 ),
             };
             let against = match t.outcome.as_str() {
@@ -277,8 +259,12 @@ fn claims(series: &[Series]) -> Vec<String> {
             let signs = {
                 let e: Vec<&Estimate> =
                     s.points.iter().filter_map(|p| p.difference.as_ref()).filter(|e| e.ci95.is_some()).collect();
-                let (above, below) = (e.iter().filter(|e| e.low() > 0.0).count(), e.iter().filter(|e| e.high() < 0.0).count());
-                format!("; the difference's interval is above zero at {above} of {} values and below at {below}", e.len())
+                let (above, below) =
+                    (e.iter().filter(|e| e.low() > 0.0).count(), e.iter().filter(|e| e.high() < 0.0).count());
+                format!(
+                    "; the difference's interval is above zero at {above} of {} values and below at {below}",
+                    e.len()
+                )
             };
             out.push(format!("[{}] {finding}{signs}; {against} (\"{claim}\").", s.line));
         }
@@ -301,19 +287,6 @@ fn claims(series: &[Series]) -> Vec<String> {
         ));
     }
     out
-}
-
-fn signed(x: f64) -> String {
-    format!("{x:+.4}")
-}
-
-/// `= 0.012` or `< 0.001`.
-fn show_p(p: f64) -> String {
-    if p < 0.001 {
-        "< 0.001".into()
-    } else {
-        format!("= {p:.3}")
-    }
 }
 
 /// Words for a question key.

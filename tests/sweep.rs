@@ -170,6 +170,16 @@ fn a_sweep_shards_and_merges_like_any_grid() {
         assert!(read(&one) == read(&sharded), "{}: metrics.csv differs", g.name);
     }
     assert_eq!(overview(&one)["sweep"]["series"], overview(&sharded)["sweep"]["series"]);
+    // The donor as an array in memory (the Python front's) sweeps the same way.
+    let emb = embgraft::donor::Donor::open(&s.donor.join("model.safetensors")).unwrap().embedding(None).unwrap();
+    let mut m = c.clone();
+    m.data.tokenizer = s.donor.join("tokenizer.json").display().to_string();
+    let memory = s.root.join("memory");
+    compare_corpora(&m, &memory, &Control { donor: Some(&emb), ..Default::default() }).unwrap();
+    for g in groups(&c) {
+        let read = |d: &Path| std::fs::read(d.join(&g.name).join("metrics.csv")).unwrap();
+        assert!(read(&one) == read(&memory), "{}: metrics.csv differs with the donor in memory", g.name);
+    }
     // Every cell trained the same 20 steps at both sizes: the budget is the step cap.
     for g in ["tokens-1k", "tokens-4k"] {
         let r: serde_json::Value =
