@@ -1,7 +1,8 @@
 //! Checkpoints: a run's [`Checkpoint`] as one safetensors file. Tensors hold the parameters
 //! (`param.wte`, `param.h.0.ln_1.weight`, …) and AdamW moments (`m.0`, `v.0`, …); the header's
 //! metadata holds the counters, the RNG position, the optimizer's parameter order, thaws and
-//! the curve so far as JSON (floats round-trip exactly).
+//! the curve so far as JSON (floats round-trip exactly), what it was made under (settings and
+//! input fingerprints), and a BLAKE3 checksum of all of that, verified before it is trusted.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graft::FrozenCheck;
+use crate::provenance::MadeUnder;
 use crate::results::{Point, Thaw};
+use crate::util::f32_bytes;
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -61,10 +64,22 @@ pub struct Checkpoint {
 }
 
 const META_KEY: &str = "embgraft.checkpoint";
+const MADE_UNDER_KEY: &str = "embgraft.made_under";
+const CHECKSUM_KEY: &str = "embgraft.blake3";
+
+/// The checksum of a checkpoint's metadata and tensors, in the order they are listed.
+fn checksum<'a>(meta: &str, made: &str, tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut h = crate::provenance::Hasher::default();
+    h.update(meta.as_bytes()).update(&[0]).update(made.as_bytes());
+    for (name, bytes) in tensors {
+        h.update(&[0]).update(name.as_bytes()).update(&(bytes.len() as u64).to_le_bytes()).update(bytes);
+    }
+    h.finish()
+}
 
 /// Writes `c` to `path` through a temporary file and a rename: an interrupted write leaves
-/// the previous checkpoint intact.
-pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
+/// the previous checkpoint intact. `made` is what the run was made under.
+pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>) -> Result<()> {
     let meta = Meta {
         epoch: c.epoch,
         batch: c.batch,
@@ -80,7 +95,6 @@ pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
         thaws: c.thaws.clone(),
         frozen_checks: c.frozen_checks.clone(),
     };
-    use crate::util::f32_bytes;
     let mut named: Vec<(String, &[f32])> = c.params.iter().map(|(n, v)| (format!("param.{n}"), &v[..])).collect();
     for (i, (m, v)) in c.moments.iter().enumerate() {
         named.push((format!("m.{i}"), &m[..]));
@@ -95,22 +109,33 @@ pub fn save(path: &Path, c: &Checkpoint) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let meta = serde_json::to_string(&meta).map_err(|e| fail(e.to_string()))?;
-    let bytes = safetensors::serialize(views, Some(HashMap::from([(META_KEY.to_string(), meta)])))
-        .map_err(|e| fail(e.to_string()))?;
+    let made = made.map_or(Ok(String::new()), serde_json::to_string).map_err(|e| fail(e.to_string()))?;
+    let sum = checksum(&meta, &made, named.iter().map(|(n, v)| (n.as_str(), f32_bytes(v))));
+    let mut header = HashMap::from([(META_KEY.to_string(), meta), (CHECKSUM_KEY.to_string(), sum)]);
+    if !made.is_empty() {
+        header.insert(MADE_UNDER_KEY.to_string(), made);
+    }
+    let bytes = safetensors::serialize(views, Some(header)).map_err(|e| fail(e.to_string()))?;
     crate::util::write_atomic(path, &bytes)
 }
 
-pub fn load(path: &Path) -> Result<Checkpoint> {
+/// Reads and verifies a checkpoint; with it, what it was made under (None for checkpoints
+/// from before fingerprints). A checkpoint whose checksum does not match is refused.
+pub fn load(path: &Path) -> Result<(Checkpoint, Option<MadeUnder>)> {
     let bad = |why: String| {
         Error::Input(format!(
-            "checkpoint {} is unusable ({why}); delete it to restart that run from scratch",
+            "checkpoint {} is unusable ({why}); delete it to restart that cell from step 0",
             path.display()
         ))
     };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let meta_json =
-        header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| bad("no embgraft metadata".into()))?;
+    let header = header.metadata().clone().unwrap_or_default();
+    let meta_json = header.get(META_KEY).ok_or_else(|| bad("no embgraft metadata".into()))?;
     let meta: Meta = serde_json::from_str(meta_json).map_err(|e| bad(e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let read = |name: &str| -> Result<Vec<f32>> {
@@ -123,26 +148,47 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if meta.slot_steps.len() != meta.slots.len() {
         return Err(bad("optimizer state is inconsistent".into()));
     }
-    let moments = (0..meta.slots.len())
+    let moments: Vec<(Vec<f32>, Vec<f32>)> = (0..meta.slots.len())
         .map(|i| Ok((read(&format!("m.{i}"))?, read(&format!("v.{i}"))?)))
         .collect::<Result<_>>()?;
-    let params = meta.params.iter().map(|n| Ok((n.clone(), read(&format!("param.{n}"))?))).collect::<Result<_>>()?;
-    Ok(Checkpoint {
-        epoch: meta.epoch,
-        batch: meta.batch,
-        step: meta.step,
-        adam_step: meta.adam_step,
-        shuffle_word_pos: meta.shuffle_word_pos.parse().map_err(|_| bad("bad RNG position".into()))?,
-        points: meta.points,
-        loss_since_point: meta.loss_since_point,
-        last_finite_loss: meta.last_finite_loss,
-        params,
-        slots: meta.slots,
-        slot_steps: meta.slot_steps,
-        moments,
-        thaws: meta.thaws,
-        frozen_checks: meta.frozen_checks,
-    })
+    let params: Vec<(String, Vec<f32>)> =
+        meta.params.iter().map(|n| Ok((n.clone(), read(&format!("param.{n}"))?))).collect::<Result<_>>()?;
+    let made_json = header.get(MADE_UNDER_KEY).cloned().unwrap_or_default();
+    if let Some(stored) = header.get(CHECKSUM_KEY) {
+        let names: Vec<String> = params
+            .iter()
+            .map(|(n, _)| format!("param.{n}"))
+            .chain((0..meta.slots.len()).flat_map(|i| [format!("m.{i}"), format!("v.{i}")]))
+            .collect();
+        let values = params.iter().map(|(_, v)| v).chain(moments.iter().flat_map(|(m, v)| [m, v]));
+        let now = checksum(meta_json, &made_json, names.iter().map(String::as_str).zip(values.map(|v| f32_bytes(v))));
+        if &now != stored {
+            return Err(bad("damaged: its checksum does not match its contents".into()));
+        }
+    }
+    let made = match made_json.as_str() {
+        "" => None,
+        j => Some(serde_json::from_str(j).map_err(|e| bad(e.to_string()))?),
+    };
+    Ok((
+        Checkpoint {
+            epoch: meta.epoch,
+            batch: meta.batch,
+            step: meta.step,
+            adam_step: meta.adam_step,
+            shuffle_word_pos: meta.shuffle_word_pos.parse().map_err(|_| bad("bad RNG position".into()))?,
+            points: meta.points,
+            loss_since_point: meta.loss_since_point,
+            last_finite_loss: meta.last_finite_loss,
+            params,
+            slots: meta.slots,
+            slot_steps: meta.slot_steps,
+            moments,
+            thaws: meta.thaws,
+            frozen_checks: meta.frozen_checks,
+        },
+        made,
+    ))
 }
 
 #[cfg(test)]
@@ -175,10 +221,17 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.safetensors");
-        save(&p, &c).unwrap();
-        let back = load(&p).unwrap();
-        assert_eq!(back, c);
+        save(&p, &c, None).unwrap();
+        let (back, made) = load(&p).unwrap();
+        assert_eq!((back.clone(), made), (c.clone(), None));
         assert_eq!(back.params[0].1[1].to_bits(), (-0.0f32).to_bits());
+        // One flipped bit in a tensor: refused by name, with what to do.
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() - 5;
+        bytes[at] ^= 0x10;
+        std::fs::write(&p, &bytes).unwrap();
+        let err = load(&p).unwrap_err().to_string();
+        assert!(err.contains("damaged") && err.contains("c.safetensors") && err.contains("step 0"), "{err}");
         std::fs::write(&p, b"garbage").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("delete it"));
     }

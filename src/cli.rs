@@ -162,20 +162,28 @@ impl RunArgs {
                     flag_of(id)
                 )));
             }
-            let text = std::fs::read_to_string(&p).map_err(|e| {
+            let text = crate::util::read_small(&p).map_err(|e| {
                 Error::Input(format!(
                     "--resume {}: cannot read {} ({e}); give the folder of an earlier run",
                     dir.display(),
                     p.display()
                 ))
             })?;
-            return ExperimentConfig::resolve(&ExperimentConfig::from_toml(&text)?, &self.settings, &given);
+            let saved = ExperimentConfig::from_toml(&text).map_err(|e| {
+                Error::Input(format!(
+                    "--resume {}: {} is damaged ({e}); restore it (a shard's folder has the same one), or start a new --out",
+                    dir.display(),
+                    p.display()
+                ))
+            })?;
+            return ExperimentConfig::resolve(&saved, &self.settings, &given);
         }
         let mut base = match &self.config_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
+                let text = crate::util::read_small(p)
                     .map_err(|e| Error::Input(format!("cannot read --config-file {} ({e})", p.display())))?;
-                ExperimentConfig::from_toml(&text)?
+                ExperimentConfig::from_toml(&text)
+                    .map_err(|e| Error::Input(format!("--config-file {}: {e}; fix that line", p.display())))?
             }
             None => ExperimentConfig::default(),
         };
@@ -198,20 +206,14 @@ impl RunArgs {
     }
 }
 
-/// `YYYYMMDD-HHMMSS` in UTC, from the civil-from-days algorithm (no date crate needed).
-pub fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+pub use crate::util::utc_timestamp;
+
+/// Prints a line to stdout; a reader that went away (`embgraft inspect M | head`) ends the
+/// output quietly instead of a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{text}").and_then(|_| o.flush());
 }
 
 /// Set by the first Ctrl-C (or SIGTERM): the current step finishes, results are written.
@@ -219,6 +221,12 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
+        // Before training nothing is written (inputs are read, a download fills a resumable
+        // partial file): stop at once, as `timeout` and Slurm expect of SIGTERM.
+        if !crate::experiment::training() {
+            eprintln!("\ninterrupted before training began: nothing was written");
+            std::process::exit(130);
+        }
         if STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond interrupt: exiting now (result files are written whole or not at all)");
             std::process::exit(130);
@@ -243,12 +251,12 @@ fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> 
     let runs: usize = done.iter().map(|(_, s)| s.runs.len()).sum();
     let secs: f64 = done.iter().map(|(_, s)| s.wall_seconds).sum();
     match shard {
-        Some(sh) => println!("shard {sh}: {runs} runs in {} ({secs:.1} s)", out.display()),
-        None => println!(
+        Some(sh) => say(&format!("shard {sh}: {runs} runs in {} ({secs:.1} s)", out.display())),
+        None => say(&format!(
             "wrote {} ({runs} runs{}, {secs:.1} s): open report.md there",
             out.display(),
             if done.len() > 1 { format!(" in {} groups", done.len()) } else { String::new() }
-        ),
+        )),
     }
     Ok(())
 }
@@ -262,12 +270,12 @@ fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
         }
         eprintln!("report: {msg}; the report covers the rest");
     }
-    println!(
+    say(&format!(
         "wrote the report of {} ({} of {} cells): open report.md there",
         dir.display(),
         r.cells - r.missing.len(),
         r.cells
-    );
+    ));
     Ok(())
 }
 
@@ -279,9 +287,10 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         .filter(|&(b, t)| b > 0 && t > 0)
         .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", a.shape))?;
     let tokens = match &a.corpus {
-        Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => {
-            Some(crate::corpus::Tokenizer::gpt2()?.encode(&crate::corpus::read_text(corpus)?)?)
-        }
+        Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => Some(
+            crate::corpus::Tokenizer::gpt2()?
+                .encode(&crate::corpus::read_text(corpus, crate::util::SMALL_FILE << 5)?)?,
+        ),
         _ => None,
     };
     if let Some(out) = &a.tokens_out {
@@ -309,37 +318,39 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         tf32: a.tf32,
     };
     let device = crate::experiment::device(&a.device)?;
-    println!("{}", serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
+    say(&serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
     Ok(())
 }
 
 fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
     let files = crate::donor::locate(path)?;
     let donor = Donor::open(&files.weights)?;
-    println!("{}", files.weights.display());
+    let mut out: Vec<String> = Vec::new();
+    out.push(files.weights.display().to_string());
     for t in donor.tensors()? {
-        println!("  {:<50} {:<5} {:?}", t.name, t.dtype, t.shape);
+        out.push(format!("  {:<50} {:<5} {:?}", t.name, t.dtype, t.shape));
     }
     match donor.embedding_name(tensor) {
-        Ok(name) => println!("embedding: {name}"),
-        Err(e) => println!("embedding: none ({e})"),
+        Ok(name) => out.push(format!("embedding: {name}")),
+        Err(e) => out.push(format!("embedding: none ({e})")),
     }
     match &files.tokenizer {
-        Some(t) => println!("tokenizer: {}", t.display()),
-        None => println!("tokenizer: none (GPT-2 BPE is used)"),
+        Some(t) => out.push(format!("tokenizer: {}", t.display())),
+        None => out.push("tokenizer: none (GPT-2 BPE is used)".to_string()),
     }
     if let Some(c) = &files.config {
         let dc = crate::donor::DonorConfig::read(c)?;
         let show = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
-        println!(
+        out.push(format!(
             "config: {} (width {}, heads {}, layers {}, positions {}) — Model 5 takes width and heads from it",
             c.display(),
             show(dc.n_embd),
             show(dc.n_head),
             show(dc.n_layer),
             show(dc.n_positions)
-        );
+        ));
     }
+    say(&out.join("\n"));
     Ok(())
 }
 

@@ -148,7 +148,7 @@ macro_rules! serde_as_text {
     )*};
 }
 
-serde_as_text!(Letters, Span, LrGroup, Every);
+serde_as_text!(Letters, Span, LrGroup, Every, ReadCap);
 
 /// Parses `A,B,C,D` or `all`.
 pub fn parse_letters(s: &str) -> Result<Vec<Letter>> {
@@ -271,6 +271,46 @@ impl std::fmt::Display for Every {
             Some(s) if s % 60 == 0 => write!(f, "{}m", s / 60),
             Some(s) => write!(f, "{s}s"),
         }
+    }
+}
+
+/// The most bytes an input file (corpus, tokenizer) may hold: `1GiB`, `500MB`, `4G`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ReadCap(pub u64);
+
+impl FromStr for ReadCap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let n = s
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map_err(|_| Error::Input(format!("'{s}' is not a size like 1GiB, 500MB or 4G")))?
+            .as_u64();
+        match n {
+            0 => Err(Error::Input(format!("'{s}': give a size above 0"))),
+            n => Ok(ReadCap(n)),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Exact, so a saved config.toml reads back the same number.
+        let units = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"), (1_000_000_000, "GB"), (1_000_000, "MB")];
+        match units.iter().find(|(u, _)| self.0.is_multiple_of(*u)) {
+            Some((u, name)) => write!(f, "{}{name}", self.0 / u),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A float flag's value, refused unless it is a number (clap takes `nan` and `inf` for f64).
+fn finite(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("give a finite number".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -500,6 +540,10 @@ pub struct Data {
     /// auto (the donor's tokenizer.json, else GPT-2), gpt2, or a tokenizer.json path
     #[arg(long, default_value = "auto", help_heading = "Data")]
     pub tokenizer: String,
+    /// Largest corpus or tokenizer file read (1GiB, 500MB, 4G): a wrong path to a huge file
+    /// or a device fails at once instead of filling memory
+    #[arg(long, default_value = "1GiB", help_heading = "Data")]
+    pub max_input_size: ReadCap,
 }
 
 impl Data {
@@ -538,7 +582,7 @@ pub struct Protocol {
     #[arg(long, value_enum, default_value = "windows", help_heading = "Protocol")]
     pub split: Split,
     /// Share of the windows / text that tests
-    #[arg(long, default_value = "0.1", allow_negative_numbers = true, help_heading = "Protocol")]
+    #[arg(long, default_value = "0.1", allow_negative_numbers = true, value_parser = finite, help_heading = "Protocol")]
     pub test_fraction: f64,
     /// Train on the first N tokens of the training part only, the test part unchanged (several,
     /// like 20k,200k,1M, sweep the data size) [default: all of it]
@@ -562,16 +606,16 @@ pub struct Protocol {
 #[serde(default, deny_unknown_fields)]
 pub struct AdamWConfig {
     /// AdamW learning rate
-    #[arg(long, default_value = "0.001", allow_negative_numbers = true, help_heading = "Optimizer")]
+    #[arg(long, default_value = "0.001", allow_negative_numbers = true, value_parser = finite, help_heading = "Optimizer")]
     pub lr: f64,
     /// AdamW decoupled weight decay
-    #[arg(long, default_value = "0.01", allow_negative_numbers = true, help_heading = "Optimizer")]
+    #[arg(long, default_value = "0.01", allow_negative_numbers = true, value_parser = finite, help_heading = "Optimizer")]
     pub weight_decay: f64,
-    #[arg(long, default_value = "0.9", allow_negative_numbers = true, help_heading = "Optimizer")]
+    #[arg(long, default_value = "0.9", allow_negative_numbers = true, value_parser = finite, help_heading = "Optimizer")]
     pub beta1: f64,
-    #[arg(long, default_value = "0.999", allow_negative_numbers = true, help_heading = "Optimizer")]
+    #[arg(long, default_value = "0.999", allow_negative_numbers = true, value_parser = finite, help_heading = "Optimizer")]
     pub beta2: f64,
-    #[arg(long, default_value = "1e-8", allow_negative_numbers = true, help_heading = "Optimizer")]
+    #[arg(long, default_value = "1e-8", allow_negative_numbers = true, value_parser = finite, help_heading = "Optimizer")]
     pub eps: f64,
 }
 
@@ -679,7 +723,10 @@ pub struct ExperimentConfig {
 
 /// Settings that may differ when an experiment is resumed: they change where it runs, not what
 /// it computes.
-pub const RESUMABLE: &[&str] = &["device", "checkpoint_every"];
+/// The table of config.toml that records what a run folder's experiment was made from.
+pub const FINGERPRINTS: &str = "fingerprints";
+
+pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size"];
 
 /// Largest values that still describe a run a machine can hold; past them the arithmetic that
 /// sizes a run (steps, windows, allocations) could overflow.
@@ -1031,8 +1078,23 @@ impl ExperimentConfig {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// The settings of a config.toml; a run folder's also holds a `[fingerprints]` table (see
+    /// `provenance`), which is not a setting. Errors name the line and what is wrong there.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Input(format!("cannot read config: {}", e.message().trim())))
+        let bad = |e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let why = match e.message().trim() {
+                "" => crate::error::one_line(&e.to_string()),
+                m => crate::error::one_line(m),
+            };
+            Error::Input(match line {
+                Some(l) => format!("line {l}: {why}"),
+                None => why,
+            })
+        };
+        let mut table: toml::Table = text.parse().map_err(bad)?;
+        table.remove(FINGERPRINTS);
+        toml::Value::Table(table).try_into().map_err(bad)
     }
 }
 

@@ -16,7 +16,7 @@ pub const TIME_MACHINE_URL: &str = "https://www.gutenberg.org/files/35/35-0.txt"
 /// A tokenizer: GPT-2's BPE (compiled in, works offline) or a donor's own `tokenizer.json`.
 pub enum Tokenizer {
     Gpt2(Box<tiktoken_rs::CoreBPE>),
-    HuggingFace { tok: Box<tokenizers::Tokenizer>, path: PathBuf },
+    HuggingFace { tok: Box<tokenizers::Tokenizer>, path: PathBuf, fingerprint: String },
 }
 
 /// GPT-2's vocabulary: 50 000 merges + 256 bytes + `<|endoftext|>` (id 50256).
@@ -30,8 +30,10 @@ impl Tokenizer {
 
     /// Loads a Hugging Face `tokenizer.json`, with padding and truncation switched off: a corpus
     /// is one long stream, not a batch of 128-token sentences.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let mut tok = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+    pub fn from_file(path: &Path, cap: u64) -> Result<Self> {
+        let bytes = crate::util::read_input(path, "tokenizer", cap, "raise it with --max-input-size")
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut tok = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
             Error::Tokenizer(format!(
                 "cannot read tokenizer {}: {e}; pass --tokenizer gpt2 or another tokenizer.json",
                 path.display()
@@ -39,13 +41,22 @@ impl Tokenizer {
         })?;
         tok.with_padding(None);
         tok.with_truncation(None).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf() })
+        let fingerprint = crate::util::fingerprint(&bytes);
+        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf(), fingerprint })
     }
 
     pub fn name(&self) -> String {
         match self {
             Tokenizer::Gpt2(_) => "gpt2 (r50k_base BPE)".into(),
             Tokenizer::HuggingFace { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// What the tokenizer is, by content: its tokenizer.json's bytes, or the built-in BPE's name.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            Tokenizer::Gpt2(_) => crate::util::fingerprint(b"tiktoken-rs r50k_base"),
+            Tokenizer::HuggingFace { fingerprint, .. } => fingerprint.clone(),
         }
     }
 
@@ -80,8 +91,8 @@ impl Tokenizer {
 }
 
 /// Reads a UTF-8 text file; invalid UTF-8 is an error that says where.
-pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("cannot read corpus {}: {e}", path.display())))?;
+pub fn read_text(path: &Path, cap: u64) -> Result<String> {
+    let bytes = crate::util::read_input(path, "corpus", cap, "raise it with --max-input-size, or give a smaller file")?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -109,8 +120,17 @@ pub fn time_machine() -> Result<PathBuf> {
             "cannot download The Time Machine ({why}); you may be offline: pass --corpus PATH with a local text file"
         ))
     };
-    let resp = ureq::get(TIME_MACHINE_URL).call().map_err(|e| fail(e.to_string()))?;
-    let text = resp.into_string().map_err(|e| fail(e.to_string()))?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(15))
+        .timeout_read(std::time::Duration::from_secs(30))
+        .redirects(5)
+        .build();
+    let resp = agent.get(TIME_MACHINE_URL).call().map_err(|e| fail(e.to_string()))?;
+    // The book is about 200 KB: a server sending far more is not sending the book.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(resp.into_reader(), 16 << 20), &mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("the answer is not UTF-8 text".into()))?;
     if text.len() < 100_000 || !text.contains("Time Machine") {
         return Err(fail(format!("{TIME_MACHINE_URL} did not return the book ({} bytes)", text.len())));
     }
@@ -360,7 +380,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("tokenizer.json");
         std::fs::write(&p, PADDED_TOKENIZER).unwrap();
-        let t = Tokenizer::from_file(&p).unwrap();
+        let t = Tokenizer::from_file(&p, 1 << 30).unwrap();
         assert_eq!(t.vocab_size(), 8);
         let text = "The Time Machine. The machine\n\nthe time the time .";
         assert_eq!(t.encode(text).unwrap(), vec![4, 5, 6, 7, 4, 6, 4, 5, 4, 5, 7]);
@@ -371,10 +391,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.txt");
         std::fs::write(&p, b"line one\nline \xff two").unwrap();
-        let msg = read_text(&p).unwrap_err().to_string();
+        let msg = read_text(&p, 1 << 30).unwrap_err().to_string();
         assert!(msg.contains("not valid UTF-8 (byte 14, line 2)"), "{msg}");
         std::fs::write(&p, b"  \n ").unwrap();
-        assert!(read_text(&p).unwrap_err().to_string().contains("is empty"));
+        assert!(read_text(&p, 1 << 30).unwrap_err().to_string().contains("is empty"));
     }
 
     #[test]

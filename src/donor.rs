@@ -48,8 +48,10 @@ pub fn locate(spec: &str) -> Result<DonorFiles> {
     }
     let path = Path::new(spec);
     if !path.exists() {
+        let here =
+            std::env::current_dir().map_or_else(|_| String::new(), |d| format!(" (looked from {})", d.display()));
         return Err(Error::Donor(format!(
-            "donor {spec} does not exist; pass --donor gpt2, a Hub id like org/name, a .safetensors file, or a folder with model.safetensors"
+            "donor {spec} does not exist{here}; pass --donor gpt2, a Hub id like org/name, a .safetensors file, or a folder with model.safetensors"
         )));
     }
     if path.is_dir() {
@@ -80,133 +82,18 @@ fn hub_id(spec: &str) -> Option<String> {
     }
     let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     let (org, name) = spec.split_once('/')?;
-    let local = Path::new(spec).exists() || spec.starts_with('.') || spec.ends_with(".safetensors");
+    // A path is never asked of the Hub: it exists, starts with `.`, names a file type, or its
+    // folder exists here (`donors/tiny` beside a `donors/` folder is a mistyped path).
+    let local =
+        Path::new(spec).exists() || spec.starts_with('.') || spec.ends_with(".safetensors") || Path::new(org).is_dir();
     (!local && ok(org) && ok(name) && !name.contains('/')).then(|| spec.to_string())
-}
-
-/// The Hugging Face Hub as its own tools use it: the cache in `HF_HUB_CACHE`, else
-/// `HF_HOME`/hub, else ~/.cache/huggingface/hub; `HF_ENDPOINT` for a mirror; `HF_TOKEN` (else
-/// the token file `huggingface-cli login` writes) for gated models; `HF_HUB_OFFLINE=1` for
-/// the cache alone. The token is sent to the endpoint and never printed or saved.
-struct Hub {
-    cache: hf_hub::Cache,
-    endpoint: String,
-    token: Option<String>,
-    offline: bool,
-}
-
-impl Hub {
-    fn from_env() -> Hub {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let cache = match (var("HF_HUB_CACHE"), var("HF_HOME")) {
-            (Some(c), _) => hf_hub::Cache::new(c.into()),
-            (None, Some(h)) => hf_hub::Cache::new(Path::new(&h).join("hub")),
-            (None, None) => hf_hub::Cache::default(),
-        };
-        let token = var("HF_TOKEN").or_else(|| cache.token());
-        let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
-        let offline = var("HF_HUB_OFFLINE")
-            .is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()));
-        Hub { cache, endpoint: endpoint.trim_end_matches('/').to_string(), token, offline }
-    }
-
-    /// `file` of `repo` from the cache, downloaded (resuming a partial download) when missing.
-    /// None when the repository has no such file and it is not `required`.
-    fn get(&self, repo: &str, file: &str, required: bool) -> Result<Option<PathBuf>> {
-        if let Some(p) = self.cache.model(repo.to_string()).get(file) {
-            return Ok(Some(p));
-        }
-        if !required && self.known_missing(repo, file) {
-            return Ok(None);
-        }
-        if self.offline {
-            return match required {
-                false => Ok(None),
-                true => Err(Error::Download(format!(
-                    "HF_HUB_OFFLINE is set and {repo}/{file} is not in the cache {}; unset it to download, or give --donor a local path",
-                    self.cache.path().display()
-                ))),
-            };
-        }
-        let api = hf_hub::api::sync::ApiBuilder::from_cache(self.cache.clone())
-            .with_endpoint(self.endpoint.clone())
-            .with_token(self.token.clone())
-            // A dropped connection resumes where it stopped (a Range request), twice; after that
-            // the partial file stays in the cache and the next run resumes it.
-            .with_retries(2)
-            .with_progress(required && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .build()
-            .map_err(|e| Error::Download(format!("cannot start a download from {} ({e})", self.endpoint)))?;
-        if required {
-            eprintln!("downloading {repo}/{file} from {} into {}", self.endpoint, self.cache.path().display());
-        }
-        match api.model(repo.to_string()).get(file) {
-            Ok(p) => Ok(Some(p)),
-            Err(e) => {
-                let (status, code) = match &e {
-                    hf_hub::api::sync::ApiError::RequestError(r) => match r.as_ref() {
-                        ureq::Error::Status(s, resp) => (Some(*s), resp.header("x-error-code").map(str::to_string)),
-                        _ => (None, None),
-                    },
-                    _ => (None, None),
-                };
-                let entry_missing = status == Some(404) && code.as_deref() != Some("RepositoryNotFound");
-                if entry_missing && !required {
-                    return Ok(None);
-                }
-                Err(Error::Download(match (status, code.as_deref()) {
-                    (Some(401 | 403 | 404), Some("RepositoryNotFound")) | (Some(401 | 403), _) => format!(
-                        "donor {repo}: no such repository on {}, or it is private or gated{}; check the name{}",
-                        self.endpoint,
-                        if self.token.is_some() { " and your token has no access" } else { "" },
-                        if self.token.is_some() { "" } else { ", or set HF_TOKEN" }
-                    ),
-                    (Some(404), _) => format!("donor {repo} has no {file} on {}", self.endpoint),
-                    _ => format!(
-                        "cannot download {repo}/{file} from {} ({e}); rerun to resume it, set HF_HUB_OFFLINE=1 to use the cache {} only, \
-                         or pass --donor PATH with a local model.safetensors",
-                        self.endpoint,
-                        self.cache.path().display()
-                    ),
-                }))
-            }
-        }
-    }
-}
-
-impl Hub {
-    fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.cache.path().join(format!("models--{}", repo.replace('/', "--")))
-    }
-
-    fn commit(&self, repo: &str) -> Option<String> {
-        let c = std::fs::read_to_string(self.repo_dir(repo).join("refs").join("main")).ok()?;
-        Some(c.trim().to_string()).filter(|c| !c.is_empty() && !c.contains(['/', '.']))
-    }
-
-    /// Whether an earlier download found that the cached revision has no `file`.
-    fn known_missing(&self, repo: &str, file: &str) -> bool {
-        self.commit(repo).is_some_and(|c| self.repo_dir(repo).join(".no_exist").join(c).join(file).exists())
-    }
-
-    /// Records that the cached revision has none of `files` (as huggingface_hub's `.no_exist`
-    /// markers do), so a later run without the network does not need to ask again.
-    fn remember_missing(&self, repo: &str, files: &[&str]) {
-        let Some(c) = self.commit(repo) else { return };
-        let dir = self.repo_dir(repo).join(".no_exist").join(c);
-        if std::fs::create_dir_all(&dir).is_ok() {
-            for f in files {
-                let _ = std::fs::File::create(dir.join(f));
-            }
-        }
-    }
 }
 
 /// A Hub donor: its safetensors weights (`model.safetensors`, or of a sharded model only the
 /// shard that holds the embedding, found through `model.safetensors.index.json`), and its
 /// tokenizer.json and config.json when it has them. Never a pickle file.
 fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
-    let hub = Hub::from_env();
+    let hub = crate::hub::Hub::from_env()?;
     // Files the repository turned out not to have, remembered for runs without the network.
     let mut missing = Vec::new();
     let weights = match hub.get(repo, "model.safetensors", false)? {
@@ -256,7 +143,7 @@ fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
 /// The file of a sharded checkpoint that holds the token embedding, from its index.
 fn embedding_shard(repo: &str, index: &Path) -> Result<String> {
     let bad = |why: String| Error::Donor(format!("{repo}: {} is unusable ({why})", index.display()));
-    let text = std::fs::read_to_string(index).map_err(|e| bad(e.to_string()))?;
+    let text = crate::util::read_small(index).map_err(|e| bad(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no weight_map".into()))?;
     let file = EMBEDDING_NAMES
@@ -295,6 +182,16 @@ pub struct Embedding {
 
 impl Donor {
     pub fn open(path: &Path) -> Result<Self> {
+        // Opening a FIFO blocks and mapping a device reads without end: regular files only.
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                return Err(Error::Donor(format!(
+                    "donor {} is not a regular file (a FIFO, device or folder); pass a .safetensors file",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
         let file = std::fs::File::open(path)
             .map_err(|e| Error::Donor(format!("cannot open donor {}: {e}", path.display())))?;
         // SAFETY: the map is read-only; a file changed underneath us would give wrong numbers,
@@ -388,6 +285,7 @@ impl Donor {
                 )))
             }
         };
+        check_finite(name, view.shape().get(1).copied().unwrap_or(1), &data)?;
         Ok(DonorTensor { name: name.into(), dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec(), data })
     }
 
@@ -421,6 +319,22 @@ impl Donor {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The whole file's bytes (mapped, not read ahead).
+    pub fn bytes(&self) -> &[u8] {
+        &self.mmap
+    }
+}
+
+/// Refuses values that are not numbers: a NaN or infinity grafted in would make every loss NaN,
+/// and a frozen one would stay so.
+pub fn check_finite(name: &str, cols: usize, data: &[f32]) -> Result<()> {
+    let Some(first) = data.iter().position(|v| !v.is_finite()) else { return Ok(()) };
+    let count = data.iter().filter(|v| !v.is_finite()).count();
+    Err(Error::Donor(format!(
+        "donor tensor {name} holds {count} NaN or infinite values (the first in row {}); embgraft grafts finite values only: repair or re-export the donor",
+        first / cols.max(1)
+    )))
 }
 
 /// Any donor tensor, converted to f32, row-major.
@@ -450,7 +364,7 @@ pub struct DonorConfig {
 impl DonorConfig {
     pub fn read(path: &Path) -> Result<Self> {
         let text =
-            std::fs::read_to_string(path).map_err(|e| Error::Donor(format!("cannot read {}: {e}", path.display())))?;
+            crate::util::read_small(path).map_err(|e| Error::Donor(format!("cannot read {}: {e}", path.display())))?;
         serde_json::from_str(&text).map_err(|e| {
             Error::Donor(format!("{} is not a model config.json ({e}); remove it or fix it", path.display()))
         })

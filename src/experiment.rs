@@ -12,7 +12,9 @@ use crate::config::{Axis, ExperimentConfig, Letter, Sweep};
 use crate::corpus::{self, Dataset, Tokenizer};
 use crate::donor::{self, Donor, Embedding};
 use crate::error::{Error, Result};
+use crate::folder::{self, Mode};
 use crate::loss::TokenCounts;
+use crate::provenance::{self, Fingerprints, MadeUnder};
 use crate::results::{InputSummary, Point, RunResult, Summary};
 use crate::rng::{stream, Stream};
 use crate::train::{self, Observer};
@@ -41,6 +43,8 @@ pub struct Inputs {
     pub unused_rows: usize,
     /// Model 1's initial values, drawn once per seed for all its configurations.
     pub init: train::InitCache,
+    /// The corpus, donor and tokenizer by content (the settings' fingerprint is the config's).
+    pub prints: Fingerprints,
 }
 
 pub fn device(name: &str) -> Result<Device> {
@@ -88,6 +92,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     };
 
     let tokenizer = tokenizer_for(cfg, &donor_files)?;
+    let cap = cfg.data.max_input_size.0;
     let ids = tokenizer.vocab_size();
     if ids > embedding.rows {
         return Err(Error::Input(format!(
@@ -103,7 +108,13 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         [one] => PathBuf::from(one),
         _ => unreachable!("one corpus at a time: compare splits the list"),
     };
-    let text = corpus::read_text(&corpus_path)?;
+    let text = corpus::read_text(&corpus_path, cap)?;
+    let prints = Fingerprints {
+        settings: String::new(),
+        corpus: provenance::fingerprint(text.as_bytes()),
+        donor: donor_fingerprint(cfg, donor.as_ref(), &embedding),
+        tokenizer: tokenizer.fingerprint(),
+    };
     let words = text.split_whitespace().count();
     let tokens = tokenizer.encode(&text)?;
     let mut data = Dataset::new(
@@ -147,7 +158,19 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         train_eval_counts,
         input_freq,
         bigram,
+        prints,
     })
+}
+
+/// The donor by content: the embedding's values; for Model 5, which grafts more of it, the
+/// whole weights file too.
+fn donor_fingerprint(cfg: &ExperimentConfig, donor: Option<&Donor>, emb: &Embedding) -> String {
+    let mut h = provenance::Hasher::default();
+    h.update(crate::util::f32_bytes(&emb.data));
+    if let (crate::config::ModelKind::Model5, Some(d)) = (cfg.model.kind, donor) {
+        h.update(d.bytes());
+    }
+    h.finish()
 }
 
 /// `--train-tokens N`: only the training part's first N tokens train; refused when the
@@ -187,6 +210,7 @@ fn open_donor(
 ) -> Result<(donor::DonorFiles, Option<Donor>, Embedding)> {
     Ok(match memory {
         Some(e) => {
+            donor::check_finite(&e.tensor, e.cols, &e.data)?;
             let files = donor::DonorFiles {
                 spec: cfg.data.the_donor().to_string(),
                 weights: PathBuf::from("(in memory)"),
@@ -209,7 +233,7 @@ fn open_donor(
 fn tokenizer_for(cfg: &ExperimentConfig, donor_files: &donor::DonorFiles) -> Result<Tokenizer> {
     Ok(match cfg.data.tokenizer.as_str() {
         "auto" => match &donor_files.tokenizer {
-            Some(p) => Tokenizer::from_file(p)?,
+            Some(p) => Tokenizer::from_file(p, cfg.data.max_input_size.0)?,
             None => Tokenizer::gpt2()?,
         },
         "gpt2" => {
@@ -221,7 +245,7 @@ fn tokenizer_for(cfg: &ExperimentConfig, donor_files: &donor::DonorFiles) -> Res
             }
             Tokenizer::gpt2()?
         }
-        path => Tokenizer::from_file(Path::new(path))?,
+        path => Tokenizer::from_file(Path::new(path), cfg.data.max_input_size.0)?,
     })
 }
 
@@ -354,8 +378,17 @@ impl Inputs {
             distinct_tokens,
             distinct_train_tokens,
             test_targets_unseen_in_training: self.data.test_unseen_in_training(),
+            fingerprints: Some(Fingerprints {
+                settings: provenance::settings_fingerprint(&provenance::settings_of(cfg)),
+                ..self.prints.clone()
+            }),
         }
     }
+}
+
+/// What a cell of this group is made under: its settings and the inputs' fingerprints.
+fn made_under(cfg: &ExperimentConfig, info: &InputSummary) -> MadeUnder {
+    MadeUnder { fingerprints: info.fingerprints.clone().unwrap_or_default(), settings: provenance::settings_of(cfg) }
 }
 
 /// Refuses an existing non-empty folder unless `force`. Creates nothing.
@@ -364,11 +397,7 @@ pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
         if !out.is_dir() {
             return Err(Error::Output(format!("--out {} is a file; give a folder path", out.display())));
         }
-        let non_empty = std::fs::read_dir(out)
-            .map_err(|e| Error::Output(format!("cannot read --out {}: {e}", out.display())))?
-            .next()
-            .is_some();
-        if non_empty && !force {
+        if folder::holds_files(out)? && !force {
             return Err(Error::Output(format!(
                 "--out {} already holds files; choose another folder or pass --force to overwrite",
                 out.display()
@@ -469,11 +498,14 @@ struct Recorder<'a> {
     /// `--checkpoint-every`, and when the current run last saved (or started).
     checkpoint_every: Option<std::time::Duration>,
     last_checkpoint: Instant,
+    /// What this group's cells are made under: written into each run file and checkpoint.
+    made: MadeUnder,
 }
 
 impl<'a> Recorder<'a> {
-    /// Creates the folder, saves config.toml and starts metrics.csv with what the kept runs
-    /// and checkpoints measured, so a resumed experiment's file equals an uninterrupted one's.
+    /// Saves config.toml and inputs.json (a shard checked them already) and starts metrics.csv
+    /// with what the kept runs and checkpoints measured, so a resumed experiment's file equals
+    /// an uninterrupted one's.
     fn open(
         out: &Path,
         cfg: &ExperimentConfig,
@@ -484,12 +516,9 @@ impl<'a> Recorder<'a> {
         info: &InputSummary,
         shared_folder: bool,
     ) -> Result<Self> {
-        create_out_dir(out)?;
-        if shared_folder {
-            write_once_or_check_config(out, cfg)?;
-            write_once_or_check_inputs(out, info)?;
-        } else {
-            crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+        if !shared_folder {
+            let prints = info.fingerprints.clone().unwrap_or_default();
+            crate::util::write_atomic(&out.join("config.toml"), provenance::config_toml(cfg, &prints).as_bytes())?;
             crate::util::write_atomic(&out.join("inputs.json"), inputs_json(info)?.as_bytes())?;
         }
         let csv = match shared_folder {
@@ -523,6 +552,7 @@ impl<'a> Recorder<'a> {
             first_step: None,
             checkpoint_every: cfg.run.checkpoint_every.0,
             last_checkpoint: Instant::now(),
+            made: made_under(cfg, info),
         })
     }
 }
@@ -571,7 +601,7 @@ impl Observer for Recorder<'_> {
     }
 
     fn on_checkpoint(&mut self, (letter, seed): (Letter, u64), c: &crate::checkpoint::Checkpoint) -> Result<()> {
-        crate::checkpoint::save(&checkpoint_file(&self.out, letter, seed), c)?;
+        crate::checkpoint::save(&checkpoint_file(&self.out, letter, seed), c, Some(&self.made))?;
         self.last_checkpoint = Instant::now();
         Ok(())
     }
@@ -592,21 +622,60 @@ enum Prior {
     Nothing,
 }
 
-fn prior(out: &Path, letter: Letter, seed: u64) -> Result<Prior> {
+/// What a folder holds of one cell, checked against what this experiment makes it under
+/// (`made`). `legacy` is set when the cell's file has no fingerprints (an older embgraft's).
+fn prior(out: &Path, letter: Letter, seed: u64, made: &MadeUnder, legacy: &mut bool) -> Result<Prior> {
+    let mut check = |found: Option<MadeUnder>, file: &Path| {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match found {
+            Some(f) => provenance::check_cell(made, &f, &name, "config.toml"),
+            None => {
+                *legacy = true;
+                Ok(())
+            }
+        }
+    };
     let done = run_file(out, letter, seed);
     if done.exists() {
-        let text =
-            std::fs::read_to_string(&done).map_err(|e| Error::Input(format!("cannot read {}: {e}", done.display())))?;
-        let r: RunResult = serde_json::from_str(&text).map_err(|e| {
-            Error::Input(format!("{} is unreadable ({e}); delete it to rerun that run", done.display()))
-        })?;
+        let mut r = read_run_file(&done)?;
+        check(r.made_under.take(), &done)?;
         return Ok(Prior::Finished(Box::new(r)));
     }
     let ckpt = checkpoint_file(out, letter, seed);
     if ckpt.exists() {
-        return Ok(Prior::Checkpoint(Box::new(crate::checkpoint::load(&ckpt)?)));
+        let (c, found) = crate::checkpoint::load(&ckpt)?;
+        check(found, &ckpt)?;
+        return Ok(Prior::Checkpoint(Box::new(c)));
     }
     Ok(Prior::Nothing)
+}
+
+fn read_run_file(path: &Path) -> Result<RunResult> {
+    let text =
+        crate::util::read_small(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Input(format!(
+            "{} is corrupt or truncated ({e}); delete it and run that cell again (its --shard, or --resume)",
+            path.display()
+        ))
+    })
+}
+
+/// A resumed or shared group folder: the inputs read now must be the ones its inputs.json
+/// recorded when it started.
+fn check_folder_inputs(out: &Path, info: &InputSummary) -> Result<()> {
+    let path = out.join("inputs.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let text =
+        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let then: InputSummary = serde_json::from_str(&text)
+        .map_err(|e| Error::Input(format!("{} is damaged ({e}); delete it and run again", path.display())))?;
+    match (&then.fingerprints, &info.fingerprints) {
+        (Some(a), Some(b)) => provenance::check_inputs(a, b, [&info.corpus, &info.donor, &info.tokenizer]),
+        _ => Ok(()),
+    }
 }
 
 /// Runs every configuration and seed of `cfg` and writes the run folder `out`. Stopped by
@@ -647,13 +716,47 @@ fn run_grid(
     // A shard's cells come in the grid's order already (see `shard_cells`).
     let grid: Vec<(u64, Letter)> = only.map_or_else(|| grid(cfg), <[_]>::to_vec);
     announce(cfg, &info, inputs.unused_rows, grid.len());
+    create_out_dir(out)?;
+    // A shard claims its cells (two tasks never train one) and clears only their leftovers;
+    // the folder's one writer clears them all.
+    let cells: Vec<String> = grid.iter().map(|(seed, l)| format!("{l}-{seed}")).collect();
+    let _claims = match only {
+        Some(_) => cells.iter().map(|c| folder::claim_cell(out, c)).collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let mine = |name: &str| match only {
+        Some(_) => {
+            cells.iter().any(|c| name == format!("run-{c}.json") || name == format!("checkpoint-{c}.safetensors"))
+        }
+        None => true,
+    };
+    folder::remove_leftovers(out, &mine);
     // A shard always takes up what its folder holds: a finished cell is kept, an unfinished one
-    // continues from its checkpoint (a requeued or preempted array task).
+    // continues from its checkpoint (a requeued or preempted array task). What it takes up must
+    // have been made from these inputs and settings.
     let take_up = ctl.resume || only.is_some();
+    if take_up {
+        check_folder_inputs(out, &info)?;
+    }
+    if only.is_some() {
+        write_once_or_check_config(out, cfg, &info)?;
+        write_once_or_check_inputs(out, &info)?;
+    }
+    let made = made_under(cfg, &info);
+    let mut legacy = false;
     let priors = grid
         .iter()
-        .map(|&(seed, letter)| if take_up { prior(out, letter, seed) } else { Ok(Prior::Nothing) })
+        .map(|&(seed, letter)| match take_up {
+            true => prior(out, letter, seed, &made, &mut legacy),
+            false => Ok(Prior::Nothing),
+        })
         .collect::<Result<Vec<_>>>()?;
+    if legacy {
+        eprintln!(
+            "note: {} holds cells written by an embgraft without fingerprints; they are taken up without checking what made them",
+            out.display()
+        );
+    }
     let mut rec = Recorder::open(out, cfg, &grid, &priors, ctl.should_stop, started, &info, only.is_some())?;
     rec.progress = ctl.progress;
 
@@ -779,7 +882,8 @@ fn run_cell(
     if result.interrupted {
         eprintln!("{} interrupted at step {}", rec.run_label, result.steps);
     } else {
-        let json = serde_json::to_string_pretty(&result).map_err(|e| Error::Output(e.to_string()))?;
+        let stamped = RunResult { made_under: Some(rec.made.clone()), ..result.clone() };
+        let json = serde_json::to_string_pretty(&stamped).map_err(|e| Error::Output(e.to_string()))?;
         crate::util::write_atomic(&run_file(&rec.out, letter, seed), json.as_bytes())?;
         let _ = std::fs::remove_file(checkpoint_file(&rec.out, letter, seed));
         eprintln!("{} done in {:.1} s", rec.run_label, result.wall_seconds);
@@ -955,6 +1059,8 @@ pub fn assign_shards(steps: &[usize], n: usize) -> Vec<usize> {
 /// [`compare`] into `out`. With `ctl.shard`, only that shard's cells run and
 /// no report is written (`embgraft report` merges the shards).
 pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
+    // Paths are saved absolute, so a resume from another working folder reads the same files.
+    let cfg = &with_absolute_paths(cfg);
     let all = groups(cfg);
     let started = Instant::now();
     let dev = device(&cfg.run.device)?;
@@ -991,11 +1097,19 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
         let cells_all: usize = all.iter().map(|p| grid(&p.cfg).len()).sum();
         eprintln!("shard {sh}: {cells} of the {cells_all} cells");
     }
+    create_out_dir(out)?;
+    let _claim = claim_out(out, ctl)?;
+    let _training = Training::begin();
     if all.len() > 1 {
-        create_out_dir(out)?;
+        let prints = Fingerprints {
+            settings: provenance::settings_fingerprint(&provenance::settings_of(cfg)),
+            ..Default::default()
+        };
         match ctl.shard {
-            Some(_) => write_once_or_check_config(out, cfg)?,
-            None => crate::util::write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?,
+            Some(_) => write_once_or_check_top_config(out, cfg)?,
+            None => {
+                crate::util::write_atomic(&out.join("config.toml"), provenance::config_toml(cfg, &prints).as_bytes())?
+            }
         }
     }
     let mut done = Vec::new();
@@ -1031,6 +1145,73 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     Ok(done)
 }
 
+/// The run folder for this process: a run or resume holds it alone (a fresh one must find it
+/// empty, or clear it with `--force`); shards share it, each claiming its cells. Leftovers of
+/// interrupted writes go.
+fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
+    let mode = if ctl.shard.is_some() { Mode::Shared } else { Mode::Exclusive };
+    let claim = folder::claim(out, mode)?;
+    if mode == Mode::Exclusive && !ctl.resume && folder::holds_files(out)? {
+        // Checked again under the lock: another run may have written it since the first look.
+        if !ctl.force {
+            return Err(Error::Output(format!(
+                "--out {} already holds files; choose another folder or pass --force to overwrite",
+                out.display()
+            )));
+        }
+        let n = folder::clear_previous(out)?;
+        if n > 0 {
+            eprintln!("--force: removed the previous experiment's {n} files from {}", out.display());
+        }
+    }
+    if mode == Mode::Exclusive {
+        folder::remove_leftovers(out, &|_| true);
+    }
+    Ok(claim)
+}
+
+/// Whether training has begun: before it, Ctrl-C or SIGTERM (setup, a download) ends the
+/// process at once, as nothing is written yet; during it, the current step finishes and what
+/// was measured is written.
+static TRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn training() -> bool {
+    TRAINING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+struct Training;
+
+impl Training {
+    fn begin() -> Training {
+        TRAINING.store(true, std::sync::atomic::Ordering::SeqCst);
+        Training
+    }
+}
+
+impl Drop for Training {
+    fn drop(&mut self) {
+        TRAINING.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `cfg` with its corpus, donor and tokenizer paths absolute where they name existing files.
+fn with_absolute_paths(cfg: &ExperimentConfig) -> ExperimentConfig {
+    let abs = |p: &str| {
+        let path = Path::new(p);
+        match path.exists() && !path.is_absolute() {
+            true => std::path::absolute(path).map_or_else(|_| p.to_string(), |a| a.display().to_string()),
+            false => p.to_string(),
+        }
+    };
+    let mut c = cfg.clone();
+    c.data.corpora = c.data.corpora.iter().map(|p| abs(p)).collect();
+    c.data.donor = c.data.donor.iter().map(|d| if d == "gpt2" { d.clone() } else { abs(d) }).collect();
+    if !["auto", "gpt2"].contains(&c.data.tokenizer.as_str()) {
+        c.data.tokenizer = abs(&c.data.tokenizer);
+    }
+    c
+}
+
 /// Each group's cells that shard `sh` runs.
 fn shard_cells(groups: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
     let cells: Vec<(usize, (u64, Letter))> =
@@ -1048,28 +1229,42 @@ fn shard_cells(groups: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, 
 }
 
 /// config.toml in a folder shards share: written by the first shard (create-new, atomic), and
-/// every other shard's settings checked equal to it (where it runs and how often it saves may
-/// differ), so a shard with other settings stops before it trains.
-fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig) -> Result<()> {
+/// every other shard's settings checked equal to it (where it runs, how often it saves and the
+/// input paths may differ: the inputs are checked by content), so a shard with other settings
+/// stops before it trains.
+fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig, info: &InputSummary) -> Result<()> {
+    let prints = info.fingerprints.clone().unwrap_or_default();
+    check_shared_config(out, cfg, &provenance::config_toml(cfg, &prints))
+}
+
+/// The overview's config.toml of a several-group experiment that shards share.
+fn write_once_or_check_top_config(out: &Path, cfg: &ExperimentConfig) -> Result<()> {
+    let settings = provenance::settings_of(cfg);
+    let prints = Fingerprints { settings: provenance::settings_fingerprint(&settings), ..Default::default() };
+    check_shared_config(out, cfg, &provenance::config_toml(cfg, &prints))
+}
+
+fn check_shared_config(out: &Path, cfg: &ExperimentConfig, text: &str) -> Result<()> {
     let path = out.join("config.toml");
-    if crate::util::write_new(&path, cfg.to_toml().as_bytes())? {
+    if crate::util::write_new(&path, text.as_bytes())? {
         return Ok(());
     }
     let text =
-        std::fs::read_to_string(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
     let theirs = ExperimentConfig::from_toml(&text)
         .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e}); use another --out", path.display())))?;
-    let mut mine = cfg.clone();
-    (mine.run.device, mine.run.checkpoint_every) = (theirs.run.device.clone(), theirs.run.checkpoint_every);
-    if mine == theirs {
+    let names = |c: &ExperimentConfig| groups(c).into_iter().map(|g| g.name).collect::<Vec<_>>();
+    let (a, b) = (provenance::settings_of(&theirs), provenance::settings_of(cfg));
+    if a == b && names(&theirs) == names(cfg) {
         return Ok(());
     }
-    let (a, b) = (theirs.to_toml(), mine.to_toml());
-    let diff = a
-        .lines()
-        .zip(b.lines())
-        .find(|(x, y)| x != y)
-        .map_or_else(|| "a setting".to_string(), |(x, y)| format!("`{}` there, `{}` here", x.trim(), y.trim()));
+    let diff = a.iter().find(|(k, v)| b.get(*k) != Some(v)).map_or_else(
+        || "its donors or corpora".to_string(),
+        |(k, v)| {
+            let name = k.rsplit_once('.').map_or(k.as_str(), |(_, n)| n);
+            format!("`{name} = {v}` there, `{name} = {}` here", b.get(k).map_or("absent", String::as_str))
+        },
+    );
     Err(Error::Input(format!(
         "{} holds another experiment's settings ({diff}); give every shard the same settings, or another --out",
         path.display()
@@ -1134,14 +1329,22 @@ pub struct Rebuilt {
 /// `missing` and in each group's report.
 pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     let cfg_path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+    let text = crate::util::read_small(&cfg_path).map_err(|e| {
         Error::Input(format!(
             "{} is not a run folder (cannot read config.toml: {e}); give the --out folder of a compare",
             dir.display()
         ))
     })?;
-    let cfg = ExperimentConfig::from_toml(&text)
-        .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e})", cfg_path.display())))?;
+    let cfg = ExperimentConfig::from_toml(&text).map_err(|e| {
+        Error::Input(format!(
+            "{} is damaged or not an embgraft config ({e}); restore it from a copy (every shard's is the same)",
+            cfg_path.display()
+        ))
+    })?;
+    // Shards may still be running (the report names what they have not finished); a run or
+    // resume writing the folder is waited for.
+    let _claim = folder::claim(dir, Mode::Shared)?;
+    folder::remove_leftovers(dir, &report_owned);
     let all = groups(&cfg);
     let (mut done, mut missing) = (Vec::new(), Vec::new());
     for p in &all {
@@ -1158,6 +1361,12 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     Ok(Rebuilt { pairs: done, missing, cells })
 }
 
+/// The files only a report writes (a shard writes cells, config.toml and inputs.json), whose
+/// leftovers `report` may clear while shards run.
+fn report_owned(name: &str) -> bool {
+    !folder::is_cell_file(name) && name != "config.toml" && name != "inputs.json"
+}
+
 /// One group's result files from its folder's inputs.json and run files; the summary (None
 /// when no shard has started the group) and the group's cells without a run file, named.
 fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)> {
@@ -1167,8 +1376,22 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
         false => format!("{} {l} seed {seed}", p.name),
     };
     let grid = grid(&p.cfg);
+    folder::remove_leftovers(&sub, &report_owned);
     let info_path = sub.join("inputs.json");
-    let Ok(info_text) = std::fs::read_to_string(&info_path) else {
+    let Ok(info_text) = crate::util::read_small(&info_path) else {
+        let done: Vec<String> = grid
+            .iter()
+            .filter(|&&(s, l)| run_file(&sub, l, s).exists())
+            .map(|&(s, l)| format!("run-{l}-{s}.json"))
+            .collect();
+        if !done.is_empty() {
+            return Err(Error::Input(format!(
+                "{} is missing but {} cells have finished ({}); restore it, or resume or rerun one shard to write it again",
+                info_path.display(),
+                done.len(),
+                done.join(", ")
+            )));
+        }
         return Ok((None, grid.iter().map(|&(s, l)| format!("{} (not started)", label(l, s))).collect()));
     };
     let info: InputSummary = serde_json::from_str(&info_text).map_err(|e| {
@@ -1178,20 +1401,35 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
         ))
     })?;
     let (mut runs, mut missing) = (Vec::new(), Vec::new());
+    // Every cell must come from this experiment: its settings (config.toml) and its inputs
+    // (inputs.json's fingerprints, where the folder has them).
+    let expected = MadeUnder {
+        fingerprints: info.fingerprints.clone().unwrap_or_default(),
+        settings: provenance::settings_of(&p.cfg),
+    };
+    let mut legacy = false;
     for &(seed, l) in &grid {
         let f = run_file(&sub, l, seed);
-        match std::fs::read_to_string(&f) {
-            Ok(t) => runs.push(serde_json::from_str::<RunResult>(&t).map_err(|e| {
-                Error::Input(format!(
-                    "{} is corrupt or truncated ({e}); delete it and run that cell again (its --shard, or --resume)",
-                    f.display()
-                ))
-            })?),
-            Err(_) if checkpoint_file(&sub, l, seed).exists() => {
+        match f.exists() {
+            true => {
+                let mut r = read_run_file(&f)?;
+                match r.made_under.take() {
+                    Some(m) => provenance::check_cell(&expected, &m, &format!("run-{l}-{seed}.json"), "config.toml")?,
+                    None => legacy = true,
+                }
+                runs.push(r);
+            }
+            false if checkpoint_file(&sub, l, seed).exists() => {
                 missing.push(format!("{} (unfinished: has a checkpoint)", label(l, seed)))
             }
-            Err(_) => missing.push(format!("{} (not started)", label(l, seed))),
+            false => missing.push(format!("{} (not started)", label(l, seed))),
         }
+    }
+    if legacy {
+        eprintln!(
+            "note: {} holds cells written by an embgraft without fingerprints; they are reported without checking what made them",
+            sub.display()
+        );
     }
     // The runs are in the grid's order, as a one-process run appends them.
     let metrics: String = runs.iter().map(|r| metrics_rows(r.config, r.seed, &r.points)).collect();

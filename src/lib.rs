@@ -3,9 +3,10 @@
 //!
 //! Settings are declared once ([`config`], turned into flags by [`cli`]). The data path, one
 //! file per stage: text -> tokens -> windows ([`corpus`]) -> donor matrix ([`donor`]) ->
-//! [`graft`] into the [`model`] or [`model5`] (parameters by name: [`params`]) -> [`loss`] ->
+//! (from a file or the [`hub`]) [`graft`] into the [`model`] or [`model5`] (parameters by name: [`params`]) -> [`loss`] ->
 //! [`optim`] (AdamW; [`kernels`] wraps the raw GEMM) -> one run ([`train`], saved by
-//! [`checkpoint`]) -> the grid of runs ([`experiment`]) -> plain [`results`] -> statistics
+//! [`checkpoint`]) -> the grid of runs ([`experiment`], in a run [`folder`] whose every file says what
+//! made it: [`provenance`]) -> plain [`results`] -> statistics
 //! ([`stats`], [`baseline`], [`drift`]; across sizes, [`sweep`]) -> [`report`]. [`bench`] times the training step; with `--features cuda`, [`cuda`] holds Model 1's
 //! fused step for the GPU.
 
@@ -21,13 +22,16 @@ pub mod donor;
 pub mod drift;
 pub mod error;
 pub mod experiment;
+pub mod folder;
 pub mod graft;
+pub mod hub;
 pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod model5;
 pub mod optim;
 pub mod params;
+pub mod provenance;
 pub mod report;
 pub mod results;
 pub mod rng;

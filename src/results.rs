@@ -70,6 +70,10 @@ pub struct RunResult {
     /// Facts the report repeats (a tied head frozen with wte, a cut wpe, transposes).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What the cell was made under: written in its run file, so a file from another
+    /// experiment is refused (summary.json states it once, in its inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_under: Option<crate::provenance::MadeUnder>,
 }
 
 /// Parameters that started training at a step.
@@ -129,6 +133,10 @@ pub struct InputSummary {
     pub distinct_train_tokens: usize,
     #[serde(default)]
     pub test_targets_unseen_in_training: f64,
+    /// What was read, by content, and the settings' fingerprint (absent in folders written
+    /// before fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<crate::provenance::Fingerprints>,
 }
 
 impl InputSummary {

@@ -558,6 +558,7 @@ mod tests {
             frozen_checks: Vec::new(),
             thaws: Vec::new(),
             notes: Vec::new(),
+            made_under: None,
         }
     }
 

@@ -629,6 +629,7 @@ fn finish(
         frozen_checks: s.frozen_checks,
         thaws: s.thaws,
         notes: grafted.notes,
+        made_under: None,
     })
 }
 

@@ -1,6 +1,6 @@
-//! Small helpers shared by the writers: atomic files and checksums.
+//! Small helpers shared by the readers and writers: bounded reads, atomic files, checksums.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -60,6 +60,66 @@ fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     b.tempfile_in(dir)
 }
 
+/// Reads `path` whole when it is a regular file of at most `cap` bytes: a FIFO, a device or a
+/// folder is refused at once (reading one could block forever or never end), and so is a file
+/// over the cap (the flag or setting that raises it is named by the caller's `raise`).
+pub fn read_input(path: &Path, what: &str, cap: u64, raise: &str) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::Input(format!("cannot read {what} {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a folder" } else { "not a regular file (a FIFO, socket or device)" };
+        return Err(Error::Input(format!("{what} {} is {kind}; give a regular file", path.display())));
+    }
+    let too_big = |n: u64| {
+        Error::Input(format!(
+            "{what} {} holds {} or more, over the {} cap on reads; {raise}",
+            path.display(),
+            bytesize::ByteSize(n),
+            bytesize::ByteSize(cap)
+        ))
+    };
+    if meta.len() > cap {
+        return Err(too_big(meta.len()));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::Input(format!("cannot read {what} {}: {e}", path.display())))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::take(file, cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Input(format!("cannot read {what} {}: {e}", path.display())))?;
+    // A file that grew while it was read.
+    if bytes.len() as u64 > cap {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Largest small file (config.toml, config.json, a token, an index) read whole.
+pub const SMALL_FILE: u64 = 64 << 20;
+
+/// A small text file (a config, an index, a token), bounded as [`read_input`].
+pub fn read_small(path: &Path) -> std::io::Result<String> {
+    let bytes = read_input(path, "file", SMALL_FILE, "it is not a file embgraft wrote")
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, from the civil-from-days algorithm (no date crate needed).
+pub fn utc_timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// A float slice's bytes as stored on disk (little-endian, as every supported target is).
 pub fn f32_bytes(values: &[f32]) -> &[u8] {
     bytemuck::cast_slice(values)
@@ -75,6 +135,36 @@ pub fn memory_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kb: u64 = info.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
     kb.checked_mul(1024)
+}
+
+/// A content fingerprint: BLAKE3, its first 128 bits as hex (plenty to tell files apart, and
+/// short in messages and files).
+pub fn fingerprint(bytes: &[u8]) -> String {
+    hex128(blake3::hash(bytes).as_bytes())
+}
+
+/// A streaming [`fingerprint`], for inputs that come in pieces.
+pub struct Hasher(blake3::Hasher);
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher(blake3::Hasher::new())
+    }
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(bytes);
+        self
+    }
+
+    pub fn finish(&self) -> String {
+        hex128(self.0.finalize().as_bytes())
+    }
+}
+
+fn hex128(bytes: &[u8]) -> String {
+    bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// FNV-1a, 64-bit: a cheap fingerprint that any change of one byte alters.

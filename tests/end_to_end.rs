@@ -442,7 +442,8 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert!(part.join("run-A-0.json").is_file() && part.join("checkpoint-B-0.safetensors").is_file());
     assert!(std::fs::read_to_string(part.join("report.md")).unwrap().contains("interrupted"));
     // Saved where it stopped, inside its second epoch, not at the last epoch's end.
-    let ck = embgraft::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
+    let (ck, made) = embgraft::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
+    assert!(made.is_some(), "a checkpoint says what it was made under");
     let per_epoch = per_run / 3;
     assert_eq!((ck.step, ck.epoch, ck.batch), (per_run / 2, 1, per_run / 2 - per_epoch));
 

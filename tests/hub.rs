@@ -69,25 +69,7 @@ fn serve(
     log: &Mutex<Vec<(String, String, Option<String>)>>,
     cut: &AtomicBool,
 ) {
-    stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
+    let Some((mut reader, method, path, headers)) = read_request(&stream, 10) else { return };
     log.lock().unwrap().push((method.clone(), path.clone(), headers.get("range").cloned()));
     let reply = |stream: &mut TcpStream, status: &str, extra: &[(&str, String)], body: &[u8]| {
         let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -145,6 +127,32 @@ fn serve(
     }
     reply(&mut stream, status, &h, body);
     let _ = reader.read(&mut [0u8; 1]);
+}
+
+/// A request's method, path and headers (names lower-cased), read with a timeout.
+#[allow(clippy::type_complexity)]
+fn read_request(
+    stream: &TcpStream,
+    secs: u64,
+) -> Option<(BufReader<TcpStream>, String, String, HashMap<String, String>)> {
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(secs))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    Some((reader, method, path, headers))
 }
 
 fn fnv(data: &[u8]) -> u64 {
@@ -263,4 +271,175 @@ fn hub_donors_download_resume_cache_and_fail_in_one_line() {
     let o = embgraft(&["inspect", "tiny-org/other"], &[("HF_HUB_OFFLINE", "1")], &cache);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("HF_HUB_OFFLINE"), "{err}");
+}
+
+/// How the misbehaving Hub answers a file request, chosen by the repository's name.
+fn misbehave(
+    stream: &mut TcpStream,
+    path: &str,
+    headers: &HashMap<String, String>,
+    cdn: &str,
+    log: &Mutex<Vec<String>>,
+) {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let auth = headers.get("authorization").cloned().unwrap_or_default();
+    log.lock().unwrap().push(format!("{path} auth={auth}"));
+    let head = |status: &str, extra: &[(&str, String)]| {
+        let mut h = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+        for (k, v) in extra {
+            h.push_str(&format!("{k}: {v}\r\n"));
+        }
+        h + "\r\n"
+    };
+    let ids = |size: u64| {
+        vec![
+            ("ETag", "\"e0e0e0e0\"".to_string()),
+            ("X-Repo-Commit", COMMIT.to_string()),
+            ("Content-Range", format!("bytes 0-0/{size}")),
+            ("Content-Length", "1".to_string()),
+        ]
+    };
+    let ranged = headers.get("range").is_some_and(|r| r == "bytes=0-0");
+    let data = common_weights();
+    let send = |stream: &mut TcpStream, h: String, body: &[u8]| {
+        let _ = stream.write_all(h.as_bytes());
+        let _ = stream.write_all(body);
+    };
+    match seg.as_slice() {
+        // The token's own host sends the client on to another host (a CDN).
+        ["org", "cdn", "resolve", "main", "model.safetensors"] => {
+            let mut h = ids(data.len() as u64);
+            h.push(("Location", format!("{cdn}/blob")));
+            send(stream, head("302 Found", &h[..2].iter().cloned().chain([h[4].clone()]).collect::<Vec<_>>()), b"");
+        }
+        ["blob"] if ranged => send(stream, head("206 Partial Content", &ids(data.len() as u64)), &data[..1]),
+        ["blob"] => {
+            let h = head("200 OK", &[("Content-Length", data.len().to_string())]);
+            send(stream, h, &data);
+        }
+        ["org", "loop", ..] => send(stream, head("302 Found", &[("Location", path.to_string())]), b""),
+        ["org", "huge", ..] => send(stream, head("206 Partial Content", &ids(10_000_000_000_000)), b"x"),
+        ["org", "oversend", ..] if ranged => send(stream, head("206 Partial Content", &ids(100)), b"x"),
+        // No length said, and twice the announced bytes.
+        ["org", "oversend", ..] => send(stream, head("200 OK", &[]), &[7u8; 200]),
+        ["org", "drip", ..] if ranged => send(stream, head("206 Partial Content", &ids(100_000)), b"x"),
+        ["org", "drip", ..] => {
+            send(stream, head("200 OK", &[("Content-Length", "100000".into())]), b"");
+            for _ in 0..40 {
+                if stream.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        // Answers nothing at all until the client gives up.
+        ["org", "silent", ..] => std::thread::sleep(Duration::from_secs(6)),
+        _ => send(
+            stream,
+            head("404 Not Found", &[("X-Error-Code", "EntryNotFound".into()), ("Content-Length", "0".into())]),
+            b"",
+        ),
+    }
+}
+
+fn common_weights() -> Vec<u8> {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            safetensors_bytes(dir.path(), "w.safetensors", 8)
+        })
+        .clone()
+}
+
+/// A misbehaving server on `ip`, each connection in its own thread; it stops by itself after
+/// `secs` or when `stop` is set.
+fn start_misbehaving(
+    ip: &str,
+    cdn: Arc<Mutex<String>>,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let (cdn, log) = (cdn.lock().unwrap().clone(), Arc::clone(&log));
+                    std::thread::spawn(move || {
+                        let Some((_, _, path, headers)) = read_request(&stream, 5) else { return };
+                        misbehave(&mut stream, &path, &headers, &cdn, &log);
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (addr, t)
+}
+
+#[test]
+fn the_token_stays_home_and_every_download_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+    let cdn_addr = Arc::new(Mutex::new(String::new()));
+    // The CDN is a second host: 127.0.0.2 (the whole 127/8 is this machine's loopback).
+    let (cdn, cdn_thread) = start_misbehaving("127.0.0.2", Arc::clone(&cdn_addr), Arc::clone(&log), Arc::clone(&stop));
+    *cdn_addr.lock().unwrap() = cdn.clone();
+    let (home, home_thread) =
+        start_misbehaving("127.0.0.1", Arc::clone(&cdn_addr), Arc::clone(&log), Arc::clone(&stop));
+    let cache = dir.path().join("cache");
+    let env = |token: &str| {
+        vec![("HF_ENDPOINT", home.clone()), ("HF_TOKEN", token.to_string()), ("HF_HUB_DOWNLOAD_TIMEOUT", "1".into())]
+    };
+    let call = |args: &[&str], token: &str| {
+        let env = env(token);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let t = Instant::now();
+        let o = embgraft(args, &env, &cache);
+        (o, t.elapsed())
+    };
+
+    // A token from a CRLF file is trimmed; it goes to the endpoint and not to the CDN.
+    let (o, _) = call(&["inspect", "org/cdn"], &format!("{TOKEN}\r\n"));
+    assert!(o.status.success(), "{}", text(&o));
+    let seen = log.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|l| l.starts_with("/org/cdn/") && l.ends_with(&format!("auth=Bearer {TOKEN}"))),
+        "{seen:?}"
+    );
+    let to_cdn: Vec<&String> = seen.iter().filter(|l| l.starts_with("/blob")).collect();
+    assert!(!to_cdn.is_empty() && to_cdn.iter().all(|l| l.ends_with("auth=")), "the token reached the CDN: {seen:?}");
+
+    // A token that cannot be a header is refused without being printed.
+    let (o, _) = call(&["inspect", "org/cdn2"], "hf_sécret");
+    assert!(!o.status.success() && !text(&o).contains("sécret") && text(&o).contains("HF_TOKEN"), "{}", text(&o));
+
+    // Each misbehaviour ends in one line, in bounded time, with nothing left in the snapshot.
+    for (repo, want, within) in [
+        ("org/silent", "cannot download org/silent/model.safetensors", 10),
+        ("org/loop", "more than 5 redirects", 5),
+        ("org/oversend", "sent more bytes for org/oversend/model.safetensors than it announced", 10),
+        ("org/huge", "needs 9.1 TiB more but the cache", 5),
+        ("org/drip", "too slow to finish", 30),
+    ] {
+        let before = log.lock().unwrap().len();
+        let (o, took) = call(&["inspect", repo], TOKEN);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{repo}: {err}");
+        assert!(err.contains(want) && err.trim().lines().count() == 1, "{repo}: {err}");
+        assert!(took < Duration::from_secs(within), "{repo} took {took:?}");
+        assert!(!err.contains(TOKEN));
+        let requests = log.lock().unwrap().len() - before;
+        assert!(requests <= 8, "{repo}: {requests} requests");
+        let name = repo.replace('/', "--");
+        let snapshot = cache.join(format!("models--{name}")).join("snapshots");
+        assert!(!snapshot.exists(), "{repo} left a snapshot");
+    }
+    stop.store(true, Ordering::SeqCst);
+    home_thread.join().unwrap();
+    cdn_thread.join().unwrap();
 }

@@ -1,0 +1,420 @@
+//! What a run folder promises, tried as a careless user, a flaky cluster and a hostile file
+//! system would: every case drives the `embgraft` binary and expects either the untouched
+//! experiment's bytes or one line that names the cause, with the promised exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{fixture, Fixture};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_embgraft"));
+    for k in ["HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE"] {
+        c.env_remove(k);
+    }
+    // Nothing here may reach a network: a Hub id would be asked of a closed port.
+    c.env("HF_ENDPOINT", "http://127.0.0.1:9").env("HF_HUB_OFFLINE", "1");
+    c
+}
+
+fn run_in(cwd: &Path, args: &[&str]) -> Output {
+    bin().current_dir(cwd).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The last line of stderr, which must be the one error line.
+fn error_line(o: &Output) -> String {
+    let e = stderr(o);
+    let line = e.trim().lines().last().unwrap_or_default().to_string();
+    assert!(line.starts_with("error: "), "expected an error line, got:\n{e}");
+    line
+}
+
+/// A small experiment with paths relative to the fixture's folder; `more` adds flags or
+/// overrides these.
+fn args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let base = [
+        ("--corpus", "corpus.txt"),
+        ("--donor", "gpt2-tiny"),
+        ("--configs", "A,B"),
+        ("--seeds", "1"),
+        ("--batch-size", "16"),
+        ("--max-steps", "12"),
+        ("--eval-every", "4"),
+        ("--lr", "0.01"),
+        ("--sample-tokens", "5"),
+        ("--out", out),
+    ];
+    let mut a = vec!["compare"];
+    for (flag, v) in base {
+        if !more.contains(&flag) {
+            a.extend([flag, v]);
+        }
+    }
+    a.extend_from_slice(more);
+    a
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Every file of a folder (not our lock files), with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().into_string().unwrap(), read(&e.path())))
+        .filter(|(n, _)| !n.ends_with(".lock"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn reference(f: &Fixture) -> PathBuf {
+    let o = run_in(&f.root, &args("reference", &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    f.root.join("reference")
+}
+
+#[test]
+fn resume_checks_inputs_and_settings_and_reads_from_any_folder() {
+    let f = fixture();
+    let refdir = reference(&f);
+    let o = run_in(&f.root, &args("run", &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = f.root.join("run");
+    let d = run.to_str().unwrap();
+    // The paths were given relative; config.toml holds them absolute, and fingerprints.
+    let cfg = String::from_utf8(read(&run.join("config.toml"))).unwrap();
+    assert!(cfg.contains(&format!("\"{}\"", f.corpus.display())), "{cfg}");
+    assert!(cfg.contains("[fingerprints]") && cfg.contains("corpus = \""), "{cfg}");
+    // B must train again when resumed.
+    std::fs::remove_file(run.join("run-B-0.json")).unwrap();
+    let before = snapshot(&run);
+
+    // The corpus changed: refused, naming it, and the folder untouched.
+    let original = read(&f.corpus);
+    std::fs::write(&f.corpus, [&original[..], b" The end."].concat()).unwrap();
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(
+        line.contains(&format!("the corpus {} changed since this experiment started", f.corpus.display())),
+        "{line}"
+    );
+    assert!(line.contains("fingerprint") && line.contains("start a new --out"), "{line}");
+    assert_eq!(snapshot(&run), before);
+    std::fs::write(&f.corpus, &original).unwrap();
+
+    // config.toml edited: the kept cell was trained at another lr.
+    let edited = cfg.replace("lr = 0.01", "lr = 0.02");
+    assert_ne!(edited, cfg);
+    std::fs::write(run.join("config.toml"), &edited).unwrap();
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(line.contains("config.toml's lr is 0.02 but run-A-0.json was trained with 0.01"), "{line}");
+    std::fs::write(run.join("config.toml"), &cfg).unwrap();
+    assert_eq!(snapshot(&run), before);
+
+    // A truncated config.toml: the file and the line are named.
+    std::fs::write(run.join("config.toml"), &cfg[..cfg.find("[optimizer]").unwrap() + 5]).unwrap();
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    let line = error_line(&o);
+    assert!(line.contains("config.toml is damaged (line") && line.contains("restore it"), "{line}");
+    std::fs::write(run.join("config.toml"), &cfg).unwrap();
+
+    // From another working folder, where `corpus.txt` is another text: the experiment's own
+    // files are read, and the result is the uninterrupted run's.
+    let elsewhere = f.root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("corpus.txt"), "a different book entirely ".repeat(400)).unwrap();
+    let o = run_in(&elsewhere, &["compare", "--resume", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&run.join("metrics.csv")), read(&refdir.join("metrics.csv")));
+}
+
+#[test]
+fn one_writer_at_a_time() {
+    let f = fixture();
+    // Two fresh runs started together into one folder, with different settings: exactly one
+    // writes it; the other is refused in one line; every cell is the winner's.
+    let start = |lr: &str| {
+        bin()
+            .current_dir(&f.root)
+            .args(args("race", &["--lr", lr, "--max-steps", "60", "--configs", "A,B,C,D"]))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start("0.01"), start("0.001"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(a.status.success() as u8 + b.status.success() as u8, 1, "{}\n{}", stderr(&a), stderr(&b));
+    let loser = if a.status.success() { &b } else { &a };
+    let line = error_line(loser);
+    assert!(line.contains("being written by another embgraft (pid") || line.contains("already holds files"), "{line}");
+    let race = f.root.join("race");
+    let cfg = String::from_utf8(read(&race.join("config.toml"))).unwrap();
+    let lr = if cfg.contains("lr = 0.01\n") { "0.01" } else { "0.001" };
+    for l in ["A", "B", "C", "D"] {
+        let cell: serde_json::Value = serde_json::from_slice(&read(&race.join(format!("run-{l}-0.json")))).unwrap();
+        assert_eq!(cell["made_under"]["settings"]["optimizer.lr"], lr, "{l}");
+    }
+
+    // A second --resume while one holds the folder: refused, naming the holder.
+    let held = embgraft::folder::claim(&race, embgraft::folder::Mode::Exclusive).unwrap();
+    let o = run_in(&f.root, &["compare", "--resume", race.to_str().unwrap()]);
+    let line = error_line(&o);
+    assert!(line.contains(&format!("pid {}", std::process::id())) && line.contains("wait for it"), "{line}");
+    drop(held);
+    let o = run_in(&f.root, &["compare", "--resume", race.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_stray_cell_is_refused_and_an_old_folder_still_reports_and_resumes() {
+    let f = fixture();
+    let o = run_in(&f.root, &args("fast", &["--lr", "0.01"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_in(&f.root, &args("slow", &["--lr", "0.001"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (fast, slow) = (f.root.join("fast"), f.root.join("slow"));
+    std::fs::copy(fast.join("run-B-0.json"), slow.join("run-B-0.json")).unwrap();
+    let o = run_in(&f.root, &["report", slow.to_str().unwrap(), "--complete"]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(line.contains("config.toml's lr is 0.001 but run-B-0.json was trained with 0.01"), "{line}");
+
+    // inputs.json gone while cells are finished: named, not "not started".
+    let info = read(&fast.join("inputs.json"));
+    std::fs::remove_file(fast.join("inputs.json")).unwrap();
+    let o = run_in(&f.root, &["report", fast.to_str().unwrap()]);
+    let line = error_line(&o);
+    assert!(line.contains("inputs.json is missing but 2 cells have finished"), "{line}");
+    std::fs::write(fast.join("inputs.json"), &info).unwrap();
+
+    // A folder as the previous version wrote it: no fingerprints anywhere. It reports, and a
+    // resume finishes it to the same numbers, saying once that nothing could be checked.
+    let strip = |p: &Path, key: &str| {
+        let mut v: serde_json::Value = serde_json::from_slice(&read(p)).unwrap();
+        v.as_object_mut().unwrap().remove(key);
+        std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    };
+    let whole = read(&fast.join("metrics.csv"));
+    strip(&fast.join("inputs.json"), "fingerprints");
+    strip(&fast.join("run-A-0.json"), "made_under");
+    std::fs::remove_file(fast.join("run-B-0.json")).unwrap();
+    let cfg = String::from_utf8(read(&fast.join("config.toml"))).unwrap();
+    let cut = cfg.find("\n# What this experiment was made from").unwrap();
+    std::fs::write(fast.join("config.toml"), &cfg[..cut]).unwrap();
+    let o = run_in(&f.root, &["report", fast.to_str().unwrap()]);
+    assert!(o.status.success() && stderr(&o).contains("without fingerprints"), "{}", stderr(&o));
+    let o = run_in(&f.root, &["compare", "--resume", fast.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches("without fingerprints").count(), 1, "{}", stderr(&o));
+    assert_eq!(read(&fast.join("metrics.csv")), whole, "the old folder resumed to other numbers");
+}
+
+/// The offset and length of a tensor's bytes inside a safetensors file.
+fn tensor_span(path: &Path, name: &str) -> (usize, usize) {
+    let bytes = read(path);
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let off = header[name]["data_offsets"].as_array().unwrap();
+    let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+    (8 + n + a, b - a)
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_and_leftovers_go() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = fixture();
+    let refdir = reference(&f);
+    // Stopped inside B: a checkpoint, made by the library as an interrupted run makes it.
+    let (_, mut cfg) = embgraft::cli::parse_run(&args("x", &[])).unwrap();
+    cfg.data.corpora = vec![f.corpus.display().to_string()];
+    cfg.data.donor = vec![f.donor.display().to_string()];
+    let part = f.root.join("part");
+    let steps = AtomicUsize::new(0);
+    let stop = || steps.fetch_add(1, Ordering::SeqCst) + 1 >= 18;
+    let ctl = embgraft::experiment::Control { should_stop: &stop, ..Default::default() };
+    assert!(embgraft::experiment::compare(&cfg, &part, &ctl).is_err());
+    let ckpt = part.join("checkpoint-B-0.safetensors");
+    let good = read(&ckpt);
+    let (at, len) = tensor_span(&ckpt, "param.lm_head");
+    let mut bad = good.clone();
+    for b in &mut bad[at + len / 2..at + len / 2 + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&ckpt, &bad).unwrap();
+    let d = part.to_str().unwrap();
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(
+        line.contains("checkpoint-B-0.safetensors is unusable (damaged") && line.contains("delete it to restart"),
+        "{line}"
+    );
+
+    // Leftovers of writes killed halfway (a checkpoint, a plot) go with the next run.
+    std::fs::write(&ckpt, &good).unwrap();
+    let leftovers = [".checkpoint-B-0.safetensors.Ab12Cd.tmp.safetensors", ".loss-curves.png.Zz98Yy.tmp.png"];
+    for l in leftovers {
+        std::fs::write(part.join(l), vec![7u8; 1 << 16]).unwrap();
+    }
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for l in leftovers {
+        assert!(!part.join(l).exists(), "{l} left behind");
+    }
+    assert_eq!(read(&part.join("metrics.csv")), read(&refdir.join("metrics.csv")));
+
+    // --force clears the previous experiment's files instead of keeping them beside the new.
+    let o = run_in(&f.root, &args("part", &["--configs", "A", "--force"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(part.join("run-A-0.json").exists() && !part.join("run-B-0.json").exists());
+    assert!(stderr(&o).contains("--force: removed the previous experiment's"), "{}", stderr(&o));
+}
+
+/// Runs `args` with the address space capped, and fails the test past `limit`.
+fn bounded(cwd: &Path, args: &[&str], limit: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = bin();
+    c.current_dir(cwd).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 4 << 30, rlim_max: 4 << 30 };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn unbounded_and_bad_inputs_fail_at_once_in_one_line() {
+    let f = fixture();
+    let fifo = f.root.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let fifo = fifo.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--corpus", fifo], "not a regular file"),
+        (vec!["--corpus", "/dev/zero"], "corpus /dev/zero is not a regular file"),
+        (vec!["--donor", fifo], "is not a regular file"),
+        (vec!["--tokenizer", "/dev/zero"], "tokenizer /dev/zero is not a regular file"),
+        (vec!["--corpus", f.root.to_str().unwrap()], "is a folder"),
+        (vec!["--max-input-size", "1KiB"], "cap on reads; raise it with --max-input-size"),
+    ];
+    for (extra, want) in cases {
+        let out = f.root.join("never");
+        let a = args(out.to_str().unwrap(), &extra);
+        let o = bounded(&f.root, &a, Duration::from_secs(30));
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        let line = error_line(&o);
+        assert!(line.contains(want), "{extra:?}: {line}");
+        assert_eq!(stderr(&o).trim().lines().filter(|l| l.starts_with("error")).count(), 1);
+        assert!(!out.exists(), "{extra:?} left a folder");
+    }
+
+    // Flag values that are not numbers are flag errors (exit 2), naming the flag.
+    for (flag, v) in [("--lr", "nan"), ("--lr", "inf"), ("--test-fraction", "NaN"), ("--weight-decay", "-inf")] {
+        let o = run_in(&f.root, &["compare", &format!("{flag}={v}"), "--out", "never"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag} {v}: {e}");
+        assert!(e.contains(flag) && e.contains("give a finite number") && e.trim().lines().count() == 1, "{e}");
+    }
+
+    // A path that does not exist is not asked of the Hub when it looks like a path.
+    std::fs::create_dir(f.root.join("donors")).unwrap();
+    let o = run_in(&f.root, &["inspect", "donors/tiny"]);
+    let line = error_line(&o);
+    assert!(line.contains("donor donors/tiny does not exist (looked from"), "{line}");
+
+    // A donor holding NaN: refused, naming the count and the first row.
+    let nan = f.root.join("nan.safetensors");
+    let mut wte = vec![0.25f32; 50257 * 8];
+    wte[3 * 8 + 2] = f32::NAN;
+    wte[9 * 8] = f32::INFINITY;
+    embgraft::donor::write_f32_tensors(&nan, &[("wte.weight".into(), vec![50257, 8], wte)]).unwrap();
+    let o = run_in(&f.root, &args("never", &["--donor", nan.to_str().unwrap()]));
+    let line = error_line(&o);
+    assert!(line.contains("holds 2 NaN or infinite values (the first in row 3)"), "{line}");
+
+    // A closed stdout ends quietly (`embgraft inspect M | head -1`).
+    let mut child = bin()
+        .current_dir(&f.root)
+        .args(["inspect", f.donor.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+/// A server on 127.0.0.1 that accepts and never answers, for `secs` at most.
+fn silent_server(secs: u64) -> (String, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    l.set_nonblocking(true).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if let Ok((s, _)) = l.accept() {
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    (addr, t)
+}
+
+#[test]
+fn sigterm_during_setup_stops_at_once() {
+    let f = fixture();
+    let (addr, server) = silent_server(8);
+    let cache = f.root.join("cache");
+    let mut child = bin()
+        .current_dir(&f.root)
+        .env("HF_ENDPOINT", &addr)
+        .env_remove("HF_HUB_OFFLINE")
+        .env("HF_HUB_CACHE", &cache)
+        .args(["compare", "--donor", "tiny-org/tiny", "--corpus", "corpus.txt", "--out", "never"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    while child.try_wait().unwrap().is_none() && sent.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(3), "SIGTERM took {:?}", sent.elapsed());
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
+    assert!(!f.root.join("never").exists());
+    server.join().unwrap();
+}
