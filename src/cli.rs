@@ -13,7 +13,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use crate::config::parse_letters;
 use crate::donor::Donor;
 use crate::experiment::Control;
-use crate::results::Summary;
+use crate::summary::Summary;
 
 use crate::config::{ExperimentConfig, Preset, RESUMABLE};
 use crate::error::{Error, Result};

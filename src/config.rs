@@ -51,13 +51,13 @@ impl Letter {
     pub const WITH_CONTROLS: [Letter; 8] =
         [Letter::A, Letter::B, Letter::C, Letter::D, Letter::E, Letter::F, Letter::G, Letter::H];
 
+    /// This configuration's row of [`CONFIGS`].
+    pub fn row(self) -> &'static ConfigRow {
+        &CONFIGS[self as usize]
+    }
+
     pub fn source(self) -> Source {
-        match self {
-            Letter::A | Letter::D => Source::Random,
-            Letter::B | Letter::C => Source::Donor,
-            Letter::E | Letter::F => Source::Permuted,
-            Letter::G | Letter::H => Source::Unit,
-        }
+        self.row().source
     }
 
     pub fn copied(self) -> bool {
@@ -65,21 +65,51 @@ impl Letter {
     }
 
     pub fn frozen(self) -> bool {
-        matches!(self, Letter::B | Letter::D | Letter::F | Letter::G)
+        self.row().frozen
     }
 
     pub fn describe(self) -> &'static str {
-        match self {
-            Letter::A => "random, trainable",
-            Letter::B => "copied, frozen",
-            Letter::C => "copied, trainable",
-            Letter::D => "random, frozen",
-            Letter::E => "permuted donor, trainable",
-            Letter::F => "permuted donor, frozen",
-            Letter::G => "donor at std 1, frozen",
-            Letter::H => "donor at std 1, trainable",
-        }
+        self.row().description
     }
+
+    /// Its colour in every plot (RGB).
+    pub fn colour(self) -> (u8, u8, u8) {
+        self.row().colour
+    }
+}
+
+/// One configuration: where its embedding starts, whether it trains, how it is described and
+/// drawn. Everything the code knows of a configuration is its row here (in the enum's order).
+pub struct ConfigRow {
+    pub letter: Letter,
+    pub source: Source,
+    pub frozen: bool,
+    pub description: &'static str,
+    pub colour: (u8, u8, u8),
+}
+
+pub const CONFIGS: [ConfigRow; 8] = [
+    row(Letter::A, Source::Random, TRAINS, "random, trainable", (31, 119, 180)),
+    row(Letter::B, Source::Donor, FROZEN, "copied, frozen", (214, 39, 40)),
+    row(Letter::C, Source::Donor, TRAINS, "copied, trainable", (44, 160, 44)),
+    row(Letter::D, Source::Random, FROZEN, "random, frozen", (148, 103, 189)),
+    row(Letter::E, Source::Permuted, TRAINS, "permuted donor, trainable", (255, 127, 14)),
+    row(Letter::F, Source::Permuted, FROZEN, "permuted donor, frozen", (140, 86, 75)),
+    row(Letter::G, Source::Unit, FROZEN, "donor at std 1, frozen", (227, 119, 194)),
+    row(Letter::H, Source::Unit, TRAINS, "donor at std 1, trainable", (23, 190, 207)),
+];
+
+const FROZEN: bool = true;
+const TRAINS: bool = false;
+
+const fn row(
+    letter: Letter,
+    source: Source,
+    frozen: bool,
+    description: &'static str,
+    colour: (u8, u8, u8),
+) -> ConfigRow {
+    ConfigRow { letter, source, frozen, description, colour }
 }
 
 impl std::fmt::Display for Letter {
@@ -248,14 +278,7 @@ impl FromStr for Every {
             return Ok(Every(None));
         }
         let bad = || Error::Input(format!("'{s}' is not a duration like 30s, 10m or 2h (or off)"));
-        let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        let secs = match unit.trim() {
-            "s" | "sec" | "secs" => n,
-            "m" | "min" | "mins" => n.saturating_mul(60),
-            "h" | "hour" | "hours" => n.saturating_mul(3600),
-            _ => return Err(bad()),
-        };
+        let secs = humantime::parse_duration(&t).map_err(|_| bad())?.as_secs();
         if secs == 0 {
             return Err(Error::Input(format!("'{s}': give at least 1s, or off")));
         }
@@ -1168,6 +1191,20 @@ mod tests {
         // A config.toml that names nothing is the defaults.
         assert_eq!(ExperimentConfig::from_toml("").unwrap(), c);
         assert!(ExperimentConfig::from_toml("[protocol]\nseq_lenn = 3").unwrap_err().to_string().contains("seq_lenn"));
+    }
+
+    /// The table is in the enum's order, every row parses back to its letter, and no two
+    /// configurations share a colour.
+    #[test]
+    fn every_configuration_is_its_row() {
+        for (i, r) in CONFIGS.iter().enumerate() {
+            assert_eq!(r.letter as usize, i, "CONFIGS must follow the enum's order");
+            assert_eq!(r.letter.to_string().parse::<Letter>().unwrap(), r.letter);
+            assert_eq!((r.letter.frozen(), r.letter.describe()), (r.frozen, r.description));
+        }
+        assert_eq!(Letter::WITH_CONTROLS.to_vec(), CONFIGS.iter().map(|r| r.letter).collect::<Vec<_>>());
+        let colours: std::collections::BTreeSet<_> = CONFIGS.iter().map(|r| r.colour).collect();
+        assert_eq!(colours.len(), CONFIGS.len());
     }
 
     #[test]

@@ -162,13 +162,13 @@ pub fn graft_by_name(
                 "cannot graft donor {source} of shape {src_shape:?} into {name} of shape {want:?}; give the model the donor's sizes (--dim, --context), or graft less (--graft)"
             ))
         };
-        let expected: Vec<f32> = if crate::model5::is_conv1d(name) {
+        let expected: Vec<f32> = if is_conv1d(name) {
             // Conv1D (in, out) -> Linear (out, in).
             if src_shape != [want[1], want[0]] {
                 return Err(mismatch());
             }
             transposed += 1;
-            crate::model5::transpose(&data, src_shape[0], src_shape[1])
+            transpose(&data, src_shape[0], src_shape[1])
         } else if name == "wpe.weight" && src_shape.len() == 2 && src_shape[1] == want[1] && src_shape[0] > want[0] {
             notes.push(format!(
                 "wpe: the donor's {} has {} positions; the first {} (--context) were grafted",
@@ -191,72 +191,23 @@ pub fn graft_by_name(
     Ok((checks, notes))
 }
 
-/// Which parameters a list of patterns names, as a mask over `names`. Patterns are separated
-/// by commas; each is dot-separated parts matched against a parameter name's leading parts:
-/// a literal, `*` (any one part) or a range `0-5`. So `wte` names `wte.weight`, `h.0-5` every
-/// parameter of blocks 0 to 5, `h.*.attn.*` every attention weight and bias. `none` (or an
-/// empty list) names nothing, `all` everything. A pattern that names nothing is an error.
-pub fn select(patterns: &str, names: &[String], flag: &str) -> Result<Vec<bool>> {
-    let mut mask = vec![false; names.len()];
-    let list = patterns.trim();
-    if list.is_empty() || list == "none" {
-        return Ok(mask);
-    }
-    for pat in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if pat == "all" {
-            mask.iter_mut().for_each(|m| *m = true);
-            continue;
-        }
-        let parts: Vec<&str> = pat.split('.').collect();
-        let mut hit = false;
-        for (i, name) in names.iter().enumerate() {
-            let have: Vec<&str> = name.split('.').collect();
-            if parts.len() <= have.len() && parts.iter().zip(&have).all(|(p, h)| part_matches(p, h)) {
-                mask[i] = true;
-                hit = true;
-            }
-        }
-        if !hit {
-            return Err(Error::Input(format!(
-                "{flag} {pat} names no parameter; the model has {}",
-                summarise_names(names)
-            )));
-        }
-    }
-    Ok(mask)
+/// Projection weights that GPT-2 stores transposed (Conv1D, (in, out)).
+pub fn is_conv1d(name: &str) -> bool {
+    name.starts_with("h.")
+        && [".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight"]
+            .iter()
+            .any(|s| name.ends_with(s))
 }
 
-fn part_matches(pat: &str, have: &str) -> bool {
-    if pat == "*" || pat == have {
-        return true;
-    }
-    match (pat.split_once('-'), have.parse::<usize>()) {
-        (Some((lo, hi)), Ok(n)) => match (lo.parse::<usize>(), hi.parse::<usize>()) {
-            (Ok(lo), Ok(hi)) => lo <= n && n <= hi,
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// `wte, wpe, h.0-1.{…}, ln_f`: the model's parameter names, blocks folded.
-pub fn summarise_names(names: &[String]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let blocks: Vec<usize> =
-        names.iter().filter_map(|n| n.strip_prefix("h.")?.split('.').next()?.parse::<usize>().ok()).collect();
-    let (first, last) = (blocks.iter().min(), blocks.iter().max());
-    for n in names {
-        let module = n.trim_end_matches(".weight").trim_end_matches(".bias");
-        let short = match (n.strip_prefix("h."), first, last) {
-            (Some(_), Some(a), Some(b)) if a == b => format!("h.{a}.*"),
-            (Some(_), Some(a), Some(b)) => format!("h.{a}-{b}.*"),
-            _ => module.to_string(),
-        };
-        if !out.contains(&short) {
-            out.push(short);
+/// Row-major (r, c) -> (c, r).
+pub fn transpose(data: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = data[i * c + j];
         }
     }
-    out.join(", ")
+    out
 }
 
 /// One check standing for several tensors: passes only if every one does.
@@ -324,6 +275,13 @@ impl FrozenCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conv1d_names_and_transpose() {
+        assert!(is_conv1d("h.3.attn.c_attn.weight") && is_conv1d("h.0.mlp.c_proj.weight"));
+        assert!(!is_conv1d("h.0.attn.c_attn.bias") && !is_conv1d("wte.weight") && !is_conv1d("h.0.ln_1.weight"));
+        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
     use candle_core::Device;
 
     fn emb(rows: usize, cols: usize) -> Embedding {
@@ -380,39 +338,6 @@ mod tests {
         assert_eq!((k.data, what), (e.data.clone(), "donor wte.weight".to_string()));
         let (i, _) = prepare(&e, Source::Donor, GraftScale::Init, 0.5, &mut rng);
         assert!((i.data[1] / e.data[1] - i.data[7] / e.data[7]).abs() < 1e-6, "one factor for all");
-    }
-
-    #[test]
-    fn patterns_select_by_leading_parts_ranges_and_stars() {
-        let names: Vec<String> = [
-            "wte.weight",
-            "wpe.weight",
-            "h.0.attn.c_attn.weight",
-            "h.0.mlp.c_fc.bias",
-            "h.1.attn.c_proj.weight",
-            "h.12.ln_1.weight",
-            "ln_f.weight",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let on = |p: &str| -> Vec<usize> {
-            select(p, &names, "--graft").unwrap().iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect()
-        };
-        assert_eq!(on("wte"), vec![0]);
-        assert_eq!(on("wte,wpe"), vec![0, 1]);
-        assert_eq!(on("h.0-1"), vec![2, 3, 4]);
-        assert_eq!(on("h.*.attn.*"), vec![2, 4]);
-        assert_eq!(on("h.*.attn"), vec![2, 4]);
-        assert_eq!(on("h.2-20"), vec![5]);
-        assert_eq!(on("none"), Vec::<usize>::new());
-        assert_eq!(on("all").len(), 7);
-        // `h.1` is not a prefix match for block 12.
-        assert_eq!(on("h.1"), vec![4]);
-        assert_eq!(summarise_names(&names[4..]), "h.1-12.*, ln_f");
-        assert_eq!(summarise_names(&names[2..4]), "h.0.*");
-        let msg = select("h.7.mlp", &names, "--freeze").unwrap_err().to_string();
-        assert!(msg.contains("--freeze h.7.mlp names no parameter") && msg.contains("h.0-12.*"), "{msg}");
     }
 
     #[test]

@@ -107,14 +107,6 @@ pub struct Model5 {
     pub params: Params,
 }
 
-/// Projection weights that GPT-2 stores transposed (Conv1D, (in, out)).
-pub fn is_conv1d(name: &str) -> bool {
-    name.starts_with("h.")
-        && [".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight"]
-            .iter()
-            .any(|s| name.ends_with(s))
-}
-
 impl Model5 {
     /// GPT-2's initialisation: weights N(0, 0.02), the residual projections N(0, 0.02/√(2L)),
     /// biases 0, LayerNorm gains 1. `wte` draws from its own stream (so configs that keep it
@@ -301,17 +293,6 @@ fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(m, (t, t), device)?)
 }
 
-/// Row-major (r, c) -> (c, r).
-pub fn transpose(data: &[f32], r: usize, c: usize) -> Vec<f32> {
-    let mut out = vec![0f32; data.len()];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = data[i * c + j];
-        }
-    }
-    out
-}
-
 /// Token ids of windows as (B, T) tensors of inputs and targets.
 pub fn batch_tensors(data: &crate::corpus::Dataset, windows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
     let (xs, ys) = data.pairs(windows);
@@ -391,12 +372,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn conv1d_names_and_transpose() {
-        assert!(is_conv1d("h.3.attn.c_attn.weight") && is_conv1d("h.0.mlp.c_proj.weight"));
-        assert!(!is_conv1d("h.0.attn.c_attn.bias") && !is_conv1d("wte.weight") && !is_conv1d("h.0.ln_1.weight"));
-        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
     }
 }

@@ -104,6 +104,11 @@ impl AdamW {
         self.slots[i].lr = lr;
     }
 
+    /// The learning rate and the steps taken of the parameter `name`, if it trains.
+    pub fn rate_and_steps(&self, name: &str) -> Option<(f64, u64)> {
+        self.slots.iter().find(|s| s.name == name).map(|s| (s.lr, s.t))
+    }
+
     /// Steps slot `i` has taken.
     pub fn slot_steps(&self, i: usize) -> u64 {
         self.slots[i].t

@@ -8,8 +8,9 @@ use plotters::prelude::*;
 use crate::baseline::Bigram;
 use crate::config::{ExperimentConfig, Letter};
 use crate::error::{Error, Result};
-use crate::results::{RunResult, Summary};
+use crate::results::RunResult;
 use crate::stats::Estimate;
+use crate::summary::Summary;
 
 use crate::util::write_atomic;
 
@@ -91,16 +92,8 @@ fn mean_curves(runs: &[RunResult]) -> Curves {
 }
 
 fn colour(l: Letter) -> RGBColor {
-    match l {
-        Letter::A => RGBColor(31, 119, 180),
-        Letter::B => RGBColor(214, 39, 40),
-        Letter::C => RGBColor(44, 160, 44),
-        Letter::D => RGBColor(148, 103, 189),
-        Letter::E => RGBColor(255, 127, 14),
-        Letter::F => RGBColor(140, 86, 75),
-        Letter::G => RGBColor(227, 119, 194),
-        Letter::H => RGBColor(23, 190, 207),
-    }
+    let (r, g, b) = l.colour();
+    RGBColor(r, g, b)
 }
 
 /// Every config's train (solid) and test (dashed) curve on one shared y-axis, with the legend
@@ -650,7 +643,7 @@ fn details_section(s: &Summary) -> String {
                 r.config,
                 t.step + 1,
                 t.epoch,
-                crate::graft::summarise_names(&t.params)
+                crate::params::summarise_names(&t.params)
             ));
         }
         if r.copy_checks.len() > 1 {
@@ -851,7 +844,7 @@ fn answers(s: &Summary) -> Vec<String> {
 /// and domain, each question's verdict per group side by side, and links to each group's own
 /// report.
 pub fn write_corpora(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summary)]) -> Result<()> {
-    let sweep = (!cfg.sweeps().is_empty()).then(|| crate::sweep::analyse(cfg, &crate::experiment::groups(cfg), done));
+    let sweep = (!cfg.sweeps().is_empty()).then(|| crate::sweep::analyse(cfg, &crate::grid::groups(cfg), done));
     let mut md = String::from(match &sweep {
         Some(_) => {
             "# embgraft report: a sweep

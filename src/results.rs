@@ -145,18 +145,3 @@ impl InputSummary {
         self.corpus_tokens as f64 / self.words.max(1) as f64
     }
 }
-
-/// Everything `compare` measured, as written to `summary.json`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct Summary {
-    pub embgraft_version: String,
-    pub inputs: InputSummary,
-    pub runs: Vec<RunResult>,
-    /// Per-config means with 95 % intervals, and the paired comparisons with verdicts.
-    pub analysis: crate::stats::Analysis,
-    pub wall_seconds: f64,
-    /// Start-up: from the command's start to the inputs being ready (donor mapped and read,
-    /// corpus tokenized and cut) and to the first optimizer step done.
-    pub seconds_to_inputs: f64,
-    pub seconds_to_first_step: Option<f64>,
-}

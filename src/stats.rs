@@ -167,68 +167,99 @@ pub fn paired_final(runs: &[RunResult], a: Letter, b: Letter, seeds: &[u64]) -> 
     seeds.iter().filter_map(|&s| Some((s, final_test(runs, a, s)? - final_test(runs, b, s)?))).collect()
 }
 
-/// Each question the report asks: (key, minuend, subtrahend, what a positive difference means,
-/// what a negative one means). A question is asked when both configurations ran.
-pub const QUESTIONS: [(&str, Letter, Letter, &str, &str); 10] = [
-    (
+/// One question the report asks: the paired difference `minuend − subtrahend` of final test
+/// loss, what a positive and a negative difference mean, and, for a question a sweep follows
+/// across sizes, its name there. A question is asked when both configurations ran; adding one
+/// is a row here.
+pub struct Question {
+    pub key: &'static str,
+    pub minuend: Letter,
+    pub subtrahend: Letter,
+    pub positive: &'static str,
+    pub negative: &'static str,
+    pub followed_as: Option<&'static str>,
+}
+
+const fn ask(
+    key: &'static str,
+    (minuend, subtrahend): (Letter, Letter),
+    positive: &'static str,
+    negative: &'static str,
+    followed_as: Option<&'static str>,
+) -> Question {
+    Question { key, minuend, subtrahend, positive, negative, followed_as }
+}
+
+pub const QUESTIONS: [Question; 10] = [
+    ask(
         "freeze_cost",
-        Letter::B,
-        Letter::C,
+        (Letter::B, Letter::C),
         "freezing the grafted embedding hurt",
         "freezing the grafted embedding helped",
+        Some("the freeze cost"),
     ),
-    ("graft_benefit_trainable", Letter::A, Letter::C, "the graft helped (trainable)", "the graft hurt (trainable)"),
-    ("graft_benefit_frozen", Letter::D, Letter::B, "the graft helped (frozen)", "the graft hurt (frozen)"),
-    // At matched scale: the donor rescaled to the random init's std against random init.
-    (
+    ask(
+        "graft_benefit_trainable",
+        (Letter::A, Letter::C),
+        "the graft helped (trainable)",
+        "the graft hurt (trainable)",
+        Some("the graft benefit (trainable)"),
+    ),
+    ask(
+        "graft_benefit_frozen",
+        (Letter::D, Letter::B),
+        "the graft helped (frozen)",
+        "the graft hurt (frozen)",
+        Some("the graft benefit (frozen)"),
+    ),
+    ask(
         "graft_benefit_matched_trainable",
-        Letter::A,
-        Letter::H,
+        (Letter::A, Letter::H),
         "the graft at the random init's scale helped (trainable)",
         "the graft at the random init's scale hurt (trainable)",
+        Some("the graft benefit at matched scale (trainable)"),
     ),
-    (
+    ask(
         "graft_benefit_matched_frozen",
-        Letter::D,
-        Letter::G,
+        (Letter::D, Letter::G),
         "the graft at the random init's scale helped (frozen)",
         "the graft at the random init's scale hurt (frozen)",
+        Some("the graft benefit at matched scale (frozen)"),
     ),
-    (
+    ask(
         "freeze_cost_matched",
-        Letter::G,
-        Letter::H,
+        (Letter::G, Letter::H),
         "freezing the donor at the random init's scale hurt",
         "freezing the donor at the random init's scale helped",
+        Some("the freeze cost at matched scale"),
     ),
-    // The controls: the same values in the wrong rows (content), the same rows at std 1 (scale).
-    (
+    ask(
         "content_benefit_trainable",
-        Letter::E,
-        Letter::C,
+        (Letter::E, Letter::C),
         "the donor's rows in their own places helped (trainable): content, not only the values' distribution",
         "the permuted donor did better (trainable): the values' distribution, not their meaning, helped",
+        None,
     ),
-    (
+    ask(
         "content_benefit_frozen",
-        Letter::F,
-        Letter::B,
+        (Letter::F, Letter::B),
         "the donor's rows in their own places helped (frozen): content, not only the values' distribution",
         "the permuted donor did better (frozen): the values' distribution, not their meaning, helped",
+        None,
     ),
-    (
+    ask(
         "unit_scale_effect_frozen",
-        Letter::B,
-        Letter::G,
+        (Letter::B, Letter::G),
         "rescaling the donor to std 1 helped (frozen)",
         "rescaling the donor to std 1 hurt (frozen)",
+        None,
     ),
-    (
+    ask(
         "unit_scale_effect_trainable",
-        Letter::C,
-        Letter::H,
+        (Letter::C, Letter::H),
         "rescaling the donor to std 1 helped (trainable)",
         "rescaling the donor to std 1 hurt (trainable)",
+        None,
     ),
 ];
 
@@ -348,16 +379,22 @@ pub fn analyse(runs: &[RunResult], steps_per_epoch: usize) -> Analysis {
     let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
     seeds.sort();
     seeds.dedup();
-    let asked: Vec<_> = QUESTIONS.iter().filter(|q| letters.contains(&q.1) && letters.contains(&q.2)).collect();
+    let asked: Vec<_> =
+        QUESTIONS.iter().filter(|q| letters.contains(&q.minuend) && letters.contains(&q.subtrahend)).collect();
     let diffs: Vec<Option<Estimate>> = asked
         .iter()
-        .map(|q| Estimate::of(&paired_final(runs, q.1, q.2, &seeds).into_iter().map(|d| d.1).collect::<Vec<_>>()))
+        .map(|q| {
+            Estimate::of(
+                &paired_final(runs, q.minuend, q.subtrahend, &seeds).into_iter().map(|d| d.1).collect::<Vec<_>>(),
+            )
+        })
         .collect();
     let p: Vec<Option<f64>> = diffs.iter().map(|d| d.as_ref().and_then(paired_p)).collect();
     let adjusted = adjust(&p);
     let tested = p.iter().filter(|p| p.is_some()).count();
     // Over training time: the same family adjusted at each step.
-    let series: Vec<BTreeMap<usize, Vec<f64>>> = asked.iter().map(|q| differences_at(runs, q.1, q.2, &seeds)).collect();
+    let series: Vec<BTreeMap<usize, Vec<f64>>> =
+        asked.iter().map(|q| differences_at(runs, q.minuend, q.subtrahend, &seeds)).collect();
     let steps: std::collections::BTreeSet<usize> = series.iter().flat_map(|m| m.keys().copied()).collect();
     let mut over_time: Vec<Vec<TimePoint>> = vec![Vec::new(); asked.len()];
     for &step in &steps {
@@ -421,13 +458,14 @@ fn config_stats(runs: &[RunResult], l: Letter, steps_per_epoch: usize) -> Config
 }
 
 fn comparison(
-    &(key, a, b, pos, neg): &(&str, Letter, Letter, &str, &str),
+    q: &Question,
     difference: Option<Estimate>,
     p_value: Option<f64>,
     p_adjusted: Option<f64>,
     family: usize,
     over_time: Vec<TimePoint>,
 ) -> Comparison {
+    let (key, a, b, pos, neg) = (q.key, q.minuend, q.subtrahend, q.positive, q.negative);
     let outcome = adjusted_outcome(difference, p_adjusted);
     let outcome_unadjusted = interval_outcome(difference);
     let finding = match outcome {
@@ -516,6 +554,29 @@ pub fn flips(c: &Comparison) -> Vec<(usize, String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every question compares two different configurations, has its own key, and the sweep's
+    /// names are unique; an analysis of all eight configurations asks every question once.
+    #[test]
+    fn every_question_is_a_row_and_is_asked() {
+        let keys: std::collections::BTreeSet<_> = QUESTIONS.iter().map(|q| q.key).collect();
+        assert_eq!(keys.len(), QUESTIONS.len());
+        let names: Vec<_> = QUESTIONS.iter().filter_map(|q| q.followed_as).collect();
+        assert_eq!(names.iter().collect::<std::collections::BTreeSet<_>>().len(), names.len());
+        assert!(QUESTIONS.iter().all(|q| q.minuend != q.subtrahend));
+        let runs: Vec<RunResult> = (0..2)
+            .flat_map(|s| Letter::WITH_CONTROLS.map(|l| run(l, s, 5.0 + l as usize as f64 / 10.0 + s as f64 / 100.0)))
+            .collect();
+        let an = analyse(&runs, 1);
+        assert_eq!(an.comparisons.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), keys_in_order());
+        for (c, q) in an.comparisons.iter().zip(&QUESTIONS) {
+            assert_eq!((c.minuend, c.subtrahend), (q.minuend, q.subtrahend), "{}", q.key);
+        }
+    }
+
+    fn keys_in_order() -> Vec<&'static str> {
+        QUESTIONS.iter().map(|q| q.key).collect()
+    }
 
     #[test]
     fn t_quantiles_match_tables() {

@@ -15,20 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Axis, ExperimentConfig, Letter, Sweep};
 use crate::error::{Error, Result};
-use crate::experiment::Group;
-use crate::results::Summary;
+use crate::grid::Group;
 use crate::stats::{self, Estimate};
-
-/// The questions a sweep follows: the freeze cost and the graft benefit, plain and at the
-/// random init's scale (when the controls G and H ran).
-pub const FOLLOWED: [&str; 6] = [
-    "freeze_cost",
-    "graft_benefit_trainable",
-    "graft_benefit_frozen",
-    "graft_benefit_matched_trainable",
-    "graft_benefit_matched_frozen",
-    "freeze_cost_matched",
-];
+use crate::summary::Summary;
 
 /// What a sweep measured, as written into the overview's summary.json under `sweep`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,7 +82,10 @@ pub fn analyse(cfg: &ExperimentConfig, groups: &[Group], done: &[(String, Summar
         for g in groups {
             lines.entry(line_label(g, axis)).or_default().push(g);
         }
-        for (key, minuend, subtrahend, _, _) in stats::QUESTIONS.iter().filter(|q| FOLLOWED.contains(&q.0)) {
+        // The questions a sweep follows: the freeze cost and the graft benefit, plain and at the
+        // random init's scale (when the controls G and H ran).
+        for q in stats::QUESTIONS.iter().filter(|q| q.followed_as.is_some()) {
+            let (key, minuend, subtrahend) = (q.key, &q.minuend, &q.subtrahend);
             if !(cfg.graft.configs.0.contains(minuend) && cfg.graft.configs.0.contains(subtrahend)) {
                 continue;
             }
@@ -157,7 +149,7 @@ pub fn analyse(cfg: &ExperimentConfig, groups: &[Group], done: &[(String, Summar
 fn line_label(g: &Group, axis: Axis) -> String {
     let others = g.point.iter().filter(|(a, _)| *a != axis).map(|&(a, v)| format!("{} {}", a.short(), Sweep::show(v)));
     let pair = match g.pair.is_empty() {
-        true => g.cfg.data.corpora.first().map_or("timemachine".to_string(), |c| crate::experiment::corpus_name(c)),
+        true => g.cfg.data.corpora.first().map_or("timemachine".to_string(), |c| crate::grid::corpus_name(c)),
         false => g.pair.clone(),
     };
     std::iter::once(pair).chain(others).collect::<Vec<_>>().join(", ")
@@ -289,17 +281,9 @@ fn claims(series: &[Series]) -> Vec<String> {
     out
 }
 
-/// Words for a question key.
+/// Words for a question key (its row's name in a sweep).
 fn question_name(key: &str) -> &'static str {
-    match key {
-        "freeze_cost" => "the freeze cost",
-        "graft_benefit_trainable" => "the graft benefit (trainable)",
-        "graft_benefit_frozen" => "the graft benefit (frozen)",
-        "graft_benefit_matched_trainable" => "the graft benefit at matched scale (trainable)",
-        "graft_benefit_matched_frozen" => "the graft benefit at matched scale (frozen)",
-        "freeze_cost_matched" => "the freeze cost at matched scale",
-        _ => "the difference",
-    }
+    stats::QUESTIONS.iter().find(|q| q.key == key).and_then(|q| q.followed_as).unwrap_or("the difference")
 }
 
 /// How long each cell trained, and, across data sizes, how often it passed over its data.

@@ -96,7 +96,18 @@ impl Net {
 }
 
 /// What a run reports while it goes, and how it is told to stop.
+/// A run about to train, as its observers are told: its label in messages, the steps already
+/// done (resumed from a checkpoint) and the steps it takes in all.
+pub struct RunStart<'a> {
+    pub label: &'a str,
+    pub done: usize,
+    pub steps: usize,
+}
+
+/// What watches a run: every event has a default that ignores it, so a sink implements only
+/// what it needs (see `sinks`).
 pub trait Observer {
+    fn on_start(&mut self, _run: (Letter, u64), _start: &RunStart) {}
     fn on_step(&mut self, _step: usize, _loss: f64) {}
     fn on_point(&mut self, _run: (Letter, u64), _p: &Point) -> Result<()> {
         Ok(())
@@ -113,6 +124,10 @@ pub trait Observer {
     /// Asked after every step; true saves a checkpoint there (`--checkpoint-every`).
     fn checkpoint_due(&mut self) -> bool {
         false
+    }
+    /// The run ended, finished or interrupted, with its sample text drawn.
+    fn on_finish(&mut self, _run: (Letter, u64), _result: &RunResult) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -376,7 +391,7 @@ fn graft(
                 "{} tensors from {}: {}",
                 checks.len(),
                 file.map_or("the donor in memory".to_string(), |f| f.path().display().to_string()),
-                crate::graft::summarise_names(&names)
+                crate::params::summarise_names(&names)
             ));
             (g.checks, g.notes) = (checks, notes);
         }
@@ -602,8 +617,11 @@ fn finish(
     let drift = match (&grafted.wte, net) {
         (Some(g), Net::M1(m)) if s.live.contains("wte") => {
             let fin: Vec<f32> = m.wte.flatten_all()?.to_vec1()?;
-            let o = cfg.optimizer;
-            Some(crate::drift::measure(&g.data, &fin, g.cols, shared.input_freq, o.lr, o.weight_decay, s.step))
+            // wte's own rate (an lr group) and the steps it trained (from its thaw on), as the
+            // optimizer applied them: the closed form's decay is lr·wd per step wte took.
+            let (lr, steps) = s.opt.rate_and_steps("wte").unwrap_or((cfg.optimizer.lr, s.step as u64));
+            let wd = cfg.optimizer.weight_decay;
+            Some(crate::drift::measure(&g.data, &fin, g.cols, shared.input_freq, lr, wd, steps as usize))
         }
         _ => None,
     };

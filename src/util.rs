@@ -104,20 +104,12 @@ pub fn read_small(path: &Path) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
-/// `YYYYMMDD-HHMMSS` in UTC, from the civil-from-days algorithm (no date crate needed).
+/// `YYYYMMDD-HHMMSS` in UTC: a run folder's default name, and when a lock was taken.
 pub fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    // RFC 3339 (`2026-12-01T20:50:07Z`) with its separators dropped.
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+    format!("{}-{}", &digits[..8], &digits[8..14])
 }
 
 /// A float slice's bytes as stored on disk (little-endian, as every supported target is).
@@ -125,9 +117,9 @@ pub fn f32_bytes(values: &[f32]) -> &[u8] {
     bytemuck::cast_slice(values)
 }
 
-/// Floats from little-endian bytes (any alignment).
+/// Floats from little-endian bytes (any alignment; a trailing partial float is dropped).
 pub fn f32_from_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytemuck::pod_collect_to_vec(&bytes[..bytes.len() / 4 * 4])
 }
 
 /// This machine's physical memory in bytes, where the system says (Linux: /proc/meminfo).
@@ -181,6 +173,18 @@ pub fn checksum(values: &[f32]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_from_bytes_at_any_alignment_and_a_timestamp() {
+        let v = [1.5f32, -0.0, f32::MIN_POSITIVE];
+        let mut bytes = vec![9u8];
+        bytes.extend_from_slice(f32_bytes(&v));
+        bytes.push(1); // a partial float
+        let back = f32_from_bytes(&bytes[1..]);
+        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), v.map(f32::to_bits));
+        let t = utc_timestamp();
+        assert!(t.len() == 15 && t.as_bytes()[8] == b'-' && t.starts_with("20"), "{t}");
+    }
 
     #[test]
     fn checksum_sees_one_bit() {

@@ -737,6 +737,19 @@ fn controls_drift_and_references() {
     }
     let g = s.runs.iter().find(|r| r.config == Letter::G).unwrap().graft.clone().unwrap();
     assert!(g.contains("to 1"), "{g}");
+
+    // The closed form follows wte's own rate (an lr group) and the steps it trained (a frozen
+    // wte thawed after 5 of 12 steps trains 7).
+    let mut c = small_config(&f);
+    c.graft.configs.0 = vec![Letter::B, Letter::C];
+    c.graft.lr_groups = vec!["wte=0.05".parse().unwrap()];
+    c.graft.thaw_after = Some("5steps".parse().unwrap());
+    let own = experiment::compare(&c, &f.root.join("own-rate"), &Default::default()).unwrap();
+    for (l, steps) in [(Letter::B, 7), (Letter::C, 12)] {
+        let d = own.runs.iter().find(|r| r.config == l).unwrap().drift.clone().unwrap();
+        assert!((d.unseen_expected_ratio - (1.0 - 0.05 * 0.1f64).powi(steps)).abs() < 1e-12, "{l:?}: {d:?}");
+        assert!(d.unseen_max_deviation < 1e-5, "{l:?}: {d:?}");
+    }
     let e = s.runs.iter().find(|r| r.config == Letter::E).unwrap().graft.clone().unwrap();
     assert!(e.contains("permuted"), "{e}");
     let keys: Vec<&str> = s.analysis.comparisons.iter().map(|c| c.key.as_str()).collect();

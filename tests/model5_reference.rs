@@ -264,9 +264,9 @@ fn matches_transformers_gpt2_logits_every_gradient_and_ten_adamw_steps() {
     for (name, want) in g["grads"].as_object().unwrap() {
         let t = grads.get(name).unwrap_or_else(|| panic!("no gradient for {name}"));
         let mut got: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        if embgraft::model5::is_conv1d(name) {
+        if embgraft::graft::is_conv1d(name) {
             let (o, i) = t.dims2().unwrap();
-            got = embgraft::model5::transpose(&got, o, i); // back to GPT-2's (in, out)
+            got = embgraft::graft::transpose(&got, o, i); // back to GPT-2's (in, out)
         }
         let want = floats(want);
         assert_eq!(got.len(), want.len(), "{name}");
