@@ -67,6 +67,16 @@ const META_KEY: &str = "embgraft.checkpoint";
 const MADE_UNDER_KEY: &str = "embgraft.made_under";
 const CHECKSUM_KEY: &str = "embgraft.blake3";
 
+/// A checkpoint's tensors in the one order they are stored, read and checksummed in: every
+/// parameter (`param.<name>`), then each optimizer slot's moments (`m.<i>`, `v.<i>`).
+fn tensor_names(params: &[String], slots: usize) -> Vec<String> {
+    params
+        .iter()
+        .map(|n| format!("param.{n}"))
+        .chain((0..slots).flat_map(|i| [format!("m.{i}"), format!("v.{i}")]))
+        .collect()
+}
+
 /// The checksum of a checkpoint's metadata and tensors, in the order they are listed.
 fn checksum<'a>(meta: &str, made: &str, tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut h = crate::provenance::Hasher::default();
@@ -95,11 +105,9 @@ pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>) -> Result<()>
         thaws: c.thaws.clone(),
         frozen_checks: c.frozen_checks.clone(),
     };
-    let mut named: Vec<(String, &[f32])> = c.params.iter().map(|(n, v)| (format!("param.{n}"), &v[..])).collect();
-    for (i, (m, v)) in c.moments.iter().enumerate() {
-        named.push((format!("m.{i}"), &m[..]));
-        named.push((format!("v.{i}"), &v[..]));
-    }
+    let values = c.params.iter().map(|(_, v)| v).chain(c.moments.iter().flat_map(|(m, v)| [m, v]));
+    let named: Vec<(String, &[f32])> =
+        tensor_names(&meta.params, c.moments.len()).into_iter().zip(values.map(|v| &v[..])).collect();
     let fail = |e: String| Error::Output(format!("cannot write checkpoint {}: {e}", path.display()));
     let views: Vec<(String, TensorView)> = named
         .iter()
@@ -128,8 +136,8 @@ pub fn load(path: &Path) -> Result<(Checkpoint, Option<MadeUnder>)> {
             path.display()
         ))
     };
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if !meta.is_file() {
+    let file = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !file.is_file() {
         return Err(bad("not a regular file".into()));
     }
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
@@ -148,23 +156,21 @@ pub fn load(path: &Path) -> Result<(Checkpoint, Option<MadeUnder>)> {
     if meta.slot_steps.len() != meta.slots.len() {
         return Err(bad("optimizer state is inconsistent".into()));
     }
-    let moments: Vec<(Vec<f32>, Vec<f32>)> = (0..meta.slots.len())
-        .map(|i| Ok((read(&format!("m.{i}"))?, read(&format!("v.{i}"))?)))
-        .collect::<Result<_>>()?;
-    let params: Vec<(String, Vec<f32>)> =
-        meta.params.iter().map(|n| Ok((n.clone(), read(&format!("param.{n}"))?))).collect::<Result<_>>()?;
+    let names = tensor_names(&meta.params, meta.slots.len());
+    let values = names.iter().map(|n| read(n)).collect::<Result<Vec<_>>>()?;
     let made_json = header.get(MADE_UNDER_KEY).cloned().unwrap_or_default();
     if let Some(stored) = header.get(CHECKSUM_KEY) {
-        let names: Vec<String> = params
-            .iter()
-            .map(|(n, _)| format!("param.{n}"))
-            .chain((0..meta.slots.len()).flat_map(|i| [format!("m.{i}"), format!("v.{i}")]))
-            .collect();
-        let values = params.iter().map(|(_, v)| v).chain(moments.iter().flat_map(|(m, v)| [m, v]));
-        let now = checksum(meta_json, &made_json, names.iter().map(String::as_str).zip(values.map(|v| f32_bytes(v))));
+        let now =
+            checksum(meta_json, &made_json, names.iter().map(String::as_str).zip(values.iter().map(|v| f32_bytes(v))));
         if &now != stored {
             return Err(bad("damaged: its checksum does not match its contents".into()));
         }
+    }
+    let mut values = values.into_iter();
+    let params: Vec<(String, Vec<f32>)> = meta.params.iter().cloned().zip(values.by_ref()).collect();
+    let mut moments = Vec::with_capacity(meta.slots.len());
+    while let (Some(m), Some(v)) = (values.next(), values.next()) {
+        moments.push((m, v));
     }
     let made = match made_json.as_str() {
         "" => None,

@@ -289,7 +289,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let tokens = match &a.corpus {
         Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => Some(
             crate::corpus::Tokenizer::gpt2()?
-                .encode(&crate::corpus::read_text(corpus, crate::util::SMALL_FILE << 5)?)?,
+                .encode(&crate::corpus::read_text(corpus, crate::config::Data::default().max_input_size.0)?)?,
         ),
         _ => None,
     };

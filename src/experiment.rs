@@ -107,23 +107,24 @@ impl Default for Control<'_> {
 /// its checkpoint: a requeued or preempted array task), once it is known to be made from these
 /// inputs and settings.
 fn take_up(
-    cfg: &ExperimentConfig,
-    info: &InputSummary,
+    (cfg, info, made): (&ExperimentConfig, &InputSummary, &MadeUnder),
     out: &Path,
     grid: &[(u64, Letter)],
     resume: bool,
     shard: bool,
 ) -> Result<(Vec<Prior>, Vec<folder::Claim>)> {
     create_out_dir(out)?;
-    let cells: Vec<String> = grid.iter().map(|(seed, l)| format!("{l}-{seed}")).collect();
     let claims = match shard {
-        true => cells.iter().map(|c| folder::claim_cell(out, c)).collect::<Result<Vec<_>>>()?,
+        true => grid.iter().map(|(seed, l)| folder::claim_cell(out, &format!("{l}-{seed}"))).collect::<Result<_>>()?,
         false => Vec::new(),
     };
-    let mine = |name: &str| {
-        !shard || cells.iter().any(|c| name == format!("run-{c}.json") || name == format!("checkpoint-{c}.safetensors"))
-    };
-    folder::remove_leftovers(out, &mine);
+    let file_name = |p: std::path::PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mine: Vec<String> = grid
+        .iter()
+        .flat_map(|&(seed, l)| [run_file(out, l, seed), checkpoint_file(out, l, seed)])
+        .filter_map(file_name)
+        .collect();
+    folder::remove_leftovers(out, &|name: &str| !shard || mine.iter().any(|m| m == name));
     if resume || shard {
         check_folder_inputs(out, info)?;
     }
@@ -131,12 +132,11 @@ fn take_up(
         write_once_or_check_config(out, cfg, info)?;
         write_once_or_check_inputs(out, info)?;
     }
-    let made = made_under(cfg, info);
     let mut legacy = false;
     let priors = grid
         .iter()
         .map(|&(seed, letter)| match resume || shard {
-            true => prior(out, letter, seed, &made, &mut legacy),
+            true => prior(out, letter, seed, made, &mut legacy),
             false => Ok(Prior::Nothing),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -234,9 +234,10 @@ fn run_grid(
     // A shard's cells come in the grid's order already (see `shard_cells`).
     let grid: Vec<(u64, Letter)> = only.map_or_else(|| grid(cfg), <[_]>::to_vec);
     announce(cfg, &info, inputs.unused_rows, grid.len());
-    let (priors, _claims) = take_up(cfg, &info, out, &grid, ctl.resume, only.is_some())?;
+    let made = made_under(cfg, &info);
+    let (priors, _claims) = take_up((cfg, &info, &made), out, &grid, ctl.resume, only.is_some())?;
     let first_step = std::cell::Cell::new(None);
-    let mut sinks = open_sinks(out, cfg, &info, (&grid, &priors), ctl, started, &first_step, only.is_some())?;
+    let mut sinks = open_sinks(out, (cfg, &info, made), (&grid, &priors), ctl, started, &first_step, only.is_some())?;
 
     let shared = inputs.shared(dev);
     let mut results = Vec::new();
@@ -344,11 +345,9 @@ fn run_cell(
 /// `embgraft report` writes), the cells' files and checkpoints, the display and the stop
 /// switch. A run's folder also gets its config.toml and inputs.json here (a shard checked
 /// them already).
-#[allow(clippy::too_many_arguments)]
 fn open_sinks<'a>(
     out: &Path,
-    cfg: &ExperimentConfig,
-    info: &InputSummary,
+    (cfg, info, made): (&ExperimentConfig, &InputSummary, MadeUnder),
     (grid, priors): (&[(u64, Letter)], &[Prior]),
     ctl: &Control<'a>,
     started: Instant,
@@ -356,7 +355,6 @@ fn open_sinks<'a>(
     shared_folder: bool,
 ) -> Result<FanOut<'a>> {
     use crate::sinks::{CellFiles, Checkpointer, Display, MetricsCsv, StopSwitch};
-    let made = made_under(cfg, info);
     let mut sinks: Vec<Box<dyn Observer + 'a>> = Vec::new();
     if !shared_folder {
         let prints = info.fingerprints.clone().unwrap_or_default();
@@ -507,15 +505,12 @@ pub fn compare_corpora(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Res
     let _claim = claim_out(out, ctl)?;
     let _training = Training::begin();
     if all.len() > 1 {
-        let prints = Fingerprints {
-            settings: provenance::settings_fingerprint(&provenance::settings_of(cfg)),
-            ..Default::default()
-        };
+        // The overview's config.toml: the settings' fingerprint (each group's has its inputs').
+        let prints = Fingerprints { settings: provenance::settings_fingerprint(cfg), ..Default::default() };
+        let text = provenance::config_toml(cfg, &prints);
         match ctl.shard {
-            Some(_) => write_once_or_check_top_config(out, cfg)?,
-            None => {
-                crate::util::write_atomic(&out.join("config.toml"), provenance::config_toml(cfg, &prints).as_bytes())?
-            }
+            Some(_) => check_shared_config(out, cfg, &text)?,
+            None => crate::util::write_atomic(&out.join("config.toml"), text.as_bytes())?,
         }
     }
     let mut done = Vec::new();
@@ -559,12 +554,7 @@ fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
     let claim = folder::claim(out, mode)?;
     if mode == Mode::Exclusive && !ctl.resume && folder::holds_files(out)? {
         // Checked again under the lock: another run may have written it since the first look.
-        if !ctl.force {
-            return Err(Error::Output(format!(
-                "--out {} already holds files; choose another folder or pass --force to overwrite",
-                out.display()
-            )));
-        }
+        check_out_dir(out, ctl.force)?;
         let n = folder::clear_previous(out)?;
         if n > 0 {
             eprintln!("--force: removed the previous experiment's {n} files from {}", out.display());
@@ -643,13 +633,6 @@ fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig, info: &InputSu
     check_shared_config(out, cfg, &provenance::config_toml(cfg, &prints))
 }
 
-/// The overview's config.toml of a several-group experiment that shards share.
-fn write_once_or_check_top_config(out: &Path, cfg: &ExperimentConfig) -> Result<()> {
-    let settings = provenance::settings_of(cfg);
-    let prints = Fingerprints { settings: provenance::settings_fingerprint(&settings), ..Default::default() };
-    check_shared_config(out, cfg, &provenance::config_toml(cfg, &prints))
-}
-
 fn check_shared_config(out: &Path, cfg: &ExperimentConfig, text: &str) -> Result<()> {
     let path = out.join("config.toml");
     if crate::util::write_new(&path, text.as_bytes())? {
@@ -685,7 +668,7 @@ fn write_once_or_check_inputs(out: &Path, info: &InputSummary) -> Result<()> {
         return Ok(());
     }
     let old =
-        std::fs::read_to_string(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
     let (a, b): (serde_json::Value, serde_json::Value) = match (serde_json::from_str(&old), serde_json::from_str(&text))
     {
         (Ok(a), Ok(b)) => (a, b),

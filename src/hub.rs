@@ -82,10 +82,6 @@ impl Hub {
         Ok(Hub { cache, endpoint, offline, token, timeout, agent })
     }
 
-    pub fn has_token(&self) -> bool {
-        self.token.is_some()
-    }
-
     /// `file` of `repo` from the cache, downloaded (resuming a partial download) when missing.
     /// None when the repository has no such file and it is not `required`.
     pub fn get(&self, repo: &str, file: &str, required: bool) -> Result<Option<PathBuf>> {

@@ -346,10 +346,7 @@ impl Inputs {
             distinct_tokens,
             distinct_train_tokens,
             test_targets_unseen_in_training: self.data.test_unseen_in_training(),
-            fingerprints: Some(Fingerprints {
-                settings: provenance::settings_fingerprint(&provenance::settings_of(cfg)),
-                ..self.prints.clone()
-            }),
+            fingerprints: Some(Fingerprints { settings: provenance::settings_fingerprint(cfg), ..self.prints.clone() }),
         }
     }
 }

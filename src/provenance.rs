@@ -78,9 +78,9 @@ pub fn settings_of(cfg: &ExperimentConfig) -> BTreeMap<String, String> {
     out
 }
 
-/// The fingerprint of [`settings_of`].
-pub fn settings_fingerprint(settings: &BTreeMap<String, String>) -> String {
-    fingerprint(serde_json::to_string(settings).unwrap_or_default().as_bytes())
+/// The fingerprint of `cfg`'s [`settings_of`].
+pub fn settings_fingerprint(cfg: &ExperimentConfig) -> String {
+    fingerprint(serde_json::to_string(&settings_of(cfg)).unwrap_or_default().as_bytes())
 }
 
 /// The name a setting goes by in messages (`optimizer.lr` -> `lr`).
@@ -148,10 +148,9 @@ mod tests {
     use super::*;
 
     fn made(cfg: &ExperimentConfig, corpus: &str) -> MadeUnder {
-        let settings = settings_of(cfg);
         let fingerprints =
-            Fingerprints { settings: settings_fingerprint(&settings), corpus: corpus.into(), ..Default::default() };
-        MadeUnder { fingerprints, settings }
+            Fingerprints { settings: settings_fingerprint(cfg), corpus: corpus.into(), ..Default::default() };
+        MadeUnder { fingerprints, settings: settings_of(cfg) }
     }
 
     #[test]
@@ -166,7 +165,7 @@ mod tests {
         let mut c = a.clone();
         (c.run.device, c.data.corpora) = ("cuda:1".into(), vec!["/elsewhere/book.txt".into()]);
         c.run.checkpoint_every = "30s".parse().unwrap();
-        assert_eq!(settings_fingerprint(&settings_of(&a)), settings_fingerprint(&settings_of(&c)));
+        assert_eq!(settings_fingerprint(&a), settings_fingerprint(&c));
         check_cell(&made(&a, "x"), &made(&c, "x"), "run-B-0.json", "config.toml").unwrap();
         // A setting that only a newer version writes is not a difference.
         let mut newer = made(&a, "x");

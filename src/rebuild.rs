@@ -51,8 +51,8 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
             cfg_path.display()
         ))
     })?;
-    // Shards may still be running (the report names what they have not finished); a run or
-    // resume writing the folder is waited for.
+    // Shards may still be running (the report names what they have not finished); while a run
+    // or resume writes the folder, the report is refused.
     let _claim = folder::claim(dir, Mode::Shared)?;
     folder::remove_leftovers(dir, &report_owned);
     let all = groups(&cfg);
