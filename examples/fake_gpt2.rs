@@ -27,8 +27,8 @@ fn main() {
         }
     };
     let written = match args.get(2).map(|l| l.parse::<usize>()) {
-        None => embgraft::donor::write_gpt2_layout(&path, dim, 0.14, 0).map(|_| ()),
-        Some(Ok(layers)) => embgraft::donor::write_gpt2_model(&path, dim, 12, layers, 0.14, 0),
+        None => embgraft::fixtures::write_gpt2_layout(&path, dim, 0.14, 0).map(|_| ()),
+        Some(Ok(layers)) => embgraft::fixtures::write_gpt2_model(&path, dim, 12, layers, 0.14, 0),
         Some(Err(_)) => {
             eprintln!("error: LAYERS must be a number");
             std::process::exit(2);

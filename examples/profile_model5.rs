@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use embgraft::model::Grad;
-use embgraft::model5::{Activation, Model5, Model5Config};
-use embgraft::optim::{AdamW, AdamWConfig};
+use embgraft::model::model5::{Activation, Model5, Model5Config};
+use embgraft::ops::adamw::{AdamW, AdamWConfig};
+use embgraft::ops::Grad;
 use rand::{Rng, SeedableRng};
 
 fn main() -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let m = Model5::random(cfg, &mut rng.clone(), &mut rng, &Device::Cpu)?;
-    let live: embgraft::params::Names = m.params.names().into_iter().collect();
+    let live: embgraft::model::params::Names = m.params.names().into_iter().collect();
     let mut opt = AdamW::new(Vec::new(), AdamWConfig::default())?;
     for (name, v) in m.params.iter() {
         opt.add(name, v.clone(), 1e-3)?;

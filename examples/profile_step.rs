@@ -7,9 +7,11 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use embgraft::loss::{cross_entropy_sum, TokenCounts};
-use embgraft::model::{Grad, Model1};
-use embgraft::optim::{AdamW, AdamWConfig};
+use embgraft::data::counts::TokenCounts;
+use embgraft::model::model1::Model1;
+use embgraft::ops::adamw::{AdamW, AdamWConfig};
+use embgraft::ops::loss::cross_entropy_sum;
+use embgraft::ops::Grad;
 use rand::{Rng, SeedableRng};
 
 fn main() -> anyhow::Result<()> {

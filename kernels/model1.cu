@@ -1,5 +1,5 @@
 // CUDA kernels for Model 1's training step: the device twins of the fused CPU passes in
-// src/loss.rs (FusedCrossEntropy) and src/optim.rs (adamw_update). Compiled to PTX by build.rs
+// src/ops/loss.rs (CrossEntropy) and src/ops/adamw.rs (adamw_update). Compiled to PTX by build.rs
 // with --fmad=false, so a*b+c is rounded twice as on the CPU: AdamW then gives the CPU's bits
 // from the same inputs, and the cross-entropy differs only by the order of its sums.
 
@@ -83,7 +83,7 @@ extern "C" __global__ void cross_entropy_rows(
     for (unsigned k = lo + threadIdx.x; k < hi; k += BLOCK) row[targets[k]] -= (float)counts[k] / n;
 }
 
-// AdamW over a whole parameter (n elements, rows of `cols`), torch's formulation (src/optim.rs):
+// AdamW over a whole parameter (n elements, rows of `cols`), torch's formulation (src/ops/adamw.rs):
 //   m <- m + (1 - b1)(g - m);  v <- b2 v + (1 - b2) g g
 //   theta <- theta * decay - step_size * m / (sqrt(v) / bc2_sqrt + eps)
 // Dense gradient: g has n elements. Row-sparse (row_of not null): parameter row r takes gradient

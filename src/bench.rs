@@ -11,10 +11,10 @@ use rand::{Rng, SeedableRng};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::Serialize;
 
+use crate::data::counts::TokenCounts;
 use crate::error::{Error, Result};
-use crate::loss::TokenCounts;
-use crate::model::Model1;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::model::model1::Model1;
+use crate::ops::adamw::{AdamW, AdamWConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -213,7 +213,7 @@ fn profile_phases(
     trainable: bool,
     dev: &Device,
 ) -> Result<std::collections::BTreeMap<&'static str, f64>> {
-    use crate::model::Grad;
+    use crate::ops::Grad;
     let mut parts: std::collections::BTreeMap<&'static str, Vec<f64>> = Default::default();
     for (xs, ys) in batches {
         let mut t = Instant::now();
@@ -231,12 +231,12 @@ fn profile_phases(
         lap("1 gather + gelu", &mut parts)?;
         let z = h.matmul(&model.lm_head.as_tensor().t()?)?; // (U, V)
         lap("2 logits GEMM", &mut parts)?;
-        let (_, g) = crate::loss::cross_entropy_sum(z, &counts, true)?;
+        let (_, g) = crate::ops::loss::cross_entropy_sum(z, &counts, true)?;
         let g = g.expect("gradient requested");
         lap("3 cross-entropy", &mut parts)?;
         let mut grads = Vec::new();
         if trainable {
-            let rows = (g.matmul(model.lm_head.as_tensor())? * crate::model::gelu_erf_derivative(&e)?)?;
+            let rows = (g.matmul(model.lm_head.as_tensor())? * crate::model::model1::gelu_erf_derivative(&e)?)?;
             grads.push(Grad::Rows { ids: counts.tokens.clone(), rows });
             lap("4 input gradient", &mut parts)?;
         }
@@ -272,7 +272,7 @@ fn device_name(dev: &Device) -> String {
 
 #[cfg(feature = "cuda")]
 fn memory_used(dev: &Device) -> Option<usize> {
-    crate::cuda::memory_used(dev)
+    crate::ops::cuda::memory_used(dev)
 }
 
 #[cfg(not(feature = "cuda"))]

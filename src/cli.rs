@@ -10,10 +10,10 @@ use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::analysis::summary::Summary;
 use crate::config::parse_letters;
-use crate::donor::Donor;
+use crate::data::donor::Donor;
 use crate::experiment::Control;
-use crate::summary::Summary;
 
 use crate::config::{ExperimentConfig, Preset, RESUMABLE};
 use crate::error::{Error, Result};
@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 #[command(
     name = "embgraft",
     version,
-    about = "Graft pretrained embeddings (or any part of GPT-2) into Model 1 or a GPT-style Model 5, train frozen, trainable or thawing, and report"
+    about = "Graft pretrained embeddings (or any part of GPT-2) into Model 1 or a GPT-style Model 5, train frozen, \
+             trainable or thawing, and report"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -111,7 +112,8 @@ pub struct RunArgs {
     /// Reduced budget with a complete report: 60 steps per run, evaluated every 20, 3 seeds
     #[arg(long, help_heading = "Presets")]
     pub quick: bool,
-    /// The 2x2 grid in one flag: --grid graft=none,wte freeze=none,wte (first value = A's; ';' separates values with commas)
+    /// The 2x2 grid in one flag: --grid graft=none,wte freeze=none,wte (first value = A's; ';'
+    /// separates values with commas)
     #[arg(long, num_args = 1..=2, value_name = "AXIS=V0,V1", help_heading = "Presets")]
     pub grid: Vec<String>,
     /// Start from a saved config.toml; flags given here override it
@@ -157,7 +159,8 @@ impl RunArgs {
             ids.sort_unstable();
             if let Some(id) = ids.into_iter().find(|i| !["resume", "letter"].contains(i) && !RESUMABLE.contains(i)) {
                 return Err(Error::Input(format!(
-                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device and --checkpoint-every may change)",
+                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device and \
+                     --checkpoint-every may change)",
                     p.display(),
                     flag_of(id)
                 )));
@@ -171,7 +174,8 @@ impl RunArgs {
             })?;
             let saved = ExperimentConfig::from_toml(&text).map_err(|e| {
                 Error::Input(format!(
-                    "--resume {}: {} is damaged ({e}); restore it (a shard's folder has the same one), or start a new --out",
+                    "--resume {}: {} is damaged ({e}); restore it (a shard's folder has the same one), or start a new \
+                     --out",
                     dir.display(),
                     p.display()
                 ))
@@ -247,7 +251,7 @@ fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> 
     let ctl =
         Control { force: args.force, resume: args.resume.is_some(), should_stop: &stop, shard, ..Control::default() };
     let out = args.out_dir();
-    let done: Vec<(String, Summary)> = crate::experiment::compare_corpora(cfg, &out, &ctl)?;
+    let done: Vec<(String, Summary)> = crate::experiment::compare_groups(cfg, &out, &ctl)?;
     let runs: usize = done.iter().map(|(_, s)| s.runs.len()).sum();
     let secs: f64 = done.iter().map(|(_, s)| s.wall_seconds).sum();
     match shard {
@@ -288,8 +292,8 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", a.shape))?;
     let tokens = match &a.corpus {
         Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => Some(
-            crate::corpus::Tokenizer::gpt2()?
-                .encode(&crate::corpus::read_text(corpus, crate::config::Data::default().max_input_size.0)?)?,
+            crate::data::corpus::Tokenizer::gpt2()?
+                .encode(&crate::data::corpus::read_text(corpus, crate::config::Data::default().max_input_size.0)?)?,
         ),
         _ => None,
     };
@@ -323,7 +327,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
-    let files = crate::donor::locate(path)?;
+    let files = crate::data::donor::locate(path)?;
     let donor = Donor::open(&files.weights)?;
     let mut out: Vec<String> = Vec::new();
     out.push(files.weights.display().to_string());
@@ -339,7 +343,7 @@ fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
         None => out.push("tokenizer: none (GPT-2 BPE is used)".to_string()),
     }
     if let Some(c) = &files.config {
-        let dc = crate::donor::DonorConfig::read(c)?;
+        let dc = crate::data::donor::DonorConfig::read(c)?;
         let show = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
         out.push(format!(
             "config: {} (width {}, heads {}, layers {}, positions {}) — Model 5 takes width and heads from it",
@@ -525,8 +529,14 @@ mod tests {
                 assert_eq!(cfg.seeds().len(), cfg.run.seeds);
                 let p = &cfg.protocol;
                 let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-                let data =
-                    crate::corpus::Dataset::new(tokens.clone(), p.seq_len, p.stride, p.split, p.test_fraction, &mut r);
+                let data = crate::data::corpus::Dataset::new(
+                    tokens.clone(),
+                    p.seq_len,
+                    p.stride,
+                    p.split,
+                    p.test_fraction,
+                    &mut r,
+                );
                 if let (Ok(mut d), Some(n)) = (data, p.train_tokens.as_ref()) {
                     d.keep_train_tokens(n.first().min(d.train_part_tokens()));
                     let _ = (d.test_unseen_in_training(), d.distinct_tokens());
@@ -534,14 +544,14 @@ mod tests {
                 assert!(!crate::experiment::groups(&cfg).is_empty());
                 let m = &cfg.model;
                 let dim = m.dim.as_ref().map_or(16, |d| d.first());
-                let c = crate::model5::Model5Config {
+                let c = crate::model::model5::Model5Config {
                     vocab: 37,
                     dim,
                     heads: m.heads.unwrap_or(1),
                     layers: m.layers.first(),
                     context: m.context.unwrap_or(p.seq_len),
                     tied: !m.untied,
-                    activation: crate::model5::Activation::GeluNew,
+                    activation: crate::model::model5::Activation::GeluNew,
                     layer_norm_eps: 1e-5,
                 };
                 let _ = c.validate();
@@ -566,7 +576,10 @@ mod tests {
         std::fs::write(&file, saved.to_toml()).unwrap();
         let (_, c) = parse_run(&["compare", "--config-file", file.to_str().unwrap(), "--protocol", "honest"]).unwrap();
         assert_eq!((c.protocol.max_steps, c.protocol.eval_every, c.protocol.test_fraction), (Some(40), Some(7), 0.2));
-        assert_eq!((c.protocol.seq_len, c.optimizer.lr, c.protocol.split), (8, 1e-3, crate::corpus::Split::Contiguous));
+        assert_eq!(
+            (c.protocol.seq_len, c.optimizer.lr, c.protocol.split),
+            (8, 1e-3, crate::data::corpus::Split::Contiguous)
+        );
     }
 
     #[test]
@@ -574,7 +587,7 @@ mod tests {
         let (_, c) = parse_run(&["compare", "--protocol", "honest", "--quick", "--seq-len", "16"]).unwrap();
         assert_eq!(
             (c.protocol.split, c.protocol.seq_len, c.protocol.max_steps),
-            (crate::corpus::Split::Contiguous, 16, Some(60))
+            (crate::data::corpus::Split::Contiguous, 16, Some(60))
         );
         let (_, c) = parse_run(&[
             "train",

@@ -1,47 +1,37 @@
 //! embgraft: graft pretrained token embeddings into small language models, freeze or thaw
 //! them, train, and report whether the graft helped and whether freezing hurt.
 //!
-//! Settings are declared once ([`config`], turned into flags by [`cli`]). The data path, one
-//! file per stage: text -> tokens -> windows ([`corpus`]) -> donor matrix ([`donor`]) ->
-//! (from a file or the [`hub`]) [`graft`] into the [`model`] or [`model5`] (parameters by name: [`params`]) -> [`loss`] ->
-//! [`optim`] (AdamW; [`kernels`] wraps the raw GEMM) -> one run ([`train`], saved by
-//! [`checkpoint`]) -> the grid of runs ([`experiment`], in a run [`folder`] whose every file says what
-//! made it: [`provenance`]) -> plain [`results`] -> statistics
-//! ([`stats`], [`baseline`], [`drift`]; across sizes, [`sweep`]) -> [`report`]. [`bench`] times the training step; with `--features cuda`, [`cuda`] holds Model 1's
-//! fused step for the GPU.
+//! The folders are the data path, each stage importing only the ones before it:
+//!
+//! - [`data`]: text -> tokens -> windows, (input, target) counts and their floors, donor
+//!   matrices from a file or the Hub;
+//! - [`config`]: the settings, declared once (turned into flags by [`cli`]), the table of
+//!   configurations, the grid of groups and cells they make, and the fingerprints that say what
+//!   made a result;
+//! - [`ops`]: cross-entropy, AdamW and the GEMM wrapper, each fused op with its CPU and CUDA
+//!   halves in one type;
+//! - [`model`]: Model 1 and Model 5 behind one trait, parameters by name, the graft;
+//! - [`train`]: one run as stages, its observers (metrics, checkpoints, progress, stop), its
+//!   checkpoints and its plain results;
+//! - [`analysis`]: statistics, the summary, sweeps;
+//! - [`report`]: report.md, plots and the overview;
+//! - [`experiment`]: inputs, the grid of runs in a run folder, shards, resume and rebuilding.
+//!
+//! [`bench`] times the training step; [`cli`] is the command line.
 
-pub mod baseline;
+pub mod analysis;
 pub mod bench;
-pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod corpus;
-#[cfg(feature = "cuda")]
-pub mod cuda;
-pub mod donor;
-pub mod drift;
+pub mod data;
 pub mod error;
 pub mod experiment;
-pub mod folder;
-pub mod graft;
-pub mod grid;
-pub mod hub;
-pub mod inputs;
-pub mod kernels;
-pub mod loss;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod model;
-pub mod model5;
-pub mod optim;
-pub mod params;
-pub mod provenance;
-pub mod rebuild;
+pub mod ops;
 pub mod report;
-pub mod results;
 pub mod rng;
-pub mod sinks;
-pub mod stats;
-pub mod summary;
-pub mod sweep;
 pub mod train;
 pub mod util;
 

@@ -9,10 +9,11 @@ mod common;
 
 use candle_core::{Device, Tensor, Var};
 use embgraft::config::{ExperimentConfig, Letter, ModelKind};
+use embgraft::data::counts::TokenCounts;
 use embgraft::experiment;
-use embgraft::loss::{cross_entropy_sum, TokenCounts};
-use embgraft::model::Grad;
-use embgraft::optim::{AdamW, AdamWConfig};
+use embgraft::ops::adamw::{AdamW, AdamWConfig};
+use embgraft::ops::loss::cross_entropy_sum;
+use embgraft::ops::Grad;
 use embgraft::train::{self, Observer};
 use rand::{Rng, SeedableRng};
 

@@ -113,7 +113,7 @@ fn same_seed_gives_identical_metrics_and_configs_are_paired() {
 fn contiguous_split_runs_and_is_reported() {
     let f = fixture();
     let mut c = small_config(&f);
-    c.protocol.split = embgraft::corpus::Split::Contiguous;
+    c.protocol.split = embgraft::data::corpus::Split::Contiguous;
     c.graft.configs.0 = vec![Letter::C];
     c.protocol.max_steps = Some(2);
     let out = f.root.join("contig");
@@ -442,7 +442,7 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert!(part.join("run-A-0.json").is_file() && part.join("checkpoint-B-0.safetensors").is_file());
     assert!(std::fs::read_to_string(part.join("report.md")).unwrap().contains("interrupted"));
     // Saved where it stopped, inside its second epoch, not at the last epoch's end.
-    let (ck, made) = embgraft::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
+    let (ck, made) = embgraft::train::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
     assert!(made.is_some(), "a checkpoint says what it was made under");
     let per_epoch = per_run / 3;
     assert_eq!((ck.step, ck.epoch, ck.batch), (per_run / 2, 1, per_run / 2 - per_epoch));
@@ -463,7 +463,7 @@ fn interrupted_then_resumed_equals_uninterrupted() {
 /// weight decay on; batch 16, so every third step falls at a different place in an epoch).
 #[test]
 fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
-    use embgraft::checkpoint::Checkpoint;
+    use embgraft::train::checkpoint::Checkpoint;
     use embgraft::train::{self, Observer};
     struct EveryThird(Vec<Checkpoint>, usize);
     impl Observer for EveryThird {
@@ -483,7 +483,7 @@ fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
     (c.protocol.max_steps, c.protocol.eval_every, c.protocol.epochs) = (None, Some(5), 2);
     let inputs = experiment::load_inputs(&c).unwrap();
     let shared = inputs.shared(&candle_core::Device::Cpu);
-    let bits = |net: &train::Net| -> Vec<Vec<u32>> {
+    let bits = |net: &dyn embgraft::model::LanguageModel| -> Vec<Vec<u32>> {
         let p = net.params();
         p.iter()
             .map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect())
@@ -500,7 +500,7 @@ fn resuming_from_any_mid_epoch_checkpoint_gives_the_same_bytes() {
         assert_eq!(k.epoch * per_epoch + k.batch, k.step);
         let (r, resumed) = train::run(&c, Letter::C, 0, &shared, Some(k), &mut train::NoObserver).unwrap();
         assert_eq!((&r.points, r.steps), (&full.points, full.steps), "resumed from {at:?}");
-        assert!(bits(&resumed) == bits(&net), "parameters differ after resuming from {at:?}");
+        assert!(bits(resumed.as_ref()) == bits(net.as_ref()), "parameters differ after resuming from {at:?}");
     }
 }
 
@@ -521,13 +521,13 @@ fn without_wall_times(mut v: serde_json::Value) -> serde_json::Value {
 /// cells; `report` needs no donor or corpus and is idempotent.
 #[test]
 fn shards_merge_into_the_one_process_report() {
-    use embgraft::experiment::{compare_corpora, groups, rebuild_report, Control, Shard};
+    use embgraft::experiment::{compare_groups, groups, rebuild_report, Control, Shard};
     let f = fixture();
     let second = f.root.join("second.txt");
     std::fs::write(&second, tiny_corpus().replace("machine", "garden").replace("Weena", "Filby")).unwrap();
     let donor2 = f.root.join("other-donor");
     std::fs::create_dir(&donor2).unwrap();
-    embgraft::donor::write_gpt2_layout(&donor2.join("model.safetensors"), 8, 0.3, 7).unwrap();
+    embgraft::fixtures::write_gpt2_layout(&donor2.join("model.safetensors"), 8, 0.3, 7).unwrap();
     let mut c = small_config(&f);
     c.data.corpora = vec![f.corpus.display().to_string(), second.display().to_string()];
     c.data.donor = vec![f.donor.display().to_string(), donor2.display().to_string()];
@@ -535,11 +535,11 @@ fn shards_merge_into_the_one_process_report() {
     (c.protocol.max_steps, c.protocol.eval_every) = (Some(6), Some(3));
 
     let one = f.root.join("one");
-    assert_eq!(compare_corpora(&c, &one, &Default::default()).unwrap().len(), 4);
+    assert_eq!(compare_groups(&c, &one, &Default::default()).unwrap().len(), 4);
     let sharded = f.root.join("sharded");
     let shard = |k| Control { shard: Some(Shard { k, n: 3 }), ..Default::default() };
     for k in [1, 2] {
-        compare_corpora(&c, &sharded, &shard(k)).unwrap();
+        compare_groups(&c, &sharded, &shard(k)).unwrap();
     }
     assert!(!sharded.join("report.md").exists(), "a shard writes no report");
     let partial = rebuild_report(&sharded).unwrap();
@@ -557,10 +557,10 @@ fn shards_merge_into_the_one_process_report() {
 
     let mut other = c.clone();
     other.optimizer.lr = 0.5;
-    let err = compare_corpora(&other, &sharded, &shard(3)).unwrap_err().to_string();
+    let err = compare_groups(&other, &sharded, &shard(3)).unwrap_err().to_string();
     assert!(err.contains("lr = 0.5") && err.contains("same settings") && !err.contains('\n'), "{err}");
 
-    compare_corpora(&c, &sharded, &shard(3)).unwrap();
+    compare_groups(&c, &sharded, &shard(3)).unwrap();
     // The donors and corpora are not needed any more.
     std::fs::remove_dir_all(&donor2).unwrap();
     std::fs::remove_file(&second).unwrap();
@@ -792,11 +792,11 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
     let mut bad = c.clone();
     bad.data.corpora = vec![corpora[0].clone(), f.root.join("nope.txt").display().to_string()];
     let out_bad = f.root.join("bad");
-    assert!(experiment::compare_corpora(&bad, &out_bad, &Default::default()).is_err());
+    assert!(experiment::compare_groups(&bad, &out_bad, &Default::default()).is_err());
     assert!(!out_bad.exists());
 
     let out = f.root.join("many");
-    let done = experiment::compare_corpora(&c, &out, &Default::default()).unwrap();
+    let done = experiment::compare_groups(&c, &out, &Default::default()).unwrap();
     assert_eq!(done.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["corpus", "second"]);
     for name in ["corpus", "second"] {
         assert!(out.join(name).join("report.md").is_file() && out.join(name).join("loss-curves.png").is_file());
@@ -832,7 +832,7 @@ fn several_corpora_get_their_own_folders_and_a_side_by_side_table() {
 /// stays bit-identical until the scheduled thaw, then trains.
 #[test]
 fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
-    use embgraft::config::{ModelKind, Span};
+    use embgraft::config::{ModelKind, TrainingPoint};
     let f = fixture();
     let mut cfg = small_config(&f);
     cfg.model.kind = ModelKind::Model5;
@@ -858,7 +858,7 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
 
     // Thawed after 6 steps: checked bit-identical up to then, moving afterwards.
     let mut thawing = cfg.clone();
-    thawing.graft.thaw_after = Some(Span::Steps(6));
+    thawing.graft.thaw_after = Some(TrainingPoint::Steps(6));
     let (t, net) =
         embgraft::train::run(&thawing, Letter::B, 0, &shared, None, &mut embgraft::train::NoObserver).unwrap();
     assert_eq!(t.thaws.len(), 1);
@@ -886,7 +886,7 @@ fn model5_grafts_freezes_the_tied_head_and_thaws_on_schedule() {
 /// step counts and the thaws so far travel in the checkpoint).
 #[test]
 fn model5_thawing_run_resumes_exactly() {
-    use embgraft::config::{ModelKind, Span};
+    use embgraft::config::{ModelKind, TrainingPoint};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let f = fixture();
     let mut c = small_config(&f);
@@ -897,8 +897,8 @@ fn model5_thawing_run_resumes_exactly() {
     c.graft.graft = "wte,wpe".into();
     c.graft.freeze = "wte,wpe,h.0".into();
     c.graft.configs.0 = vec![Letter::B];
-    c.graft.thaw_after = Some(Span::Steps(2));
-    c.graft.thaw_every = Some(Span::Epochs(1));
+    c.graft.thaw_after = Some(TrainingPoint::Steps(2));
+    c.graft.thaw_every = Some(TrainingPoint::Epochs(1));
     let per_run = experiment::load_inputs(&c).unwrap().summary(&c).steps_per_run;
     let per_epoch = per_run / 2;
     assert!(per_epoch >= 6, "the thaws must straddle the checkpoint ({per_epoch} steps per epoch)");

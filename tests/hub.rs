@@ -177,7 +177,7 @@ fn text(o: &Output) -> String {
 
 fn safetensors_bytes(dir: &Path, name: &str, dim: usize) -> Vec<u8> {
     let p = dir.join(name);
-    embgraft::donor::write_gpt2_layout(&p, dim, 0.5, 3).unwrap();
+    embgraft::fixtures::write_gpt2_layout(&p, dim, 0.5, 3).unwrap();
     std::fs::read(p).unwrap()
 }
 

@@ -3,10 +3,10 @@
 //! PyTorch computes independently (reference/model5_reference.py -> model5_golden.json).
 
 use candle_core::{Device, Tensor};
-use embgraft::donor::Donor;
-use embgraft::graft::graft_by_name;
-use embgraft::model5::{Activation, Model5, Model5Config};
-use embgraft::params::Names;
+use embgraft::data::donor::Donor;
+use embgraft::model::graft::graft_by_name;
+use embgraft::model::model5::{Activation, Model5, Model5Config};
+use embgraft::model::params::Names;
 use rand::SeedableRng;
 use safetensors::{tensor::TensorView, Dtype};
 
@@ -183,8 +183,8 @@ fn wrong_shapes_are_errors_naming_both() {
 fn written_gpt2_layout_models_graft_whole() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
-    embgraft::donor::write_gpt2_model(&path, 16, 2, 2, 0.1, 3).unwrap();
-    let cfg = embgraft::donor::DonorConfig::read(&dir.path().join("config.json")).unwrap();
+    embgraft::fixtures::write_gpt2_model(&path, 16, 2, 2, 0.1, 3).unwrap();
+    let cfg = embgraft::data::donor::DonorConfig::read(&dir.path().join("config.json")).unwrap();
     assert_eq!((cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.n_positions), (Some(16), Some(2), Some(2), Some(1024)));
     let donor = Donor::open(&path).unwrap();
     let emb = donor.embedding(None).unwrap();
@@ -217,8 +217,8 @@ const TRANSFORMERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/reference/model
 /// steps.
 #[test]
 fn matches_transformers_gpt2_logits_every_gradient_and_ten_adamw_steps() {
-    use embgraft::model::Grad;
-    use embgraft::optim::{AdamW, AdamWConfig};
+    use embgraft::ops::adamw::{AdamW, AdamWConfig};
+    use embgraft::ops::Grad;
     let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(TRANSFORMERS).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_donor(dir.path());
@@ -264,9 +264,9 @@ fn matches_transformers_gpt2_logits_every_gradient_and_ten_adamw_steps() {
     for (name, want) in g["grads"].as_object().unwrap() {
         let t = grads.get(name).unwrap_or_else(|| panic!("no gradient for {name}"));
         let mut got: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        if embgraft::graft::is_conv1d(name) {
+        if embgraft::model::graft::is_conv1d(name) {
             let (o, i) = t.dims2().unwrap();
-            got = embgraft::graft::transpose(&got, o, i); // back to GPT-2's (in, out)
+            got = embgraft::model::graft::transpose(&got, o, i); // back to GPT-2's (in, out)
         }
         let want = floats(want);
         assert_eq!(got.len(), want.len(), "{name}");

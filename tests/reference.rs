@@ -3,9 +3,9 @@
 //! within 1e-4, trainable and frozen, and the same final parameters.
 
 use candle_core::{Device, Tensor, Var};
-use embgraft::loss::TokenCounts;
-use embgraft::model::Model1;
-use embgraft::optim::{AdamW, AdamWConfig};
+use embgraft::data::counts::TokenCounts;
+use embgraft::model::model1::Model1;
+use embgraft::ops::adamw::{AdamW, AdamWConfig};
 use safetensors::SafeTensors;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/reference");

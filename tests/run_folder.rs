@@ -170,7 +170,7 @@ fn one_writer_at_a_time() {
     }
 
     // A second --resume while one holds the folder: refused, naming the holder.
-    let held = embgraft::folder::claim(&race, embgraft::folder::Mode::Exclusive).unwrap();
+    let held = embgraft::experiment::folder::claim(&race, embgraft::experiment::folder::Mode::Exclusive).unwrap();
     let o = run_in(&f.root, &["compare", "--resume", race.to_str().unwrap()]);
     let line = error_line(&o);
     assert!(line.contains(&format!("pid {}", std::process::id())) && line.contains("wait for it"), "{line}");
@@ -354,7 +354,7 @@ fn unbounded_and_bad_inputs_fail_at_once_in_one_line() {
     let mut wte = vec![0.25f32; 50257 * 8];
     wte[3 * 8 + 2] = f32::NAN;
     wte[9 * 8] = f32::INFINITY;
-    embgraft::donor::write_f32_tensors(&nan, &[("wte.weight".into(), vec![50257, 8], wte)]).unwrap();
+    embgraft::fixtures::write_f32_tensors(&nan, &[("wte.weight".into(), vec![50257, 8], wte)]).unwrap();
     let o = run_in(&f.root, &args("never", &["--donor", nan.to_str().unwrap()]));
     let line = error_line(&o);
     assert!(line.contains("holds 2 NaN or infinite values (the first in row 3)"), "{line}");

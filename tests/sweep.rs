@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use embgraft::config::{ExperimentConfig, Letter};
-use embgraft::experiment::{compare_corpora, groups, rebuild_report, Control, Shard};
+use embgraft::experiment::{compare_groups, groups, rebuild_report, Control, Shard};
 
 /// Words `w0`..`w99` in ten clusters of ten. The next word is, half the time, the current
 /// word's own successor (a fixed permutation), else a uniform word of the next cluster: a
@@ -73,7 +73,7 @@ fn synthetic(words: usize) -> Synthetic {
         }
     }
     let tensors = vec![("wte.weight".to_string(), vec![WORDS + 1, DIM], rows)];
-    embgraft::donor::write_f32_tensors(&donor.join("model.safetensors"), &tensors).unwrap();
+    embgraft::fixtures::write_f32_tensors(&donor.join("model.safetensors"), &tensors).unwrap();
     Synthetic { _dir: dir, root, corpus, donor }
 }
 
@@ -81,7 +81,7 @@ fn sweep_config(s: &Synthetic, sizes: &str, seeds: usize) -> ExperimentConfig {
     let mut c = ExperimentConfig::default();
     c.data.corpora = vec![s.corpus.display().to_string()];
     c.data.donor = vec![s.donor.display().to_string()];
-    c.protocol.split = embgraft::corpus::Split::Contiguous;
+    c.protocol.split = embgraft::data::corpus::Split::Contiguous;
     (c.protocol.seq_len, c.protocol.stride, c.protocol.batch_size, c.protocol.epochs) = (8, 4, 32, 4);
     c.protocol.train_tokens = Some(sizes.parse().unwrap());
     c.optimizer.lr = 1e-2;
@@ -106,7 +106,7 @@ fn a_synthetic_sweep_finds_the_trends_built_into_it() {
     let s = synthetic(60_000);
     let c = sweep_config(&s, "500,5k,50k", 4);
     let out = s.root.join("sweep");
-    let done = compare_corpora(&c, &out, &Default::default()).unwrap();
+    let done = compare_groups(&c, &out, &Default::default()).unwrap();
     assert_eq!(done.len(), 3);
     let v = overview(&out);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -158,10 +158,10 @@ fn a_sweep_shards_and_merges_like_any_grid() {
     let mut c = sweep_config(&s, "1k,4k", 2);
     c.protocol.max_steps = Some(20);
     let one = s.root.join("one");
-    compare_corpora(&c, &one, &Default::default()).unwrap();
+    compare_groups(&c, &one, &Default::default()).unwrap();
     let sharded = s.root.join("sharded");
     for k in 1..=3 {
-        compare_corpora(&c, &sharded, &Control { shard: Some(Shard { k, n: 3 }), ..Default::default() }).unwrap();
+        compare_groups(&c, &sharded, &Control { shard: Some(Shard { k, n: 3 }), ..Default::default() }).unwrap();
     }
     let rebuilt = rebuild_report(&sharded).unwrap();
     assert!(rebuilt.missing.is_empty() && rebuilt.cells == 12, "{:?}", rebuilt.missing);
@@ -171,11 +171,11 @@ fn a_sweep_shards_and_merges_like_any_grid() {
     }
     assert_eq!(overview(&one)["sweep"]["series"], overview(&sharded)["sweep"]["series"]);
     // The donor as an array in memory (the Python front's) sweeps the same way.
-    let emb = embgraft::donor::Donor::open(&s.donor.join("model.safetensors")).unwrap().embedding(None).unwrap();
+    let emb = embgraft::data::donor::Donor::open(&s.donor.join("model.safetensors")).unwrap().embedding(None).unwrap();
     let mut m = c.clone();
     m.data.tokenizer = s.donor.join("tokenizer.json").display().to_string();
     let memory = s.root.join("memory");
-    compare_corpora(&m, &memory, &Control { donor: Some(&emb), ..Default::default() }).unwrap();
+    compare_groups(&m, &memory, &Control { donor: Some(&emb), ..Default::default() }).unwrap();
     for g in groups(&c) {
         let read = |d: &Path| std::fs::read(d.join(&g.name).join("metrics.csv")).unwrap();
         assert!(read(&one) == read(&memory), "{}: metrics.csv differs with the donor in memory", g.name);
@@ -223,4 +223,66 @@ fn bad_sweeps_are_refused_in_one_line() {
     assert!(ok, "{err}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("**One seed**: no bands") && report.contains("no interval and no verdict"), "{report}");
+}
+
+/// Every row of the configuration table and of the question table reaches what a user reads:
+/// a configuration's letter and description in each group's report.md and its colour in the
+/// plot; each question, asked when its two configurations ran, in summary.json (key, the two
+/// configurations, a verdict in report.md); each question a sweep follows as a series of the
+/// overview, and each of its lecture claims on that size in the overview's report. A row added
+/// to either table is walked here without a new line of test.
+#[test]
+fn every_configuration_and_question_row_reaches_the_report_summary_and_sweep() {
+    use embgraft::analysis::stats::QUESTIONS;
+    use embgraft::config::CONFIGS;
+    let s = synthetic(6_000);
+    let mut c = sweep_config(&s, "1k,3k", 2);
+    c.graft.configs.0 = CONFIGS.iter().map(|r| r.letter).collect();
+    (c.protocol.epochs, c.run.sample_tokens) = (1, 2);
+    let out = s.root.join("tables");
+    let done = compare_groups(&c, &out, &Default::default()).unwrap();
+    assert_eq!(done.len(), 2);
+    for (group, summary) in &done {
+        let dir = out.join(group);
+        let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        let svg = std::fs::read_to_string(dir.join("loss-curves.svg")).unwrap().to_ascii_uppercase();
+        for row in CONFIGS {
+            let line = format!("| {} {}", row.letter, row.description);
+            assert!(report.contains(&line), "{group}: no row `{line}` in report.md");
+            let (r, g, b) = row.colour;
+            assert!(
+                svg.contains(&format!("#{r:02X}{g:02X}{b:02X}")),
+                "{group}: {} not drawn in its colour",
+                row.letter
+            );
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        let asked = json["analysis"]["comparisons"].as_array().unwrap();
+        assert_eq!(asked.len(), QUESTIONS.len(), "{group}: every question is asked when all configurations ran");
+        for (q, a) in QUESTIONS.iter().zip(asked) {
+            assert_eq!(a["key"], q.key);
+            assert_eq!(
+                (a["minuend"].as_str(), a["subtrahend"].as_str()),
+                (Some(&*q.minuend.to_string()), Some(&*q.subtrahend.to_string()))
+            );
+            let verdict = a["verdict"].as_str().unwrap();
+            assert!(report.contains(verdict), "{group}: the verdict of {} is not in report.md", q.key);
+        }
+        assert_eq!(summary.analysis.comparisons.len(), QUESTIONS.len());
+    }
+    let v = overview(&out);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let series: Vec<&str> =
+        v["sweep"]["series"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
+    let followed: Vec<&str> = QUESTIONS.iter().filter(|q| q.followed_as.is_some()).map(|q| q.key).collect();
+    assert_eq!(series, followed, "one series per followed question, in the table's order");
+    for q in QUESTIONS {
+        for claim in q.claims.iter().filter(|c| c.size == "data size") {
+            assert!(report.contains(claim.words), "the claim of {} is not in the overview:\n{report}", q.key);
+        }
+    }
+    let claims = v["sweep"]["claims"].as_array().unwrap().len();
+    let on_data: usize = QUESTIONS.iter().map(|q| q.claims.iter().filter(|c| c.size == "data size").count()).sum();
+    assert!(claims >= on_data, "{claims} claims for {on_data} rows");
 }

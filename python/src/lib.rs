@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use embgraft::donor::Embedding;
+use embgraft::data::donor::Embedding;
 use embgraft::experiment::{Control, Progress};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
@@ -110,7 +110,7 @@ fn run(
             progress: progress.as_ref().map(|_| &report as &dyn Fn(&Progress)),
             shard,
         };
-        embgraft::experiment::compare_corpora(&cfg, &out, &ctl)
+        embgraft::experiment::compare_groups(&cfg, &out, &ctl)
     });
     match result {
         Ok(_) => Ok(out.display().to_string()),
@@ -127,8 +127,8 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
 /// A donor file's tensors and what would be grafted, as JSON.
 #[pyfunction]
 fn inspect(path: &str) -> PyResult<String> {
-    let files = embgraft::donor::locate(path).map_err(to_py)?;
-    let donor = embgraft::donor::Donor::open(&files.weights).map_err(to_py)?;
+    let files = embgraft::data::donor::locate(path).map_err(to_py)?;
+    let donor = embgraft::data::donor::Donor::open(&files.weights).map_err(to_py)?;
     let tensors: Vec<serde_json::Value> = donor
         .tensors()
         .map_err(to_py)?

@@ -33,6 +33,6 @@ pub fn fixture() -> Fixture {
     std::fs::write(&corpus, tiny_corpus()).unwrap();
     let donor = root.join("gpt2-tiny");
     std::fs::create_dir(&donor).unwrap();
-    embgraft::donor::write_gpt2_layout(&donor.join("model.safetensors"), 8, 0.5, 1).unwrap();
+    embgraft::fixtures::write_gpt2_layout(&donor.join("model.safetensors"), 8, 0.5, 1).unwrap();
     Fixture { _dir: dir, root, corpus, donor }
 }

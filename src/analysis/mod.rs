@@ -1,0 +1,10 @@
+//! What the statistics say, from plain run results: the questions asked ([`questions`]) and
+//! their outcomes ([`outcome`]), paired intervals and Holm-adjusted verdicts ([`stats`]), the
+//! per-group summary written to summary.json ([`summary`]), and the lecture's claims followed
+//! across data and model sizes ([`sweep`]).
+
+pub mod outcome;
+pub mod questions;
+pub mod stats;
+pub mod summary;
+pub mod sweep;

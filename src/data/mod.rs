@@ -1,0 +1,9 @@
+//! The data stage: text to token ids and windows ([`corpus`]), the (input, target) counts the
+//! exact losses and floors use ([`counts`], [`baseline`]), and donor matrices read from
+//! safetensors files ([`donor`]) or downloaded from the Hugging Face Hub ([`hub`]).
+
+pub mod baseline;
+pub mod corpus;
+pub mod counts;
+pub mod donor;
+pub mod hub;

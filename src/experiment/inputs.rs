@@ -1,0 +1,361 @@
+//! Everything an experiment reads, read and checked before anything is written: the donor
+//! (a file, a Hub id or an array in memory), its tokenizer, the corpus and its windows, Model
+//! 5's sizes and the plan of grafts, with the inputs' fingerprints.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::config::provenance::{self, Fingerprints, MadeUnder};
+use crate::config::{ExperimentConfig, Sweep};
+use crate::data::corpus::{self, Dataset, Tokenizer};
+use crate::data::counts::TokenCounts;
+use crate::data::donor::{self, Donor, Embedding};
+use crate::error::{Error, Result};
+use crate::rng::{stream, Stream};
+use crate::train;
+use crate::train::results::InputSummary;
+
+/// Everything read from disk and derived before training.
+pub struct Inputs {
+    pub corpus_path: PathBuf,
+    /// Words of the corpus (split at white space).
+    pub words: usize,
+    pub tokenizer: Tokenizer,
+    pub donor_files: donor::DonorFiles,
+    /// The donor file, memory-mapped: Model 5 grafts more of it than the embedding. None for a
+    /// donor handed over in memory (the Python front's array), which holds the embedding only.
+    pub donor: Option<Donor>,
+    pub embedding: Embedding,
+    /// Model 5's sizes, resolved against the donor (None for Model 1).
+    pub model5: Option<crate::model::model5::Model5Config>,
+    pub data: Dataset,
+    pub test_counts: TokenCounts,
+    /// The fixed training subset evaluated like the test set, and its (input, target) counts.
+    pub train_eval_windows: Vec<usize>,
+    pub train_eval_counts: TokenCounts,
+    pub input_freq: Vec<u32>,
+    pub bigram: crate::data::baseline::Bigram,
+    /// Donor rows no token id can reach (tokenizer smaller than the donor's vocabulary).
+    pub unused_rows: usize,
+    /// Model 1's initial values, drawn once per seed for all its configurations.
+    pub init: crate::model::model1::InitCache,
+    /// The corpus, donor and tokenizer by content (the settings' fingerprint is the config's).
+    pub prints: Fingerprints,
+}
+
+/// Reads the donor, tokenizer and corpus and cuts the windows. Nothing is written.
+pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
+    load_inputs_with(cfg, None)
+}
+
+/// As [`load_inputs`], with the donor's embedding given in memory instead of read from
+/// `--donor` (whose value then only names it in the report).
+pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<Inputs> {
+    cfg.validate()?;
+    let (donor_files, donor, embedding) = open_donor(cfg, memory)?;
+    let model5 = match cfg.model.kind.row().sized {
+        true => Some(model5_sizes(cfg, &donor_files, &embedding)?),
+        false => None,
+    };
+
+    let tokenizer = tokenizer_for(cfg, &donor_files)?;
+    let cap = cfg.data.max_input_size.0;
+    let ids = tokenizer.vocab_size();
+    if ids > embedding.rows {
+        return Err(Error::Input(format!(
+            "tokenizer {} has {ids} ids but donor tensor {} has {} rows: ids would index past the matrix; use the \
+             donor's own tokenizer",
+            tokenizer.name(),
+            embedding.tensor,
+            embedding.rows
+        )));
+    }
+
+    let corpus_path = match cfg.data.corpora.as_slice() {
+        [] => corpus::time_machine()?,
+        [one] => PathBuf::from(one),
+        _ => unreachable!("one corpus at a time: compare splits the list"),
+    };
+    let text = corpus::read_text(&corpus_path, cap)?;
+    let prints = Fingerprints {
+        settings: String::new(),
+        corpus: provenance::fingerprint(text.as_bytes()),
+        donor: donor_fingerprint(cfg, donor.as_ref(), &embedding),
+        tokenizer: tokenizer.fingerprint(),
+    };
+    let words = text.split_whitespace().count();
+    let tokens = tokenizer.encode(&text)?;
+    let mut data = Dataset::new(
+        tokens,
+        cfg.protocol.seq_len,
+        cfg.protocol.stride,
+        cfg.protocol.split,
+        cfg.protocol.test_fraction,
+        &mut stream(cfg.run.seed, Stream::Split),
+    )?;
+    if let Some(n) = cfg.protocol.train_tokens.as_ref().map(Sweep::first) {
+        cut_training_part(cfg, &mut data, n, &corpus_path)?;
+    }
+    if data.max_token() as usize >= embedding.rows {
+        return Err(Error::Input(format!("token id {} is past the donor's {} rows", data.max_token(), embedding.rows)));
+    }
+    let (xs, ys) = data.pairs(&data.test);
+    let test_counts = TokenCounts::from_pairs(&xs, &ys);
+    let train_eval_windows = data.train_eval_windows();
+    let (xs, ys) = data.pairs(&train_eval_windows);
+    let train_eval_counts = TokenCounts::from_pairs(&xs, &ys);
+    let bigram = crate::data::baseline::bigram(&data, embedding.rows);
+    let mut input_freq = vec![0u32; embedding.rows];
+    for &w in &data.train {
+        data.inputs(w).iter().for_each(|&t| input_freq[t as usize] += 1);
+    }
+    check_plan(cfg, donor.as_ref(), &embedding, model5.as_ref())?;
+    Ok(Inputs {
+        corpus_path,
+        words,
+        tokenizer,
+        unused_rows: embedding.rows - ids,
+        init: Default::default(),
+        donor_files,
+        donor,
+        embedding,
+        model5,
+        data,
+        test_counts,
+        train_eval_windows,
+        train_eval_counts,
+        input_freq,
+        bigram,
+        prints,
+    })
+}
+
+/// The donor by content: the embedding's values; for Model 5, which grafts more of it, the
+/// whole weights file too.
+fn donor_fingerprint(cfg: &ExperimentConfig, donor: Option<&Donor>, emb: &Embedding) -> String {
+    let mut h = provenance::Hasher::default();
+    h.update(crate::util::f32_bytes(&emb.data));
+    if let (true, Some(d)) = (cfg.model.kind.row().grafts_by_name, donor) {
+        h.update(d.bytes());
+    }
+    h.finish()
+}
+
+/// `--train-tokens N`: only the training part's first N tokens train; refused when the
+/// training part is shorter, or when what is left does not fill one batch.
+fn cut_training_part(cfg: &ExperimentConfig, data: &mut Dataset, n: usize, corpus: &Path) -> Result<()> {
+    let part = data.train_part_tokens();
+    if n > part {
+        return Err(Error::Input(format!(
+            "--train-tokens {}: the training part of {} holds {part} tokens ({} split); use at most {part}, or a \
+             longer corpus",
+            Sweep::show(n),
+            corpus.display(),
+            data.split
+        )));
+    }
+    data.keep_train_tokens(n);
+    let (p, b) = (&cfg.protocol, cfg.protocol.batch_size);
+    if data.train.len() < b {
+        let need = b.saturating_sub(1).saturating_mul(p.stride).saturating_add(p.seq_len + 1);
+        let need = match data.split {
+            corpus::Split::Windows => (need as f64 / (1.0 - p.test_fraction)).ceil() as usize,
+            corpus::Split::Contiguous => need,
+        };
+        return Err(Error::Input(format!(
+            "--train-tokens {} leaves {} training windows, fewer than one batch of {b}; give at least about {need} \
+             tokens, or a smaller --batch-size",
+            Sweep::show(n),
+            data.train.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The donor's files, its memory-mapped weights and the embedding to graft; a donor given in
+/// memory has no files and no map.
+fn open_donor(
+    cfg: &ExperimentConfig,
+    memory: Option<&Embedding>,
+) -> Result<(donor::DonorFiles, Option<Donor>, Embedding)> {
+    Ok(match memory {
+        Some(e) => {
+            donor::check_finite(&e.tensor, e.cols, &e.data)?;
+            let files = donor::DonorFiles {
+                spec: cfg.data.first_donor().to_string(),
+                weights: PathBuf::from("(in memory)"),
+                tokenizer: None,
+                config: None,
+            };
+            (files, None, e.clone())
+        }
+        None => {
+            let files = donor::locate(cfg.data.first_donor())?;
+            let donor = Donor::open(&files.weights)?;
+            let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
+            (files, Some(donor), embedding)
+        }
+    })
+}
+
+/// `--tokenizer`: auto (the donor's own, else GPT-2's BPE), gpt2 (refused when the donor brings
+/// its own: its rows follow that tokenizer's ids), or a tokenizer.json path.
+fn tokenizer_for(cfg: &ExperimentConfig, donor_files: &donor::DonorFiles) -> Result<Tokenizer> {
+    Ok(match cfg.data.tokenizer.as_str() {
+        "auto" => match &donor_files.tokenizer {
+            Some(p) => Tokenizer::from_file(p, cfg.data.max_input_size.0)?,
+            None => Tokenizer::gpt2()?,
+        },
+        "gpt2" => {
+            if let Some(own) = &donor_files.tokenizer {
+                return Err(Error::Input(format!(
+                    "--tokenizer gpt2 but the donor brings its own tokenizer ({}); its rows are indexed by that \
+                     tokenizer's ids, so drop --tokenizer or use --tokenizer auto",
+                    own.display()
+                )));
+            }
+            Tokenizer::gpt2()?
+        }
+        path => Tokenizer::from_file(Path::new(path), cfg.data.max_input_size.0)?,
+    })
+}
+
+/// Every pattern of every configuration names something, and every graft fits: found in the
+/// donor with the right shape. Checked on a throwaway model before anything is written.
+fn check_plan(
+    cfg: &ExperimentConfig,
+    donor: Option<&Donor>,
+    emb: &Embedding,
+    m5: Option<&crate::model::model5::Model5Config>,
+) -> Result<()> {
+    let probe = match m5 {
+        Some(c) => {
+            let mut r = stream(0, Stream::InitHead);
+            Some(crate::model::model5::Model5::random(c.clone(), &mut r.clone(), &mut r, &Device::Cpu)?)
+        }
+        None => None,
+    };
+    let params = match &probe {
+        Some(m) => m.params.clone(),
+        None => {
+            let mut p = crate::model::params::Params::default();
+            let tiny = || candle_core::Var::zeros(1, candle_core::DType::F32, &Device::Cpu);
+            p.insert("wte", tiny()?);
+            p.insert("lm_head", tiny()?);
+            p
+        }
+    };
+    let mut union = crate::model::params::Names::new();
+    for &l in &cfg.graft.configs.0 {
+        let (g, f) = cfg.cell(l);
+        union.extend(params.select(g, "--graft")?);
+        params.select(f, "--freeze")?;
+    }
+    for g in &cfg.graft.lr_groups {
+        params.select(&g.pattern, "--lr-group")?;
+    }
+    if probe.is_some() && !union.is_empty() {
+        crate::model::graft::graft_by_name(&params, donor, emb, &union)?;
+    }
+    Ok(())
+}
+
+/// Model 5's sizes: flags first, then the donor's `config.json` (width and heads), then the
+/// embedding's width; the context defaults to the window length.
+fn model5_sizes(
+    cfg: &ExperimentConfig,
+    files: &donor::DonorFiles,
+    emb: &Embedding,
+) -> Result<crate::model::model5::Model5Config> {
+    use crate::model::model5::{Activation, Model5Config};
+    let dc = match &files.config {
+        Some(p) => donor::DonorConfig::read(p)?,
+        None => donor::DonorConfig::default(),
+    };
+    let s = &cfg.model;
+    let dim = s.dim.as_ref().map(Sweep::first).or(dc.n_embd).unwrap_or(emb.cols);
+    let heads = match (s.heads, dc.n_head) {
+        (Some(h), _) => h,
+        (None, Some(h)) if dc.n_embd == Some(dim) => h,
+        _ => {
+            // About 64 wide per head, as GPT-2, and dividing the width (at most 1024 heads, so
+            // the search is short whatever the width).
+            let mut h = (dim / 64).clamp(1, 1024);
+            while !dim.is_multiple_of(h) {
+                h -= 1;
+            }
+            h
+        }
+    };
+    let activation = match dc.activation_function.as_deref() {
+        Some("gelu") => Activation::Gelu,
+        _ => Activation::GeluNew,
+    };
+    let c = Model5Config {
+        vocab: emb.rows,
+        dim,
+        heads,
+        layers: s.layers.first(),
+        context: s.context.unwrap_or(cfg.protocol.seq_len),
+        tied: !s.untied,
+        activation,
+        layer_norm_eps: dc.layer_norm_epsilon.unwrap_or(1e-5),
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+impl Inputs {
+    /// What every run on these inputs shares.
+    pub fn shared<'a>(&'a self, device: &'a Device) -> train::Shared<'a> {
+        train::Shared {
+            data: &self.data,
+            test: &self.test_counts,
+            train_eval: &self.train_eval_counts,
+            train_eval_windows: &self.train_eval_windows,
+            input_freq: &self.input_freq,
+            donor: &self.embedding,
+            device,
+            donor_file: self.donor.as_ref(),
+            model5: self.model5.as_ref(),
+            init: &self.init,
+        }
+    }
+
+    pub fn summary(&self, cfg: &ExperimentConfig) -> InputSummary {
+        let (distinct_tokens, distinct_train_tokens) = self.data.distinct_tokens();
+        InputSummary {
+            corpus: self.corpus_path.display().to_string(),
+            corpus_tokens: self.data.tokens.len(),
+            tokenizer: self.tokenizer.name(),
+            donor: self.donor_files.spec.clone(),
+            donor_weights: self.donor_files.weights.display().to_string(),
+            donor_tensor: self.embedding.tensor.clone(),
+            donor_dtype: self.embedding.source_dtype.clone(),
+            vocab: self.embedding.rows,
+            dim: self.embedding.cols,
+            unused_donor_rows: self.unused_rows,
+            split: self.data.split.to_string(),
+            train_windows: self.data.train.len(),
+            test_windows: self.data.test.len(),
+            test_positions: self.test_counts.positions,
+            test_positions_seen_in_training: self.data.leakage(),
+            bigram: self.bigram.clone(),
+            steps_per_run: train::planned_steps(cfg, self.data.train.len()),
+            model: crate::model::label(self.model5.as_ref()),
+            train_tokens_limit: cfg.protocol.train_tokens.as_ref().map(Sweep::first),
+            train_tokens: self.data.train_part_tokens(),
+            words: self.words,
+            distinct_tokens,
+            distinct_train_tokens,
+            test_targets_unseen_in_training: self.data.test_unseen_in_training(),
+            fingerprints: Some(Fingerprints { settings: provenance::settings_fingerprint(cfg), ..self.prints.clone() }),
+        }
+    }
+}
+
+/// What a cell of this group is made under: its settings and the inputs' fingerprints.
+pub(crate) fn made_under(cfg: &ExperimentConfig, info: &InputSummary) -> MadeUnder {
+    MadeUnder { fingerprints: info.fingerprints.clone().unwrap_or_default(), settings: provenance::settings_of(cfg) }
+}

@@ -1,0 +1,771 @@
+//! The whole experiment: read every input (so bad input fails before anything is written), run
+//! the grid of configurations x seeds, stream metrics, and write the report.
+
+pub mod folder;
+pub mod inputs;
+pub mod rebuild;
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+
+use crate::analysis::summary::Summary;
+pub use crate::config::grid::{corpus_name, grid, groups, Group};
+use crate::config::provenance::{self, Fingerprints, MadeUnder};
+use crate::config::{ExperimentConfig, Letter};
+use crate::data::corpus::Tokenizer;
+use crate::data::donor::Embedding;
+use crate::error::{Error, Result};
+use crate::experiment::folder::Mode;
+use crate::experiment::inputs::made_under;
+pub use crate::experiment::inputs::{load_inputs, load_inputs_with, Inputs};
+use crate::experiment::rebuild::read_run_file;
+pub use crate::experiment::rebuild::{rebuild_report, Rebuilt};
+use crate::rng::{stream, Stream};
+use crate::train::results::{InputSummary, RunResult};
+pub use crate::train::sinks::Progress;
+use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, FanOut};
+use crate::train::{self, Observer};
+
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), |n| n.parse::<usize>())
+                .map_err(|_| Error::Input(format!("bad --device {s}; use cpu, cuda or cuda:N")))?;
+            let dev = Device::new_cuda(ordinal).map_err(|e| {
+                Error::Input(format!(
+                    "cannot use {s} ({e}); build with --features cuda on a machine with a GPU, or use --device cpu"
+                ))
+            })?;
+            // Every tensor and kernel of a run lives on this device's one stream, so the
+            // cross-stream events candle records around each op are pure cost here.
+            #[cfg(feature = "cuda")]
+            if let Ok(d) = dev.as_cuda_device() {
+                // SAFETY: one stream only: nothing is used on another stream, so no ordering
+                // between streams needs to be enforced.
+                unsafe { d.disable_event_tracking() };
+            }
+            #[cfg(feature = "cuda")]
+            crate::ops::cuda::keep_freed_memory(&dev);
+            Ok(dev)
+        }
+        s => Err(Error::Input(format!("unknown --device {s}; use cpu, cuda or cuda:N"))),
+    }
+}
+
+/// Refuses an existing non-empty folder unless `force`. Creates nothing.
+pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(Error::Output(format!("--out {} is a file; give a folder path", out.display())));
+        }
+        if folder::holds_files(out)? && !force {
+            return Err(Error::Output(format!(
+                "--out {} already holds files; choose another folder or pass --force to overwrite",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the output folder and makes sure it can be written, before hours of training.
+pub fn create_out_dir(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::Output(format!("cannot create --out {}: {e}", out.display())))?;
+    crate::util::write_atomic(&out.join(".embgraft-write-test"), b"")?;
+    std::fs::remove_file(out.join(".embgraft-write-test")).ok();
+    Ok(())
+}
+
+/// How `compare` treats the output folder and when it stops.
+pub struct Control<'a> {
+    /// Write into an existing non-empty folder.
+    pub force: bool,
+    /// Continue the experiment already in the folder: finished runs are kept, an unfinished
+    /// one continues from its last checkpoint.
+    pub resume: bool,
+    /// Asked after every step; true stops the experiment (Ctrl-C).
+    pub should_stop: &'a dyn Fn() -> bool,
+    /// The donor's embedding in memory (the Python front's array) instead of `--donor`'s file.
+    pub donor: Option<&'a Embedding>,
+    /// Progress goes here instead of the terminal (a notebook's bar).
+    pub progress: Option<&'a dyn Fn(&Progress)>,
+    /// Run only this shard's cells of the grid, into a folder other shards share.
+    pub shard: Option<Shard>,
+}
+
+impl Default for Control<'_> {
+    fn default() -> Self {
+        Control { force: false, resume: false, should_stop: &|| false, donor: None, progress: None, shard: None }
+    }
+}
+
+/// Opens a group's folder for its cells and finds what it already holds, in the grid's order.
+/// A shard claims its cells (two tasks never train one, the claims held while it runs) and
+/// clears only their leftovers; the folder's one writer clears them all. A resume or a shard
+/// takes up what the folder holds (a finished cell is kept, an unfinished one continues from
+/// its checkpoint: a requeued or preempted array task), once it is known to be made from these
+/// inputs and settings.
+fn take_up(
+    (cfg, info, made): (&ExperimentConfig, &InputSummary, &MadeUnder),
+    out: &Path,
+    grid: &[(u64, Letter)],
+    resume: bool,
+    shard: bool,
+) -> Result<(Vec<Prior>, Vec<folder::Claim>)> {
+    create_out_dir(out)?;
+    let claims = match shard {
+        true => grid.iter().map(|(seed, l)| folder::claim_cell(out, &format!("{l}-{seed}"))).collect::<Result<_>>()?,
+        false => Vec::new(),
+    };
+    let file_name = |p: std::path::PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mine: Vec<String> = grid
+        .iter()
+        .flat_map(|&(seed, l)| [run_file(out, l, seed), checkpoint_file(out, l, seed)])
+        .filter_map(file_name)
+        .collect();
+    folder::remove_leftovers(out, &|name: &str| !shard || mine.iter().any(|m| m == name));
+    if resume || shard {
+        check_folder_inputs(out, info)?;
+    }
+    if shard {
+        write_once_or_check_config(out, cfg, info)?;
+        write_once_or_check_inputs(out, info)?;
+    }
+    let mut legacy = false;
+    let priors = grid
+        .iter()
+        .map(|&(seed, letter)| match resume || shard {
+            true => prior(out, letter, seed, made, &mut legacy),
+            false => Ok(Prior::Nothing),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if legacy {
+        eprintln!(
+            "note: {} holds cells written by an embgraft without fingerprints; they are taken up without checking \
+             what made them",
+            out.display()
+        );
+    }
+    Ok((priors, claims))
+}
+
+/// What was already done in a folder being resumed, in the grid's order.
+enum Prior {
+    Finished(Box<RunResult>),
+    Checkpoint(Box<crate::train::checkpoint::Checkpoint>),
+    Nothing,
+}
+
+/// What a folder holds of one cell, checked against what this experiment makes it under
+/// (`made`). `legacy` is set when the cell's file has no fingerprints (an older embgraft's).
+fn prior(out: &Path, letter: Letter, seed: u64, made: &MadeUnder, legacy: &mut bool) -> Result<Prior> {
+    let mut check = |found: Option<MadeUnder>, file: &Path| {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match found {
+            Some(f) => provenance::check_cell(made, &f, &name, "config.toml"),
+            None => {
+                *legacy = true;
+                Ok(())
+            }
+        }
+    };
+    let done = run_file(out, letter, seed);
+    if done.exists() {
+        let mut r = read_run_file(&done)?;
+        check(r.made_under.take(), &done)?;
+        return Ok(Prior::Finished(Box::new(r)));
+    }
+    let ckpt = checkpoint_file(out, letter, seed);
+    if ckpt.exists() {
+        let (c, found) = crate::train::checkpoint::load(&ckpt)?;
+        check(found, &ckpt)?;
+        return Ok(Prior::Checkpoint(Box::new(c)));
+    }
+    Ok(Prior::Nothing)
+}
+
+/// A resumed or shared group folder: the inputs read now must be the ones its inputs.json
+/// recorded when it started.
+fn check_folder_inputs(out: &Path, info: &InputSummary) -> Result<()> {
+    let path = out.join("inputs.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let text =
+        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let then: InputSummary = serde_json::from_str(&text)
+        .map_err(|e| Error::Input(format!("{} is damaged ({e}); delete it and run again", path.display())))?;
+    match (&then.fingerprints, &info.fingerprints) {
+        (Some(a), Some(b)) => provenance::check_inputs(a, b, [&info.corpus, &info.donor, &info.tokenizer]),
+        _ => Ok(()),
+    }
+}
+
+/// Runs every configuration and seed of `cfg` and writes the run folder `out`. Stopped by
+/// `ctl.should_stop`, it writes everything measured so far and returns
+/// [`Error::Interrupted`]; `ctl.resume` then continues where it stopped.
+pub fn compare(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Summary> {
+    if groups(cfg).len() > 1 {
+        return Err(Error::Input(
+            "compare takes one donor, one corpus and no sweep; use compare_groups for several".into(),
+        ));
+    }
+    compare_groups(cfg, out, ctl)?
+        .pop()
+        .map(|(_, s)| s)
+        .ok_or_else(|| Error::Input(format!("no cell of this experiment falls to this shard ({out:?})")))
+}
+
+/// The grid of runs on inputs already read and checked: announce the plan, find what a
+/// resumed folder already holds, open the folder and its metrics stream, run each cell, and
+/// write the results. With `only` (a shard's cells) it runs just those, in a folder other
+/// shards share, and writes no report: `embgraft report` builds it from every shard's cells.
+fn run_grid(
+    cfg: &ExperimentConfig,
+    inputs: &Inputs,
+    dev: &Device,
+    out: &Path,
+    ctl: &Control,
+    started: Instant,
+    only: Option<&[(u64, Letter)]>,
+) -> Result<Summary> {
+    let info = inputs.summary(cfg);
+    let seconds_to_inputs = started.elapsed().as_secs_f64();
+    // A shard's cells come in the grid's order already (see `shard_cells`).
+    let grid: Vec<(u64, Letter)> = only.map_or_else(|| grid(cfg), <[_]>::to_vec);
+    announce(cfg, &info, inputs.unused_rows, grid.len());
+    let made = made_under(cfg, &info);
+    let (priors, _claims) = take_up((cfg, &info, &made), out, &grid, ctl.resume, only.is_some())?;
+    let first_step = std::cell::Cell::new(None);
+    let mut sinks = open_sinks(out, (cfg, &info, made), (&grid, &priors), ctl, started, &first_step, only.is_some())?;
+
+    let shared = inputs.shared(dev);
+    let mut results = Vec::new();
+    for (&(seed, letter), prior) in grid.iter().zip(priors) {
+        let label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, grid.len(), cfg.describe(letter));
+        let resume = match prior {
+            Prior::Finished(r) => {
+                eprintln!("{label} kept from the earlier run");
+                results.push(*r);
+                continue;
+            }
+            Prior::Checkpoint(c) => {
+                eprintln!("{label} continues from its checkpoint at step {}", c.step);
+                Some(*c)
+            }
+            Prior::Nothing => None,
+        };
+        let start =
+            train::RunStart { label: &label, done: resume.as_ref().map_or(0, |c| c.step), steps: info.steps_per_run };
+        let result = run_cell(cfg, inputs, &shared, (letter, seed), resume, &mut sinks, &start)?;
+        let interrupted = result.interrupted;
+        results.push(result);
+        if interrupted {
+            break;
+        }
+    }
+
+    let interrupted = results.last().is_some_and(|r| r.interrupted);
+    let summary = Summary {
+        embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
+        inputs: info,
+        analysis: crate::analysis::stats::analyse(&results, train::steps_per_epoch(cfg, inputs.data.train.len())),
+        runs: results,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        seconds_to_inputs,
+        seconds_to_first_step: first_step.get(),
+    };
+    if only.is_none() {
+        crate::report::write_all(out, cfg, &summary)?;
+    }
+    if interrupted {
+        return Err(Error::Interrupted(format!(
+            "interrupted: results so far are in {}; continue with {} {}",
+            out.display(),
+            if only.is_some() { "the same --shard, or --resume" } else { "--resume" },
+            out.display()
+        )));
+    }
+    Ok(summary)
+}
+
+/// What will run, on what, before anything does.
+fn announce(cfg: &ExperimentConfig, info: &InputSummary, unused_rows: usize, runs: usize) {
+    eprintln!(
+        "embgraft: {} tokens of {} ({}), donor {} {} [{} x {}], split {}: {} train / {} test windows",
+        info.corpus_tokens,
+        info.corpus,
+        info.tokenizer,
+        info.donor,
+        info.donor_tensor,
+        info.vocab,
+        info.dim,
+        info.split,
+        info.train_windows,
+        info.test_windows
+    );
+    eprintln!("model: {}", info.model);
+    eprintln!(
+        "plan: {runs} runs (configs {} x seeds {:?}), {} steps each of batch {}, {} steps in all",
+        cfg.graft.configs,
+        cfg.seeds(),
+        info.steps_per_run,
+        cfg.protocol.batch_size,
+        info.steps_per_run.saturating_mul(runs)
+    );
+    if unused_rows > 0 {
+        eprintln!(
+            "note: the tokenizer reaches {} of the donor's {} rows; {unused_rows} rows are never used",
+            info.vocab - unused_rows,
+            info.vocab
+        );
+    }
+}
+
+/// Trains one cell of the grid (from its checkpoint, if any) and samples its text; the sinks
+/// save its result file (unless it was interrupted) and tell the user.
+fn run_cell(
+    cfg: &ExperimentConfig,
+    inputs: &Inputs,
+    shared: &train::Shared,
+    (letter, seed): (Letter, u64),
+    resume: Option<crate::train::checkpoint::Checkpoint>,
+    sinks: &mut FanOut,
+    start: &train::RunStart,
+) -> Result<RunResult> {
+    sinks.on_start((letter, seed), start);
+    let (mut result, model) = train::run(cfg, letter, seed, shared, resume, sinks)?;
+    result.sample = sample_text(model.as_ref(), &inputs.tokenizer, cfg, seed, letter)?;
+    sinks.on_finish((letter, seed), &result)?;
+    Ok(result)
+}
+
+/// The sinks of one group's cells: metrics.csv (started with what kept cells measured, so a
+/// resumed experiment's file equals an uninterrupted one's; none for a shard, whose report
+/// `embgraft report` writes), the cells' files and checkpoints, the display and the stop
+/// switch. A run's folder also gets its config.toml and inputs.json here (a shard checked
+/// them already).
+fn open_sinks<'a>(
+    out: &Path,
+    (cfg, info, made): (&ExperimentConfig, &InputSummary, MadeUnder),
+    (grid, priors): (&[(u64, Letter)], &[Prior]),
+    ctl: &Control<'a>,
+    started: Instant,
+    first_step: &'a std::cell::Cell<Option<f64>>,
+    shared_folder: bool,
+) -> Result<FanOut<'a>> {
+    use crate::train::sinks::{CellFiles, Checkpointer, Display, MetricsCsv, StopSwitch};
+    let mut sinks: Vec<Box<dyn Observer + 'a>> = Vec::new();
+    if !shared_folder {
+        let prints = info.fingerprints.clone().unwrap_or_default();
+        crate::util::write_atomic(&out.join("config.toml"), provenance::config_toml(cfg, &prints).as_bytes())?;
+        crate::util::write_atomic(&out.join("inputs.json"), inputs_json(info)?.as_bytes())?;
+        let mut head = String::new();
+        for (&(seed, letter), p) in grid.iter().zip(priors) {
+            match p {
+                Prior::Finished(r) => head.push_str(&metrics_rows(letter, seed, &r.points)),
+                Prior::Checkpoint(c) => head.push_str(&metrics_rows(letter, seed, &c.points)),
+                Prior::Nothing => {}
+            }
+        }
+        sinks.push(Box::new(MetricsCsv::start(out.join("metrics.csv"), &head)?));
+    }
+    sinks.push(Box::new(CellFiles { out: out.to_path_buf(), made: made.clone() }));
+    sinks.push(Box::new(Checkpointer::new(out.to_path_buf(), made, cfg.run.checkpoint_every.0)));
+    sinks.push(Box::new(Display::new(ctl.progress, started, first_step)));
+    sinks.push(Box::new(StopSwitch(ctl.should_stop)));
+    Ok(FanOut(sinks))
+}
+
+/// The K-th of N slices of an experiment's cells (K from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Shard {
+    /// `K/N`, or `slurm`: K and N from the Slurm job array this runs in (`SLURM_ARRAY_TASK_ID`
+    /// and `SLURM_ARRAY_TASK_COUNT`, or MIN/MAX/STEP), read through `env`.
+    pub fn parse(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
+        if s.trim() == "slurm" {
+            return Self::from_slurm(env);
+        }
+        let bad = || Error::Input(format!("--shard {s} is not K/N with 1 <= K <= N (e.g. 2/4), or slurm"));
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+
+    fn from_slurm(env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
+        let num = |name: &str| -> Result<Option<usize>> {
+            env(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| Error::Input(format!("--shard slurm: {name}={v} is not a number")))
+                })
+                .transpose()
+        };
+        let id = num("SLURM_ARRAY_TASK_ID")?.ok_or_else(|| {
+            Error::Input(
+                "--shard slurm needs SLURM_ARRAY_TASK_ID: run it in an sbatch --array job, or give --shard K/N".into(),
+            )
+        })?;
+        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+        let n =
+            match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
+                (Some(c), _) => c,
+                (None, Some(max)) if max >= min => (max - min) / step + 1,
+                _ => return Err(Error::Input(
+                    "--shard slurm: neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is set; give --shard K/N"
+                        .into(),
+                )),
+            };
+        if id < min || (id - min) % step != 0 || (id - min) / step >= n {
+            return Err(Error::Input(format!(
+                "--shard slurm: task {id} is not in the array ({n} tasks from {min} by {step}); give --shard K/N"
+            )));
+        }
+        Ok(Shard { k: (id - min) / step + 1, n })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+/// Which shard (from 0) runs each cell, given each cell's planned steps: the longest cells
+/// first (ties in grid order), each to the shard with the fewest steps so far (ties: the
+/// lowest). Deterministic, so every shard computes the same assignment on its own.
+pub fn assign_shards(steps: &[usize], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by(|&a, &b| steps[b].cmp(&steps[a]).then(a.cmp(&b)));
+    let mut load = vec![0usize; n.max(1)];
+    let mut shard = vec![0; steps.len()];
+    for i in order {
+        let least = (0..load.len()).min_by_key(|&s| (load[s], s)).unwrap_or(0);
+        shard[i] = least;
+        load[least] = load[least].saturating_add(steps[i]);
+    }
+    shard
+}
+
+/// Runs the experiment for every group (each (donor, corpus) pair at each swept value), each
+/// into its own subfolder of `out` (see [`groups`]), then writes a top-level report that puts
+/// the verdicts side by side (and a sweep's answers against size). One group is a plain
+/// [`compare`] into `out`. With `ctl.shard`, only that shard's cells run and
+/// no report is written (`embgraft report` merges the shards).
+pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<Vec<(String, Summary)>> {
+    // Paths are saved absolute, so a resume from another working folder reads the same files.
+    let cfg = &with_absolute_paths(cfg);
+    let all = groups(cfg);
+    let started = Instant::now();
+    let dev = device(&cfg.run.device)?;
+    if ctl.resume && !out.join("config.toml").is_file() {
+        return Err(Error::Input(format!(
+            "--resume {}: no config.toml there; give the folder of an earlier compare",
+            out.display()
+        )));
+    }
+    if !ctl.resume && ctl.shard.is_none() {
+        check_out_dir(out, ctl.force)?;
+    }
+    // The array stands in for every group's donor: one donor, any number of swept values.
+    if all.iter().any(|g| !g.pair.is_empty()) && ctl.donor.is_some() {
+        return Err(Error::Input("an in-memory donor runs alone; give one donor".into()));
+    }
+    // Every donor and corpus is read and cut before anything is written: bad input leaves no files.
+    let all_inputs = all
+        .iter()
+        .map(|p| {
+            // A sweep's group is named unless the message starts with the flag and value.
+            load_inputs_with(&p.cfg, ctl.donor).map_err(|e| {
+                if p.point.is_empty() || e.to_string().starts_with("--") {
+                    e
+                } else {
+                    e.within(&p.name)
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&all, &all_inputs, sh));
+    if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
+        let cells: usize = m.iter().map(|c| c.len()).sum();
+        let cells_all: usize = all.iter().map(|p| grid(&p.cfg).len()).sum();
+        eprintln!("shard {sh}: {cells} of the {cells_all} cells");
+    }
+    create_out_dir(out)?;
+    let _claim = claim_out(out, ctl)?;
+    let _training = Training::begin();
+    if all.len() > 1 {
+        // The overview's config.toml: the settings' fingerprint (each group's has its inputs').
+        let prints = Fingerprints { settings: provenance::settings_fingerprint(cfg), ..Default::default() };
+        let text = provenance::config_toml(cfg, &prints);
+        match ctl.shard {
+            Some(_) => check_shared_config(out, cfg, &text)?,
+            None => crate::util::write_atomic(&out.join("config.toml"), text.as_bytes())?,
+        }
+    }
+    let mut done = Vec::new();
+    for (i, (p, inputs)) in all.iter().zip(&all_inputs).enumerate() {
+        let only = mine.as_ref().map(|m| m[i].as_slice());
+        if only.is_some_and(|o| o.is_empty()) {
+            continue;
+        }
+        let sub = if p.name.is_empty() { out.to_path_buf() } else { out.join(&p.name) };
+        if !p.name.is_empty() {
+            eprintln!("== {} (donor {}, corpus {}) ==", p.name, p.cfg.data.first_donor(), inputs.corpus_path.display());
+        }
+        // A group not started before an interruption starts fresh when resuming.
+        let resume = ctl.resume && sub.join("config.toml").is_file();
+        let sub_ctl = Control { force: true, resume, ..*ctl };
+        let start = if p.name.is_empty() { started } else { Instant::now() };
+        match run_grid(&p.cfg, inputs, &dev, &sub, &sub_ctl, start, only) {
+            Ok(s) => done.push((p.name.clone(), s)),
+            Err(e @ Error::Interrupted(_)) if all.len() > 1 => {
+                if ctl.shard.is_none() {
+                    crate::report::write_overview(out, cfg, &done)?;
+                }
+                return Err(Error::Interrupted(format!("{e}; the whole comparison continues the same way")));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(sh) = ctl.shard {
+        eprintln!("shard {sh} done; when every shard is, `embgraft report {}` writes the report", out.display());
+    } else if all.len() > 1 {
+        crate::report::write_overview(out, cfg, &done)?;
+    }
+    Ok(done)
+}
+
+/// The run folder for this process: a run or resume holds it alone (a fresh one must find it
+/// empty, or clear it with `--force`); shards share it, each claiming its cells. Leftovers of
+/// interrupted writes go.
+fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
+    let mode = if ctl.shard.is_some() { Mode::Shared } else { Mode::Exclusive };
+    let claim = folder::claim(out, mode)?;
+    if mode == Mode::Exclusive && !ctl.resume && folder::holds_files(out)? {
+        // Checked again under the lock: another run may have written it since the first look.
+        check_out_dir(out, ctl.force)?;
+        let n = folder::clear_previous(out)?;
+        if n > 0 {
+            eprintln!("--force: removed the previous experiment's {n} files from {}", out.display());
+        }
+    }
+    if mode == Mode::Exclusive {
+        folder::remove_leftovers(out, &|_| true);
+    }
+    Ok(claim)
+}
+
+/// Whether training has begun: before it, Ctrl-C or SIGTERM (setup, a download) ends the
+/// process at once, as nothing is written yet; during it, the current step finishes and what
+/// was measured is written.
+static TRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn training() -> bool {
+    TRAINING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+struct Training;
+
+impl Training {
+    fn begin() -> Training {
+        TRAINING.store(true, std::sync::atomic::Ordering::SeqCst);
+        Training
+    }
+}
+
+impl Drop for Training {
+    fn drop(&mut self) {
+        TRAINING.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `cfg` with its corpus, donor and tokenizer paths absolute where they name existing files.
+fn with_absolute_paths(cfg: &ExperimentConfig) -> ExperimentConfig {
+    let abs = |p: &str| {
+        let path = Path::new(p);
+        match path.exists() && !path.is_absolute() {
+            true => std::path::absolute(path).map_or_else(|_| p.to_string(), |a| a.display().to_string()),
+            false => p.to_string(),
+        }
+    };
+    let mut c = cfg.clone();
+    c.data.corpora = c.data.corpora.iter().map(|p| abs(p)).collect();
+    c.data.donor = c.data.donor.iter().map(|d| if d == "gpt2" { d.clone() } else { abs(d) }).collect();
+    if !["auto", "gpt2"].contains(&c.data.tokenizer.as_str()) {
+        c.data.tokenizer = abs(&c.data.tokenizer);
+    }
+    c
+}
+
+/// Each group's cells that shard `sh` runs.
+fn shard_cells(groups: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
+    let cells: Vec<(usize, (u64, Letter))> =
+        groups.iter().enumerate().flat_map(|(i, p)| grid(&p.cfg).into_iter().map(move |c| (i, c))).collect();
+    let steps: Vec<usize> =
+        cells.iter().map(|(i, _)| train::planned_steps(&groups[*i].cfg, inputs[*i].data.train.len())).collect();
+    let owner = assign_shards(&steps, sh.n);
+    let mut mine = vec![Vec::new(); groups.len()];
+    for ((i, cell), o) in cells.into_iter().zip(owner) {
+        if o + 1 == sh.k {
+            mine[i].push(cell);
+        }
+    }
+    mine
+}
+
+/// config.toml in a folder shards share: written by the first shard (create-new, atomic), and
+/// every other shard's settings checked equal to it (where it runs, how often it saves and the
+/// input paths may differ: the inputs are checked by content), so a shard with other settings
+/// stops before it trains.
+fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig, info: &InputSummary) -> Result<()> {
+    let prints = info.fingerprints.clone().unwrap_or_default();
+    check_shared_config(out, cfg, &provenance::config_toml(cfg, &prints))
+}
+
+fn check_shared_config(out: &Path, cfg: &ExperimentConfig, text: &str) -> Result<()> {
+    let path = out.join("config.toml");
+    if crate::util::write_new(&path, text.as_bytes())? {
+        return Ok(());
+    }
+    let text =
+        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let theirs = ExperimentConfig::from_toml(&text)
+        .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e}); use another --out", path.display())))?;
+    let names = |c: &ExperimentConfig| groups(c).into_iter().map(|g| g.name).collect::<Vec<_>>();
+    let (a, b) = (provenance::settings_of(&theirs), provenance::settings_of(cfg));
+    if a == b && names(&theirs) == names(cfg) {
+        return Ok(());
+    }
+    let diff = a.iter().find(|(k, v)| b.get(*k) != Some(v)).map_or_else(
+        || "its donors or corpora".to_string(),
+        |(k, v)| {
+            let name = k.rsplit_once('.').map_or(k.as_str(), |(_, n)| n);
+            format!("`{name} = {v}` there, `{name} = {}` here", b.get(k).map_or("absent", String::as_str))
+        },
+    );
+    Err(Error::Input(format!(
+        "{} holds another experiment's settings ({diff}); give every shard the same settings, or another --out",
+        path.display()
+    )))
+}
+
+/// inputs.json beside it: what every shard read (tokens, windows, vocabulary) must agree.
+fn write_once_or_check_inputs(out: &Path, info: &InputSummary) -> Result<()> {
+    let path = out.join("inputs.json");
+    let text = inputs_json(info)?;
+    if crate::util::write_new(&path, text.as_bytes())? {
+        return Ok(());
+    }
+    let old =
+        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let (a, b): (serde_json::Value, serde_json::Value) = match (serde_json::from_str(&old), serde_json::from_str(&text))
+    {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Err(Error::Input(format!("{} is unreadable; delete it and rerun", path.display()))),
+    };
+    // Where the files were read from may differ between machines; what was read may not.
+    let key = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("corpus");
+            o.remove("donor_weights");
+        }
+        v
+    };
+    match key(&a) == key(&b) {
+        true => Ok(()),
+        false => Err(Error::Input(format!(
+            "{}: this shard read other inputs than the shards before it ({} tokens, vocabulary {} here); every shard \
+             must read the same donor and corpus",
+            path.display(),
+            info.corpus_tokens,
+            info.vocab
+        ))),
+    }
+}
+
+fn inputs_json(info: &InputSummary) -> Result<String> {
+    serde_json::to_string_pretty(info).map_err(|e| Error::Output(e.to_string()))
+}
+
+/// Two sentences (at most `cfg.run.sample_tokens` tokens) from the trained model, after "The".
+fn sample_text(
+    model: &dyn crate::model::LanguageModel,
+    tok: &Tokenizer,
+    cfg: &ExperimentConfig,
+    seed: u64,
+    letter: Letter,
+) -> Result<String> {
+    let prompt = tok.encode("The")?;
+    let mut rng = stream(seed.wrapping_add(1000 * letter as u64), Stream::Sample);
+    let ends_sentence = |id: u32| {
+        let s = tok.decode(&[id]);
+        s.contains('.') || s.contains('!') || s.contains('?')
+    };
+    let ids = model.sample(&prompt, cfg.run.sample_tokens, &ends_sentence, 2, &mut rng)?;
+    let mut all = prompt;
+    all.extend(ids);
+    Ok(tok.decode(&all).split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_from_flags_and_slurm() {
+        let none = |_: &str| None;
+        assert_eq!(Shard::parse("2/4", &none).unwrap(), Shard { k: 2, n: 4 });
+        for bad in ["3/2", "0/0", "0/3", "a/2", "2/b", "2", "", "1/2/3", "-1/2"] {
+            let e = Shard::parse(bad, &none).unwrap_err().to_string();
+            assert!(e.contains("is not K/N") && !e.contains('\n'), "{bad}: {e}");
+        }
+        let e = Shard::parse("slurm", &none).unwrap_err().to_string();
+        assert!(e.contains("SLURM_ARRAY_TASK_ID") && e.contains("--shard K/N"), "{e}");
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        // --array=4-6: task 5 is the second of three.
+        let e1 = env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "4"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+        assert_eq!(Shard::parse("slurm", &e1).unwrap(), Shard { k: 2, n: 3 });
+        // --array=0-8:4 without COUNT: tasks 0, 4, 8.
+        let e2 = env(&[
+            ("SLURM_ARRAY_TASK_ID", "8"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "8"),
+            ("SLURM_ARRAY_TASK_STEP", "4"),
+        ]);
+        assert_eq!(Shard::parse("slurm", &e2).unwrap(), Shard { k: 3, n: 3 });
+        let e3 = env(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+        assert!(Shard::parse("slurm", &e3).unwrap_err().to_string().contains("is not a number"));
+        let e4 = env(&[("SLURM_ARRAY_TASK_ID", "3")]);
+        assert!(Shard::parse("slurm", &e4).unwrap_err().to_string().contains("neither"));
+    }
+
+    #[test]
+    fn shards_get_every_cell_once_balanced_by_steps() {
+        let steps = [300, 300, 100, 100, 100, 100, 50, 50];
+        let owner = assign_shards(&steps, 3);
+        let load = |s: usize| owner.iter().zip(steps).filter(|(o, _)| **o == s).map(|(_, t)| t).sum::<usize>();
+        assert_eq!((load(0), load(1), load(2)), (400, 350, 350));
+        assert_eq!(assign_shards(&steps, 3), owner, "the same on every call");
+        // More shards than cells: the extra shards get nothing.
+        assert_eq!(assign_shards(&[5, 5], 4), vec![0, 1]);
+    }
+}

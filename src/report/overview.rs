@@ -1,0 +1,140 @@
+//! The overview of an experiment over several donors, corpora or swept values: one line per
+//! group with a link to its own report, the domain table and, for a sweep, its claims and plots.
+
+use std::path::Path;
+
+use crate::analysis::summary::Summary;
+use crate::config::ExperimentConfig;
+use crate::error::{Error, Result};
+use crate::util::write_atomic;
+
+/// The domain, as far as it is measured without the donor's pretraining data: how finely the
+/// donor's tokenizer cuts the corpus, how much of the donor's vocabulary it uses, and how much
+/// of the test text training never showed.
+fn domain_table(done: &[(String, Summary)]) -> String {
+    let mut md = String::from(
+        "\n## Domain\n\n| group | tokens per word | donor rows the corpus uses | training tokens | donor rows the \
+         training part uses | test targets unseen in training |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, s) in done {
+        md.push_str(&format!("| {} |{}\n", if name.is_empty() { "this run" } else { name }, domain_cells(&s.inputs)));
+    }
+    md.push_str(
+        "\nTokens per word: the donor tokenizer's tokens over white-space-separated words. Rows used: \
+                 distinct token ids over the donor's rows. Unseen: test-window targets whose token no training window \
+                 holds (only the donor's row can have taught them).\n",
+    );
+    md
+}
+
+fn domain_cells(i: &crate::train::results::InputSummary) -> String {
+    let share = |n: usize| format!("{:.1} % ({n})", 100.0 * n as f64 / i.vocab.max(1) as f64);
+    format!(
+        " {:.3} | {} | {} | {} | {:.2} % |",
+        i.tokens_per_word(),
+        share(i.distinct_tokens),
+        i.train_tokens,
+        share(i.distinct_train_tokens),
+        100.0 * i.test_targets_unseen_in_training
+    )
+}
+
+/// Text sampled from every trained model.
+/// The top-level report of an experiment with several groups (donors, corpora, swept
+/// values): the sweep's answers against size (when a setting is swept), each group's inputs
+/// and domain, each question's verdict per group side by side, and links to each group's own
+/// report.
+pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summary)]) -> Result<()> {
+    let sweep = (!cfg.sweeps().is_empty())
+        .then(|| crate::analysis::sweep::analyse(cfg, &crate::config::grid::groups(cfg), done));
+    let mut md = String::from(match &sweep {
+        Some(_) => {
+            "# embgraft report: a sweep
+
+"
+        }
+        None => {
+            "# embgraft report: the same experiment with several donors or corpora
+
+"
+        }
+    });
+    let swept: Vec<String> =
+        cfg.sweeps().iter().map(|(a, v)| format!("{} {}", a.flag(), crate::config::Sweep::show_all(v))).collect();
+    md.push_str(&format!(
+        "Donors {}; corpora {}{}; configs {}, {} seeds each. Each group (donor, corpus{}) has its own folder and \
+         report; \
+         a donor with its own tokenizer reads the corpus its own way (tokens below). Differences are of final test \
+         loss, paired by seed; positive means the first configuration's loss is higher.\n",
+        cfg.data.donor.join(", "),
+        if cfg.data.corpora.is_empty() { "The Time Machine".to_string() } else { cfg.data.corpora.join(", ") },
+        if swept.is_empty() { String::new() } else { format!("; swept {}", swept.join(", ")) },
+        cfg.graft.configs.0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+        cfg.run.seeds,
+        if swept.is_empty() { "" } else { ", swept values" },
+    ));
+    if let Some(a) = &sweep {
+        crate::report::sweep::write_plots(out, a)?;
+        md.push_str(&crate::report::sweep::markdown(a, cfg));
+    }
+    md.push_str(
+        "\n## Groups\n\n| group | donor | corpus | tokenizer | tokens | test text seen in training | bigram test loss \
+         | report |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for (name, s) in done {
+        let i = &s.inputs;
+        md.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {:.1} % | {:.4} | [{name}/report.md]({name}/report.md) |\n",
+            i.donor,
+            i.corpus,
+            i.tokenizer,
+            i.corpus_tokens,
+            100.0 * i.test_positions_seen_in_training,
+            i.bigram.test_loss
+        ));
+    }
+    md.push_str(&domain_table(done));
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for (_, s) in done {
+        for c in &s.analysis.comparisons {
+            let label = format!("{} ({} − {})", c.key, c.minuend, c.subtrahend);
+            if !keys.iter().any(|(k, _)| k == &c.key) {
+                keys.push((c.key.clone(), label));
+            }
+        }
+    }
+    md.push_str("\n## Verdicts side by side\n\n| question |");
+    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
+    md.push_str("\n|---|");
+    done.iter().for_each(|_| md.push_str("---|"));
+    md.push('\n');
+    for (key, label) in &keys {
+        md.push_str(&format!("| {label} |"));
+        for (_, s) in done {
+            let cell = s.analysis.comparisons.iter().find(|c| &c.key == key).map_or("–".to_string(), |c| {
+                let d = c.difference.map_or("–".to_string(), |e| e.show());
+                format!("{d}: {}", c.finding)
+            });
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    md.push_str(
+        "\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's \
+                 correction over that group's questions; see each group's report for the full sentence.\n",
+    );
+    let pairs: Vec<serde_json::Value> = done
+        .iter()
+        .map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis}))
+        .collect();
+    let json = serde_json::json!({
+        "embgraft_version": env!("CARGO_PKG_VERSION"),
+        "pairs": pairs,
+        "sweep": sweep,
+    });
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&json).map_err(|e| Error::Output(e.to_string()))?.as_bytes(),
+    )?;
+    write_atomic(&out.join("report.md"), md.as_bytes())
+}

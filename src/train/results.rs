@@ -1,0 +1,147 @@
+//! Results as plain data: what a run measured, what an experiment read and concluded. Written
+//! by training and the experiment, read by the report, the statistics and `--resume`; this
+//! module depends on none of them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Letter;
+use crate::model::graft::{CopyCheck, FrozenCheck};
+
+/// One point of the loss curves.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Point {
+    pub epoch: usize,
+    pub step: usize,
+    /// Mean of the batch losses since the previous point (the course's train loss).
+    pub train_loss: f64,
+    /// Mean loss over every test position, after the step, without gradients.
+    pub test_loss: f64,
+    /// A fixed training subset (as many windows as the test set) evaluated exactly as the test
+    /// set: the like-for-like counterpart of `test_loss`.
+    #[serde(default)]
+    pub train_eval_loss: Option<f64>,
+}
+
+/// Where a run stopped because its loss stopped being a number.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Divergence {
+    pub step: usize,
+    pub last_finite_loss: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    pub config: Letter,
+    pub seed: u64,
+    pub copied: bool,
+    pub frozen: bool,
+    pub total_params: usize,
+    pub trainable_params: usize,
+    pub steps: usize,
+    pub points: Vec<Point>,
+    /// What was grafted: the donor's tensor, and any permutation or rescaling.
+    #[serde(default)]
+    pub graft: Option<String>,
+    pub copy_check: Option<CopyCheck>,
+    pub frozen_check: Option<FrozenCheck>,
+    /// For a trainable grafted embedding: how far its rows moved, by token frequency.
+    #[serde(default)]
+    pub drift: Option<crate::train::drift::Drift>,
+    pub diverged: Option<Divergence>,
+    /// Stopped by the user before its planned steps; `--resume` continues it.
+    #[serde(default)]
+    pub interrupted: bool,
+    pub wall_seconds: f64,
+    /// Text sampled from the trained model.
+    pub sample: String,
+    /// `model1`, or Model 5's sizes.
+    #[serde(default)]
+    pub model: String,
+    /// One copy check per grafted tensor (`copy_check` sums them up).
+    #[serde(default)]
+    pub copy_checks: Vec<CopyCheck>,
+    /// One bit-identity check per frozen parameter, taken when it thawed or at the end
+    /// (`frozen_check` sums them up).
+    #[serde(default)]
+    pub frozen_checks: Vec<FrozenCheck>,
+    /// When frozen parameters thawed.
+    #[serde(default)]
+    pub thaws: Vec<Thaw>,
+    /// Facts the report repeats (a tied head frozen with wte, a cut wpe, transposes).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// What the cell was made under: written in its run file, so a file from another
+    /// experiment is refused (summary.json states it once, in its inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_under: Option<crate::config::provenance::MadeUnder>,
+}
+
+/// Parameters that started training at a step.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Thaw {
+    /// Thawed before this many steps had been taken.
+    pub step: usize,
+    pub epoch: usize,
+    pub params: Vec<String>,
+}
+
+impl RunResult {
+    pub fn final_point(&self) -> Option<&Point> {
+        self.points.last()
+    }
+}
+
+/// Facts about the inputs that go into the report.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct InputSummary {
+    pub corpus: String,
+    pub corpus_tokens: usize,
+    pub tokenizer: String,
+    pub donor: String,
+    pub donor_weights: String,
+    pub donor_tensor: String,
+    pub donor_dtype: String,
+    pub vocab: usize,
+    pub dim: usize,
+    pub unused_donor_rows: usize,
+    pub split: String,
+    pub train_windows: usize,
+    pub test_windows: usize,
+    pub test_positions: usize,
+    /// Share of test-window positions that training windows also cover (0 for contiguous).
+    pub test_positions_seen_in_training: f64,
+    /// Count-based references: the train floor H(next | current) and the add-k bigram's test loss.
+    pub bigram: crate::data::baseline::Bigram,
+    pub steps_per_run: usize,
+    #[serde(default)]
+    pub model: String,
+    /// `--train-tokens` (None: the whole training part) and the tokens the kept training
+    /// windows cover.
+    #[serde(default)]
+    pub train_tokens_limit: Option<usize>,
+    #[serde(default)]
+    pub train_tokens: usize,
+    /// The domain as far as it can be measured without the donor's pretraining data: words
+    /// (split at white space) of the corpus, so tokens per word; the distinct token ids of
+    /// the corpus and of the training windows (shares of the donor's rows used); the share of
+    /// test targets whose token no training window holds.
+    #[serde(default)]
+    pub words: usize,
+    #[serde(default)]
+    pub distinct_tokens: usize,
+    #[serde(default)]
+    pub distinct_train_tokens: usize,
+    #[serde(default)]
+    pub test_targets_unseen_in_training: f64,
+    /// What was read, by content, and the settings' fingerprint (absent in folders written
+    /// before fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<crate::config::provenance::Fingerprints>,
+}
+
+impl InputSummary {
+    /// The donor tokenizer's tokens per white-space-separated word of the corpus.
+    pub fn tokens_per_word(&self) -> f64 {
+        self.corpus_tokens as f64 / self.words.max(1) as f64
+    }
+}
