@@ -616,6 +616,9 @@ mod tests {
             assert_eq!((r.letter.frozen(), r.letter.describe()), (r.frozen, r.description));
         }
         assert_eq!(Letter::WITH_CONTROLS.to_vec(), CONFIGS.iter().map(|r| r.letter).collect::<Vec<_>>());
+        for (i, m) in MODELS.iter().enumerate() {
+            assert_eq!(m.kind as usize, i, "MODELS must follow ModelKind's order");
+        }
         let colours: std::collections::BTreeSet<_> = CONFIGS.iter().map(|r| r.colour).collect();
         assert_eq!(colours.len(), CONFIGS.len());
     }

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var, D};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{GraftScale, ModelKind, Source};
@@ -49,7 +50,7 @@ pub trait LanguageModel {
     }
 
     /// Samples up to `max_tokens` ids after `prompt`, stopping after `sentences` ends of
-    /// sentence (see [`model1::sample_with`]).
+    /// sentence (see [`sample_with`]).
     fn sample(
         &self,
         prompt: &[u32],
@@ -59,7 +60,7 @@ pub trait LanguageModel {
         rng: &mut dyn rand::RngCore,
     ) -> Result<Vec<u32>> {
         let mut rng = rng;
-        model1::sample_with(prompt, max_tokens, stop, sentences, &mut rng, |seq| self.next_logits(seq))
+        sample_with(prompt, max_tokens, stop, sentences, &mut rng, |seq| self.next_logits(seq))
     }
 }
 
@@ -102,4 +103,41 @@ pub fn build(b: &Blueprint, seed: u64, cache: &model1::InitCache, device: &Devic
 /// The one-line description of a model before it is built: Model 5's sizes, or Model 1.
 pub fn label(model5: Option<&model5::Model5Config>) -> String {
     model5.map_or_else(|| model1::LABEL.to_string(), model5::Model5Config::describe)
+}
+
+/// Draws up to `max_tokens` ids after `prompt` (an empty prompt starts from id 0), each from
+/// the softmax of `next_logits(sequence so far)` (V,), stopping after `sentences` tokens for
+/// which `stop` holds. Returns the drawn ids only.
+pub fn sample_with(
+    prompt: &[u32],
+    max_tokens: usize,
+    stop: &dyn Fn(u32) -> bool,
+    sentences: usize,
+    rng: &mut impl Rng,
+    mut next_logits: impl FnMut(&[u32]) -> Result<Tensor>,
+) -> Result<Vec<u32>> {
+    let mut seq: Vec<u32> = if prompt.is_empty() { vec![0] } else { prompt.to_vec() };
+    let start = seq.len();
+    let mut ends = 0;
+    for _ in 0..max_tokens {
+        let probs = candle_nn::ops::softmax(&next_logits(&seq)?, D::Minus1)?.to_vec1::<f32>()?;
+        // Inverse CDF: the first id whose cumulative probability passes a uniform draw.
+        let mut r: f32 = rng.random();
+        let mut next = probs.len() - 1;
+        for (i, p) in probs.iter().enumerate() {
+            if r < *p {
+                next = i;
+                break;
+            }
+            r -= p;
+        }
+        seq.push(next as u32);
+        if stop(next as u32) {
+            ends += 1;
+            if ends == sentences {
+                break;
+            }
+        }
+    }
+    Ok(seq[start..].to_vec())
 }

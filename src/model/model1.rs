@@ -12,7 +12,7 @@
 //! [`Model1::loss_and_grads_autograd`] computes the same thing the plain way through candle's
 //! autograd; tests hold the two together.
 
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 
@@ -266,43 +266,6 @@ impl InitCache {
         *slot = Some((key, v.clone()));
         Ok(v)
     }
-}
-
-/// Draws up to `max_tokens` ids after `prompt` (an empty prompt starts from id 0), each from
-/// the softmax of `next_logits(sequence so far)` (V,), stopping after `sentences` tokens for
-/// which `stop` holds. Returns the drawn ids only.
-pub fn sample_with(
-    prompt: &[u32],
-    max_tokens: usize,
-    stop: &dyn Fn(u32) -> bool,
-    sentences: usize,
-    rng: &mut impl Rng,
-    mut next_logits: impl FnMut(&[u32]) -> Result<Tensor>,
-) -> Result<Vec<u32>> {
-    let mut seq: Vec<u32> = if prompt.is_empty() { vec![0] } else { prompt.to_vec() };
-    let start = seq.len();
-    let mut ends = 0;
-    for _ in 0..max_tokens {
-        let probs = candle_nn::ops::softmax(&next_logits(&seq)?, D::Minus1)?.to_vec1::<f32>()?;
-        // Inverse CDF: the first id whose cumulative probability passes a uniform draw.
-        let mut r: f32 = rng.random();
-        let mut next = probs.len() - 1;
-        for (i, p) in probs.iter().enumerate() {
-            if r < *p {
-                next = i;
-                break;
-            }
-            r -= p;
-        }
-        seq.push(next as u32);
-        if stop(next as u32) {
-            ends += 1;
-            if ends == sentences {
-                break;
-            }
-        }
-    }
-    Ok(seq[start..].to_vec())
 }
 
 /// d/dx [x · Φ(x)] = Φ(x) + x · φ(x), the derivative of the exact GELU.

@@ -285,7 +285,7 @@ impl Model5 {
     }
 
     pub fn device(&self) -> &Device {
-        self.params.var("wte.weight").device()
+        self.wte.var.device()
     }
 
     /// Logits for token ids `x` (B, T) -> (B·T, V). Only the parameters named in `live` are

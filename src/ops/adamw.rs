@@ -173,19 +173,8 @@ impl AdamW {
                     slot.param.as_tensor().inplace_op1(&op)?;
                 }
                 Moments::Host { .. } => {
-                    let cols = *slot.param.dims().last().unwrap();
-                    let rows = slot.param.elem_count() / cols;
-                    let (g, row_of) = match grad {
-                        Grad::Dense(g) => (g.contiguous()?, None),
-                        Grad::Outer { .. } => unreachable!("handled above"),
-                        Grad::Rows { ids, rows: g } => {
-                            let mut map = vec![u32::MAX; rows];
-                            for (k, &id) in ids.iter().enumerate() {
-                                map[id as usize] = k as u32;
-                            }
-                            (g.contiguous()?, Some(map))
-                        }
-                    };
+                    let cols = *slot.param.dims().last().unwrap_or(&1);
+                    let (g, row_of) = checked_gradient(&slot.param, grad)?;
                     let row_of = row_of.as_deref().map(RowOf::Host);
                     let op = FusedAdamW { h, cols, row_of, moments: Mutex::new(&mut slot.moments) };
                     slot.param.as_tensor().inplace_op2(&g, &op)?;
@@ -193,7 +182,9 @@ impl AdamW {
                 #[cfg(feature = "cuda")]
                 Moments::Cuda(_) => {
                     let cols = *slot.param.dims().last().unwrap_or(&1);
-                    let (g, row_of) = device_gradient(&slot.param, grad)?;
+                    let (g, row_of) = checked_gradient(&slot.param, grad)?;
+                    let dev = cuda::cuda_device(slot.param.device())?;
+                    let row_of = row_of.map(|m| dev.clone_htod(m.as_slice())).transpose()?;
                     let row_of = row_of.as_ref().map(RowOf::Device);
                     let op = FusedAdamW { h, cols, row_of, moments: Mutex::new(&mut slot.moments) };
                     slot.param.as_tensor().inplace_op2(&g, &op)?;
@@ -472,13 +463,10 @@ impl InplaceOp2 for FusedAdamW<'_> {
     }
 }
 
-/// A gradient as the CUDA half takes it: dense (gᵀ·h made dense by one cuBLAS GEMM), or the
-/// rows of the tokens in the batch with a device map from parameter rows to them.
-#[cfg(feature = "cuda")]
-fn device_gradient(
-    param: &Var,
-    grad: &Grad,
-) -> Result<(Tensor, Option<candle_core::cuda_backend::cudarc::driver::CudaSlice<u32>>)> {
+/// A gradient as both halves of [`FusedAdamW`] take it, checked against its parameter: dense
+/// (gᵀ·h made dense by one GEMM; the CPU handles it before, block by block), or the rows of the
+/// tokens in the batch with the map from parameter rows to them (see [`RowOf`]).
+fn checked_gradient(param: &Var, grad: &Grad) -> Result<(Tensor, Option<Vec<u32>>)> {
     use crate::error::Error;
     let n = param.elem_count();
     let cols = *param.dims().last().unwrap_or(&1);
@@ -497,8 +485,7 @@ fn device_gradient(
             if g.dims() != [ids.len(), cols] {
                 return Err(Error::Input(format!("row gradient {:?} for {} ids of width {cols}", g.dims(), ids.len())));
             }
-            let dev = cuda::cuda_device(param.device())?;
-            (g.contiguous()?, Some(dev.clone_htod(map.as_slice())?))
+            (g.contiguous()?, Some(map))
         }
     };
     if row_of.is_none() && g.elem_count() != n {

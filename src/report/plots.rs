@@ -68,6 +68,13 @@ pub(crate) fn colour(l: Letter) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// A drawing failure as the one-line error every plot reports, naming the plot.
+pub(crate) fn drawing_error<E: std::error::Error + Send + Sync>(
+    plot: &'static str,
+) -> impl Fn(DrawingAreaErrorKind<E>) -> Error + Copy {
+    move |e| Error::Output(format!("{plot}: {e}"))
+}
+
 /// Every config's train (solid) and test (dashed) curve on one shared y-axis, with the legend
 /// in its own column so it never hides a curve.
 pub(crate) fn draw<DB: DrawingBackend>(
@@ -80,7 +87,7 @@ pub(crate) fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
+    let err = drawing_error::<DB::ErrorType>("plot");
     root.fill(&WHITE).map_err(err)?;
     // The legend column grows with the longest configuration label (Model 5's name patterns).
     let longest = curves.keys().map(|&l| format!("{l}: {}", cfg.describe(l)).chars().count()).max().unwrap_or(0);
@@ -174,7 +181,7 @@ fn draw_legend<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("plot: {e}"));
+    let err = drawing_error::<DB::ErrorType>("plot");
     let text = ("sans-serif", 16).into_font();
     let mut y = 60;
     for &l in curves.keys() {
@@ -252,7 +259,7 @@ fn draw_drift<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>,
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("drift plot: {e}"));
+    let err = drawing_error::<DB::ErrorType>("drift plot");
     root.fill(&WHITE).map_err(err)?;
     let top =
         table.values().flat_map(|(rows, _, _)| rows.iter().map(|r| r.2)).filter(|v| v.is_finite()).fold(1e-6, f64::max);
@@ -320,7 +327,7 @@ fn draw_answers<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("answers plot: {e}"));
+    let err = drawing_error::<DB::ErrorType>("answers plot");
     root.fill(&WHITE).map_err(err)?;
     let shown: Vec<&crate::analysis::stats::Comparison> =
         comparisons.iter().filter(|c| c.over_time.len() > 1).collect();

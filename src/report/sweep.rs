@@ -7,7 +7,8 @@ use plotters::prelude::*;
 
 use crate::analysis::sweep::{Series, SweepAnalysis};
 use crate::config::{Axis, ExperimentConfig, Sweep};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::report::plots::drawing_error;
 
 /// The sweep's part of the overview report.
 pub fn markdown(a: &SweepAnalysis, cfg: &ExperimentConfig) -> String {
@@ -123,7 +124,7 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Output(format!("sweep plot: {e}"));
+    let err = drawing_error::<DB::ErrorType>("sweep plot");
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((keys.len().div_ceil(cols), cols));
     let lines: Vec<&str> = {

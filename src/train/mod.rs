@@ -29,7 +29,6 @@ use crate::rng::{stream, Stream};
 use crate::train::checkpoint::Checkpoint;
 use crate::train::results::{Divergence, Point, RunResult, Thaw};
 
-/// What a run reports while it goes, and how it is told to stop.
 /// A run about to train, as its observers are told: its label in messages, the steps already
 /// done (resumed from a checkpoint) and the steps it takes in all.
 pub struct RunStart<'a> {
@@ -38,8 +37,8 @@ pub struct RunStart<'a> {
     pub steps: usize,
 }
 
-/// What watches a run: every event has a default that ignores it, so a sink implements only
-/// what it needs (see `sinks`).
+/// What watches a run, what it reports while it goes and how it is told to stop: every event
+/// has a default that ignores it, so a sink implements only what it needs (see `sinks`).
 pub trait Observer {
     fn on_start(&mut self, _run: (Letter, u64), _start: &RunStart) {}
     fn on_step(&mut self, _step: usize, _loss: f64) {}
