@@ -11,13 +11,14 @@
 //! - [`ops`]: cross-entropy, AdamW and the GEMM wrapper, each fused op with its CPU and CUDA
 //!   halves in one type;
 //! - [`model`]: Model 1 and Model 5 behind one trait, parameters by name, the graft;
-//! - [`train`]: one run as stages, its observers (metrics, checkpoints, progress, stop), its
-//!   checkpoints and its plain results;
+//! - [`train`]: one run as stages, its observers (metrics, checkpoints, progress, TensorBoard,
+//!   stop), its checkpoints and its plain results;
 //! - [`analysis`]: statistics, the summary, sweeps;
 //! - [`report`]: report.md, plots and the overview;
 //! - [`experiment`]: inputs, the grid of runs in a run folder, shards, resume and rebuilding.
 //!
-//! [`bench`] times the training step; [`cli`] is the command line.
+//! [`bench`] times the training step; [`cli`] is the command line; [`tfevents`] writes
+//! TensorBoard's event files; [`util`] holds atomic writes, bounded reads and the message line.
 
 pub mod analysis;
 pub mod bench;
@@ -32,6 +33,7 @@ pub mod model;
 pub mod ops;
 pub mod report;
 pub mod rng;
+pub mod tfevents;
 pub mod train;
 pub mod util;
 

@@ -170,6 +170,48 @@ pub fn checksum(values: &[f32]) -> u64 {
     fnv1a(f32_bytes(values).iter().copied())
 }
 
+/// This machine's name (lock holders, event file names), or "this host" when it has none.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match ok {
+        true => String::from_utf8_lossy(&buf[..end]).into_owned(),
+        false => "this host".into(),
+    }
+}
+
+/// Where [`say`] sends a line on this thread, when a front (the Python package) shows them itself.
+type Hook = std::rc::Rc<dyn Fn(&str)>;
+
+thread_local! {
+    static MESSAGES: std::cell::RefCell<Option<Hook>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A line for the person running the experiment (the plan, a run done, a note): to the front
+/// that asked for them on this thread ([`messages_to`]), else to stderr.
+pub fn say(line: &str) {
+    match MESSAGES.with(|m| m.borrow().clone()) {
+        Some(hook) => hook(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// Sends this thread's [`say`] lines to `hook` while `f` runs (a notebook cell shows them
+/// where the kernel's stderr would not), then puts back what was there.
+pub fn messages_to<R>(hook: Hook, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Hook>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            MESSAGES.with(|m| *m.borrow_mut() = before);
+        }
+    }
+    let _restore = Restore(MESSAGES.with(|m| m.borrow_mut().replace(hook)));
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

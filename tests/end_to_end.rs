@@ -429,7 +429,8 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     // Stop inside the second run (B), after its first epoch's checkpoint.
     let part = f.root.join("part");
     let steps = AtomicUsize::new(0);
-    let stop_at = per_run + per_run / 2;
+    // Asked before each run and after each step: A's run and steps, B's run, half B's steps.
+    let stop_at = 1 + per_run + 1 + per_run / 2;
     let stop = || steps.fetch_add(1, Ordering::SeqCst) + 1 >= stop_at;
     let err =
         experiment::compare(&c, &part, &experiment::Control { should_stop: &stop, ..Default::default() }).unwrap_err();

@@ -418,3 +418,73 @@ fn sigterm_during_setup_stops_at_once() {
     assert!(!f.root.join("never").exists());
     server.join().unwrap();
 }
+
+/// (tag, step, value) of every scalar in a run's event files, as written.
+fn tensorboard_scalars(dir: &Path) -> Vec<(String, i64, f32)> {
+    use embgraft::tfevents::{read_records, Kind, What};
+    let mut out = Vec::new();
+    for f in embgraft::tfevents::own_files(dir) {
+        for e in read_records(&read(&f)).unwrap() {
+            if let Some(What::Summary(s)) = e.what {
+                for v in s.value {
+                    if let Some(Kind::SimpleValue(x)) = v.value {
+                        out.push((v.tag, e.step, x));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tensorboard_series_hold_metrics_once_through_a_resume_and_force_clears_them() {
+    let f = fixture();
+    let o = run_in(&f.root, &args("tb", &["--tensorboard", "--seeds", "2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = String::from_utf8(read(&f.root.join("tb/metrics.csv"))).unwrap();
+    let series = |root: &Path| -> Vec<(String, i64, f32)> {
+        let mut all = Vec::new();
+        for cell in ["A-0", "B-0", "A-1", "B-1"] {
+            let mut s = tensorboard_scalars(&root.join("tensorboard").join(cell));
+            s.retain(|(t, _, _)| t.starts_with("loss/"));
+            all.extend(s.into_iter().map(|(t, step, v)| (format!("{cell}/{t}"), step, v)));
+        }
+        all
+    };
+    let got = series(&f.root.join("tb"));
+    let want: Vec<(String, i64, f32)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (format!("{}-{}/loss/{}", c[0], c[1], c[4]), c[3].parse().unwrap(), c[5].parse().unwrap())
+        })
+        .collect();
+    let key = |v: &[(String, i64, f32)]| {
+        let mut k: Vec<(String, i64)> = v.iter().map(|(t, s, _)| (t.clone(), *s)).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(key(&got), key(&want), "every metrics.csv point, once");
+    for (t, s, v) in &got {
+        let w = want.iter().find(|(wt, ws, _)| wt == t && ws == s).unwrap().2;
+        assert!((v - w).abs() <= 1e-6 + 1e-6 * w.abs(), "{t} at {s}: {v} vs {w}");
+    }
+    let checks = tensorboard_scalars(&f.root.join("tb/tensorboard/B-0"));
+    assert!(checks.iter().any(|(t, _, v)| t == "checks/frozen_values_changed" && *v == 0.0), "{checks:?}");
+    assert_eq!(embgraft::tfevents::own_files(&f.root.join("tb/tensorboard/verdicts")).len(), 1);
+
+    // A resume of a finished experiment keeps every series as it was: nothing doubles.
+    let o = run_in(&f.root, &["compare", "--resume", "tb"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(key(&series(&f.root.join("tb"))), key(&want));
+
+    // --force starts over: the old experiment's event files go with its other results.
+    std::fs::write(f.root.join("tb/tensorboard/A-0/notes.txt"), "a user's file").unwrap();
+    let o = run_in(&f.root, &args("tb", &["--force", "--configs", "B"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(embgraft::tfevents::own_files(&f.root.join("tb/tensorboard/A-0")).is_empty());
+    assert!(f.root.join("tb/tensorboard/A-0/notes.txt").is_file(), "a file embgraft did not write stays");
+    assert!(!f.root.join("tb/tensorboard/B-1").exists());
+}

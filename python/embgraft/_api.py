@@ -2,7 +2,9 @@
 
 import base64
 import csv
+import inspect as _inspect
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -67,40 +69,99 @@ def _array(donor):
     return arr.tobytes(), arr.shape[0], arr.shape[1], dtype.replace("torch.", "") or str(arr.dtype)
 
 
-class _Progress:
-    """A tqdm bar (it renders in Jupyter and in a terminal) when tqdm is importable, else one
-    line per curve point."""
+_log = logging.getLogger("embgraft")
 
-    def __init__(self):
-        try:
-            from tqdm.auto import tqdm
 
-            self._tqdm = tqdm
-        except ImportError:
-            self._tqdm = None
+def _say(line):
+    """An engine message (the plan, a run done): to the ``embgraft`` logger when logging is set
+    up (``logging.basicConfig``), else to ``sys.stderr``, which a notebook shows in the cell."""
+    if _log.hasHandlers():
+        _log.info(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _checked_callback(callback):
+    """``callback=`` as given, once it is known to take one argument (the event dict)."""
+    if callback is None:
+        return None
+    if not callable(callback):
+        raise _embgraft.InputError(
+            f"callback= takes a function of one argument (the event dict), not {type(callback).__name__}"
+        )
+    try:
+        sig = _inspect.signature(callback)
+    except (TypeError, ValueError):  # some builtins have none to read: take them as they are
+        return callback
+    try:
+        sig.bind({})
+    except TypeError:
+        name = getattr(callback, "__name__", type(callback).__name__)
+        raise _embgraft.InputError(
+            f"callback={name}{sig} cannot be called with one argument; give a function such as def on_event(e): ..."
+        ) from None
+    return callback
+
+
+class _Events:
+    """What the engine reports while it runs, shown and handed on: a tqdm bar (it renders in
+    Jupyter and in a terminal) when ``progress`` and tqdm is importable, else a line per curve
+    point; each curve point, run start and run end to ``callback`` as a dict; the engine's
+    messages to :func:`_say`. Called on the thread that called ``compare``, between steps."""
+
+    def __init__(self, progress, callback):
+        self._tqdm = None
+        if progress:
+            try:
+                from tqdm.auto import tqdm
+
+                self._tqdm = tqdm
+            except ImportError:
+                pass
+        self._progress = progress
+        self._callback = callback
         self._bar = None
 
+    def _line(self, text):
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            _say(text)
+
     def __call__(self, kind, *args):
-        if kind == "start":
-            run, done, steps = args
+        cb = self._callback
+        if kind == "log":
+            self._line(args[0])
+        elif kind == "start":
+            run, config, seed, done, steps = args
             if self._tqdm is not None:
                 self._bar = self._tqdm(total=steps, initial=done, desc=run, leave=False)
-            else:
-                print(f"{run} ...", file=sys.stderr, flush=True)
+            if cb is not None:
+                cb({"event": "start", "config": config, "seed": seed, "run": run, "done": done, "steps": steps})
         elif kind == "step" and self._bar is not None:
             step, loss = args
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         elif kind == "point":
-            run, epoch, step, train, test = args
-            line = f"{run} epoch {epoch} step {step}: train {train:.4f}, test {test:.4f}"
+            run, config, seed, epoch, step, train, test, train_eval = args
+            if self._progress:
+                self._line(f"{run} epoch {epoch} step {step}: train {train:.4f}, test {test:.4f}")
+            if cb is not None:
+                losses = [("train", train), ("test", test)]
+                if train_eval is not None:
+                    losses.append(("train_eval", train_eval))
+                for split, loss in losses:
+                    cb({"event": "point", "config": config, "seed": seed, "epoch": epoch, "step": step,
+                        "split": split, "loss": loss})
+        elif kind == "end":
+            run, config, seed, result = args
             if self._bar is not None:
-                self._bar.write(line)
-            else:
-                print(line, file=sys.stderr, flush=True)
-        elif kind == "finish" and self._bar is not None:
-            self._bar.close()
-            self._bar = None
+                self._bar.close()
+                self._bar = None
+            if cb is not None:
+                result = json.loads(result)
+                cb({"event": "end", "config": config, "seed": seed, "run": run,
+                    "interrupted": bool(result.get("interrupted")), "result": result})
 
 
 def _run(command, kwargs):
@@ -112,8 +173,12 @@ def _run(command, kwargs):
         memory = _array(donor)
         kwargs["donor"] = None
     progress = kwargs.pop("progress", True)
-    callback = _Progress() if progress is True else (progress or None)
-    out = _embgraft.run(_argv(command, kwargs), memory, callback)
+    callback = _checked_callback(kwargs.pop("callback", None))
+    if progress is True or progress is False:
+        events = _Events(progress, callback)
+    else:  # a callable of its own, given the engine's tuples as they come
+        events = progress
+    out = _embgraft.run(_argv(command, kwargs), memory, events)
     if kwargs.get("shard"):
         # A shard writes its cells only; `embgraft report DIR` merges the shards' folder.
         return Path(out)
@@ -130,7 +195,14 @@ def compare(**kwargs):
     (see :attr:`Result.trends`); ``shard="2/4"`` runs one slice of the grid and
     returns the shared folder (merge the shards with ``embgraft report DIR``); ``resume=run_dir``
     continues an interrupted run;
-    ``progress=False`` trains silently. Errors raise ``embgraft.Error`` subclasses.
+    ``progress=False`` shows no bar; ``callback=fn`` calls ``fn(event)`` with a dict for each
+    curve point (``{"event": "point", "config", "seed", "epoch", "step", "split", "loss"}``), and
+    at each run's ``"start"`` and ``"end"`` (with its ``"result"``), on this thread between
+    steps (W&B: ``wandb.log``; MLflow: ``mlflow.log_metric``); an exception it raises stops the
+    run as Ctrl-C does (files whole, ``resume=`` continues) and is raised again here.
+    ``tensorboard=True`` writes TensorBoard event files under the run folder's ``tensorboard/``.
+    The engine's messages go to the ``embgraft`` logger when logging is configured, else to
+    ``sys.stderr`` (shown in the notebook cell). Errors raise ``embgraft.Error`` subclasses.
     """
     return _run("compare", kwargs)
 

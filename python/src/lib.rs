@@ -4,6 +4,7 @@
 //! and validation are the command line's own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use embgraft::data::donor::Embedding;
 use embgraft::experiment::{Control, Progress};
@@ -32,8 +33,11 @@ fn to_py(e: embgraft::Error) -> PyErr {
 
 /// Runs `compare` or `train` with these command-line arguments (`argv[0]` is the subcommand)
 /// and returns the run folder. `donor` is (float32 bytes, rows, cols, source dtype) of an
-/// in-memory embedding; `progress` is called with ("start", run, done, steps), ("step",
-/// step, loss), ("point", run, epoch, step, train, test) and ("finish", run).
+/// in-memory embedding. `progress` is called, on this thread between steps, with
+/// ("start", run, config, seed, done, steps), ("step", step, loss), ("point", run, config, seed,
+/// epoch, step, train, test, train_eval or None), ("end", run, config, seed, result as JSON) and
+/// ("log", line) for the engine's messages (the plan, a run done). An exception it raises stops
+/// the experiment as Ctrl-C does (files whole, resumable) and is raised again here.
 #[pyfunction]
 #[pyo3(signature = (argv, donor=None, progress=None))]
 fn run(
@@ -66,38 +70,21 @@ fn run(
         None => None,
     };
     let out = args.out_dir();
-    let interrupted = AtomicBool::new(false);
+    let front = Arc::new(Front { callback: progress, stop: AtomicBool::new(false), raised: Mutex::new(None) });
     let result = py.detach(|| {
         // Ctrl-C in a terminal, the stop button in a notebook: Python's signal handler runs
         // here, between steps; the run then finishes its step and writes what it measured.
         let stop = || {
-            interrupted.load(Ordering::SeqCst)
+            front.stop.load(Ordering::SeqCst)
                 || Python::attach(|py| {
                     let hit = py.check_signals().is_err();
                     if hit {
-                        interrupted.store(true, Ordering::SeqCst);
+                        front.stop.store(true, Ordering::SeqCst);
                     }
                     hit
                 })
         };
-        let report = |p: &Progress| {
-            let Some(cb) = &progress else { return };
-            Python::attach(|py| {
-                let called = match p {
-                    Progress::Start { run, done, steps } => cb.call1(py, ("start", run.as_str(), *done, *steps)),
-                    Progress::Step { step, loss } => cb.call1(py, ("step", *step, *loss)),
-                    Progress::Point { run, epoch, step, train, test } => {
-                        cb.call1(py, ("point", run.as_str(), *epoch, *step, *train, *test))
-                    }
-                    Progress::Finish { run } => cb.call1(py, ("finish", run.as_str())),
-                };
-                if let Err(e) = called {
-                    if e.is_instance_of::<PyKeyboardInterrupt>(py) {
-                        interrupted.store(true, Ordering::SeqCst);
-                    }
-                }
-            })
-        };
+        let report = |p: &Progress| front.call(|py, cb| progress_call(py, cb, p));
         let shard = match &args.shard {
             Some(s) => Some(embgraft::experiment::Shard::parse(s, &|k| std::env::var(k).ok())?),
             None => None,
@@ -107,14 +94,80 @@ fn run(
             resume: args.resume.is_some(),
             should_stop: &stop,
             donor: memory.as_ref(),
-            progress: progress.as_ref().map(|_| &report as &dyn Fn(&Progress)),
+            progress: front.callback.as_ref().map(|_| &report as &dyn Fn(&Progress)),
             shard,
         };
-        embgraft::experiment::compare_groups(&cfg, &out, &ctl)
+        match front.callback.is_some() {
+            true => embgraft::util::messages_to(Arc::clone(&front).log_hook(), || {
+                embgraft::experiment::compare_groups(&cfg, &out, &ctl)
+            }),
+            false => embgraft::experiment::compare_groups(&cfg, &out, &ctl),
+        }
     });
+    // The front's own exception, if it raised one, is what the caller sees.
+    if let Some(e) = front.raised.lock().ok().and_then(|mut r| r.take()) {
+        return Err(e);
+    }
     match result {
         Ok(_) => Ok(out.display().to_string()),
         Err(e) => Err(to_py(e)),
+    }
+}
+
+/// The Python side of a run: its callable, the stop it can ask for, and the first exception it
+/// raised (kept to raise again once the run has written its files).
+struct Front {
+    callback: Option<Py<PyAny>>,
+    stop: AtomicBool,
+    raised: Mutex<Option<PyErr>>,
+}
+
+impl Front {
+    fn call(&self, f: impl FnOnce(Python<'_>, &Py<PyAny>) -> PyResult<Py<PyAny>>) {
+        let Some(cb) = &self.callback else { return };
+        Python::attach(|py| {
+            if let Err(e) = f(py, cb) {
+                self.stop.store(true, Ordering::SeqCst);
+                // Ctrl-C landing inside the callback is Ctrl-C: the engine's own interrupt,
+                // with its "continue with resume" message, is what the caller gets.
+                if !e.is_instance_of::<PyKeyboardInterrupt>(py) {
+                    if let Ok(mut slot) = self.raised.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            }
+        })
+    }
+
+    fn log_hook(self: Arc<Self>) -> std::rc::Rc<dyn Fn(&str)> {
+        std::rc::Rc::new(move |line: &str| self.call(|py, cb| cb.call1(py, ("log", line))))
+    }
+}
+
+fn progress_call(py: Python<'_>, cb: &Py<PyAny>, p: &Progress) -> PyResult<Py<PyAny>> {
+    match p {
+        Progress::Start { run, cell: (l, seed), done, steps } => {
+            cb.call1(py, ("start", run.as_str(), l.to_string(), *seed, *done, *steps))
+        }
+        Progress::Step { step, loss } => cb.call1(py, ("step", *step, *loss)),
+        Progress::Point { run, cell: (l, seed), point: pt } => cb.call1(
+            py,
+            (
+                "point",
+                run.as_str(),
+                l.to_string(),
+                *seed,
+                pt.epoch,
+                pt.step,
+                pt.train_loss,
+                pt.test_loss,
+                pt.train_eval_loss,
+            ),
+        ),
+        Progress::Finish { run, cell: (l, seed), result } => {
+            let json = serde_json::to_string(result.as_ref()).unwrap_or_else(|_| "{}".into());
+            cb.call1(py, ("end", run.as_str(), l.to_string(), *seed, json))
+        }
     }
 }
 

@@ -6,7 +6,6 @@ import _thread
 import json
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,39 +14,7 @@ import numpy as np
 import pytest
 
 import embgraft
-
-VOCAB, DIM = 50257, 8  # GPT-2's BPE (compiled in) indexes 50257 rows
-
-
-def write_safetensors(path, tensors):
-    """The safetensors layout: 8-byte header length, JSON header, raw little-endian data."""
-    header, blobs, offset = {}, [], 0
-    for name, arr in tensors.items():
-        data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs")
-    rng = np.random.default_rng(0)
-    wte = (rng.standard_normal((VOCAB, DIM)) * 0.5).astype(np.float32)
-    donor = root / "donor"
-    donor.mkdir()
-    write_safetensors(donor / "model.safetensors", {"wte.weight": wte})
-    words = "the time traveller smiled and the machine began to move across the years of the future".split()
-    text = " ".join(words[int(i)] for i in rng.integers(0, len(words), 6000)) + "."
-    corpus = root / "corpus.txt"
-    corpus.write_text(text)
-    return {"root": root, "wte": wte, "donor": str(donor), "corpus": str(corpus)}
-
-
-SMALL = dict(max_steps=6, eval_every=3, seeds=2, batch_size=16, progress=False)
+from helpers import DIM, SMALL, VOCAB, write_safetensors
 
 
 def cli(*args):

@@ -255,6 +255,10 @@ pub struct Run {
     /// Ctrl-C and SIGTERM (Slurm's preemption) always save one before stopping
     #[arg(long, default_value = "10m", help_heading = "Run")]
     pub checkpoint_every: CheckpointInterval,
+    /// Also write TensorBoard event files under DIR/tensorboard/<config>-<seed>/ (losses by
+    /// step, thaws, the copy and frozen checks, the verdicts): `tensorboard --logdir DIR`
+    #[arg(long, help_heading = "Run")]
+    pub tensorboard: bool,
 }
 
 defaults_from_clap!(Data, Protocol, AdamWConfig, Model, Graft, Run);
@@ -282,7 +286,7 @@ pub struct ExperimentConfig {
 /// The table of config.toml that records what a run folder's experiment was made from.
 pub const FINGERPRINTS: &str = "fingerprints";
 
-pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size"];
+pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size", "tensorboard"];
 
 impl ExperimentConfig {
     /// A reduced budget that still gives a complete report, intervals included: 60 steps per

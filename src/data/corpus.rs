@@ -114,7 +114,7 @@ pub fn time_machine() -> Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    eprintln!("downloading The Time Machine from {TIME_MACHINE_URL} into {}", path.display());
+    crate::util::say(&format!("downloading The Time Machine from {TIME_MACHINE_URL} into {}", path.display()));
     let fail = |why: String| {
         Error::Download(format!(
             "cannot download The Time Machine ({why}); you may be offline: pass --corpus PATH with a local text file"

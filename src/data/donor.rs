@@ -127,7 +127,7 @@ fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
     let (config, unreachable) = match hub.get(repo, "config.json", false) {
         Ok(c) => (c, false),
         Err(e) => {
-            eprintln!("note: {e}; going on without config.json");
+            crate::util::say(&format!("note: {e}; going on without config.json"));
             (None, true)
         }
     };

@@ -226,12 +226,12 @@ impl Hub {
         }
         let big = meta.size > 1 << 20;
         if big {
-            eprintln!(
+            crate::util::say(&format!(
                 "downloading {label} ({}) from {} into {}",
                 bytesize::ByteSize(meta.size),
                 self.endpoint,
                 self.cache.path().display()
-            );
+            ));
         }
         let bar = (big && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
             let b = indicatif::ProgressBar::new(meta.size);

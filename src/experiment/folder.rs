@@ -43,18 +43,7 @@ impl Drop for Claim {
 
 /// Who holds a lock, as written into its file: the process, its host and when it started.
 fn holder() -> String {
-    format!("pid {} on {}, started {} UTC", std::process::id(), hostname(), crate::util::utc_timestamp())
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match ok {
-        true => String::from_utf8_lossy(&buf[..end]).into_owned(),
-        false => "this host".into(),
-    }
+    format!("pid {} on {}, started {} UTC", std::process::id(), crate::util::hostname(), crate::util::utc_timestamp())
 }
 
 fn read_holder(file: &mut File) -> String {
@@ -95,17 +84,20 @@ pub fn claim(dir: &Path, mode: Mode) -> Result<Claim> {
         }
         Err(TryLockError::Error(e)) => {
             // Some network file systems have no locks: say so and go on, as the user asked.
-            eprintln!(
+            crate::util::say(&format!(
                 "note: cannot lock {} ({e}); make sure only one embgraft writes this folder at a time",
                 path.display()
-            );
+            ));
             return Ok(Claim { file, exclusive: false });
         }
     }
     if mode == Mode::Exclusive {
         let before = read_holder(&mut file);
         if !before.is_empty() {
-            eprintln!("note: {} was held by {before}, which ended without releasing it; taking it over", dir.display());
+            crate::util::say(&format!(
+                "note: {} was held by {before}, which ended without releasing it; taking it over",
+                dir.display()
+            ));
         }
         let _ = file.set_len(0);
         let _ = file.rewind();
@@ -190,11 +182,12 @@ pub fn is_result_file(name: &str) -> bool {
 }
 
 /// `--force`: removes the previous experiment's result files from `dir` and from its group
-/// folders (subfolders holding a config.toml or inputs.json), and those folders once empty.
-/// Other files are left alone. Returns how many files went.
+/// folders (subfolders holding a config.toml or inputs.json), and those folders once empty, and
+/// the event files embgraft wrote under `tensorboard/`. Other files are left alone. Returns how
+/// many files went.
 pub fn clear_previous(dir: &Path) -> Result<usize> {
     let fail = |e: std::io::Error| Error::Output(format!("--force: cannot clear {}: {e}", dir.display()));
-    let mut removed = 0;
+    let mut removed = crate::tfevents::clear(&dir.join("tensorboard"))?;
     for e in std::fs::read_dir(dir).map_err(fail)?.flatten() {
         let (name, path) = (e.file_name().to_string_lossy().into_owned(), e.path());
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());

@@ -27,6 +27,7 @@ use crate::train::results::{InputSummary, RunResult};
 pub use crate::train::sinks::Progress;
 use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, FanOut};
 use crate::train::{self, Observer};
+use crate::util::say;
 
 pub fn device(name: &str) -> Result<Device> {
     match name {
@@ -88,7 +89,8 @@ pub struct Control<'a> {
     /// Continue the experiment already in the folder: finished runs are kept, an unfinished
     /// one continues from its last checkpoint.
     pub resume: bool,
-    /// Asked after every step; true stops the experiment (Ctrl-C).
+    /// Asked before each run and after every step; true stops the experiment (Ctrl-C, a front's
+    /// callback that raised).
     pub should_stop: &'a dyn Fn() -> bool,
     /// The donor's embedding in memory (the Python front's array) instead of `--donor`'s file.
     pub donor: Option<&'a Embedding>,
@@ -145,11 +147,11 @@ fn take_up(
         })
         .collect::<Result<Vec<_>>>()?;
     if legacy {
-        eprintln!(
+        say(&format!(
             "note: {} holds cells written by an embgraft without fingerprints; they are taken up without checking \
              what made them",
             out.display()
-        );
+        ));
     }
     Ok((priors, claims))
 }
@@ -246,23 +248,28 @@ fn run_grid(
 
     let shared = inputs.shared(dev);
     let mut results = Vec::new();
+    let mut stopped = false;
     for (&(seed, letter), prior) in grid.iter().zip(priors) {
         let label = format!("[{}/{}] {letter} ({}) seed {seed}", results.len() + 1, grid.len(), cfg.describe(letter));
         let resume = match prior {
             Prior::Finished(r) => {
-                eprintln!("{label} kept from the earlier run");
+                say(&format!("{label} kept from the earlier run"));
+                sinks.on_kept((letter, seed), &r)?;
                 results.push(*r);
                 continue;
             }
             Prior::Checkpoint(c) => {
-                eprintln!("{label} continues from its checkpoint at step {}", c.step);
+                say(&format!("{label} continues from its checkpoint at step {}", c.step));
                 Some(*c)
             }
             Prior::Nothing => None,
         };
-        let start =
-            train::RunStart { label: &label, done: resume.as_ref().map_or(0, |c| c.step), steps: info.steps_per_run };
-        let result = run_cell(cfg, inputs, &shared, (letter, seed), resume, &mut sinks, &start)?;
+        // A stop asked between runs (a front's callback at a run's end) starts no other.
+        if sinks.should_stop() {
+            stopped = true;
+            break;
+        }
+        let result = run_cell(cfg, inputs, &shared, (letter, seed), resume, &mut sinks, (&label, info.steps_per_run))?;
         let interrupted = result.interrupted;
         results.push(result);
         if interrupted {
@@ -270,7 +277,7 @@ fn run_grid(
         }
     }
 
-    let interrupted = results.last().is_some_and(|r| r.interrupted);
+    let interrupted = stopped || results.last().is_some_and(|r| r.interrupted);
     let summary = Summary {
         embgraft_version: env!("CARGO_PKG_VERSION").to_string(),
         inputs: info,
@@ -296,7 +303,7 @@ fn run_grid(
 
 /// What will run, on what, before anything does.
 fn announce(cfg: &ExperimentConfig, info: &InputSummary, unused_rows: usize, runs: usize) {
-    eprintln!(
+    say(&format!(
         "embgraft: {} tokens of {} ({}), donor {} {} [{} x {}], split {}: {} train / {} test windows",
         info.corpus_tokens,
         info.corpus,
@@ -308,22 +315,22 @@ fn announce(cfg: &ExperimentConfig, info: &InputSummary, unused_rows: usize, run
         info.split,
         info.train_windows,
         info.test_windows
-    );
-    eprintln!("model: {}", info.model);
-    eprintln!(
+    ));
+    say(&format!("model: {}", info.model));
+    say(&format!(
         "plan: {runs} runs (configs {} x seeds {:?}), {} steps each of batch {}, {} steps in all",
         cfg.graft.configs,
         cfg.seeds(),
         info.steps_per_run,
         cfg.protocol.batch_size,
         info.steps_per_run.saturating_mul(runs)
-    );
+    ));
     if unused_rows > 0 {
-        eprintln!(
+        say(&format!(
             "note: the tokenizer reaches {} of the donor's {} rows; {unused_rows} rows are never used",
             info.vocab - unused_rows,
             info.vocab
-        );
+        ));
     }
 }
 
@@ -336,9 +343,11 @@ fn run_cell(
     (letter, seed): (Letter, u64),
     resume: Option<crate::train::checkpoint::Checkpoint>,
     sinks: &mut FanOut,
-    start: &train::RunStart,
+    (label, steps): (&str, usize),
 ) -> Result<RunResult> {
-    sinks.on_start((letter, seed), start);
+    let (earlier_points, earlier_thaws) = resume.as_ref().map_or((&[][..], &[][..]), |c| (&c.points[..], &c.thaws[..]));
+    let done = resume.as_ref().map_or(0, |c| c.step);
+    sinks.on_start((letter, seed), &train::RunStart { label, done, steps, earlier_points, earlier_thaws });
     let (mut result, model) = train::run(cfg, letter, seed, shared, resume, sinks)?;
     result.sample = sample_text(model.as_ref(), &inputs.tokenizer, cfg, seed, letter)?;
     sinks.on_finish((letter, seed), &result)?;
@@ -377,6 +386,11 @@ fn open_sinks<'a>(
     }
     sinks.push(Box::new(CellFiles { out: out.to_path_buf(), made: made.clone() }));
     sinks.push(Box::new(Checkpointer::new(out.to_path_buf(), made, cfg.run.checkpoint_every.0)));
+    if cfg.run.tensorboard {
+        let root = out.join("tensorboard");
+        crate::train::tensorboard::check_root(&root)?;
+        sinks.push(Box::new(crate::train::tensorboard::TensorBoard::new(root)));
+    }
     sinks.push(Box::new(Display::new(ctl.progress, started, first_step)));
     sinks.push(Box::new(StopSwitch(ctl.should_stop)));
     Ok(FanOut(sinks))
@@ -504,7 +518,7 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
     if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
         let cells: usize = m.iter().map(|c| c.len()).sum();
         let cells_all: usize = all.iter().map(|p| grid(&p.cfg).len()).sum();
-        eprintln!("shard {sh}: {cells} of the {cells_all} cells");
+        say(&format!("shard {sh}: {cells} of the {cells_all} cells"));
     }
     create_out_dir(out)?;
     let _claim = claim_out(out, ctl)?;
@@ -526,7 +540,12 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
         }
         let sub = if p.name.is_empty() { out.to_path_buf() } else { out.join(&p.name) };
         if !p.name.is_empty() {
-            eprintln!("== {} (donor {}, corpus {}) ==", p.name, p.cfg.data.first_donor(), inputs.corpus_path.display());
+            say(&format!(
+                "== {} (donor {}, corpus {}) ==",
+                p.name,
+                p.cfg.data.first_donor(),
+                inputs.corpus_path.display()
+            ));
         }
         // A group not started before an interruption starts fresh when resuming.
         let resume = ctl.resume && sub.join("config.toml").is_file();
@@ -544,7 +563,7 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
         }
     }
     if let Some(sh) = ctl.shard {
-        eprintln!("shard {sh} done; when every shard is, `embgraft report {}` writes the report", out.display());
+        say(&format!("shard {sh} done; when every shard is, `embgraft report {}` writes the report", out.display()));
     } else if all.len() > 1 {
         crate::report::write_overview(out, cfg, &done)?;
     }
@@ -562,7 +581,7 @@ fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
         check_out_dir(out, ctl.force)?;
         let n = folder::clear_previous(out)?;
         if n > 0 {
-            eprintln!("--force: removed the previous experiment's {n} files from {}", out.display());
+            say(&format!("--force: removed the previous experiment's {n} files from {}", out.display()));
         }
     }
     if mode == Mode::Exclusive {

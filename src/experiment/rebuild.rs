@@ -137,11 +137,11 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
         }
     }
     if legacy {
-        eprintln!(
+        crate::util::say(&format!(
             "note: {} holds cells written by an embgraft without fingerprints; they are reported without checking \
              what made them",
             sub.display()
-        );
+        ));
     }
     // The runs are in the grid's order, as a one-process run appends them.
     let metrics: String = runs.iter().map(|r| metrics_rows(r.config, r.seed, &r.points)).collect();

@@ -47,5 +47,20 @@ pub fn write_all_with(out: &Path, cfg: &ExperimentConfig, s: &Summary, extra: &s
         write_answer_plots(out, &s.analysis.comparisons)?;
     }
     write_atomic(&out.join("report.md"), format!("{}{extra}", markdown(cfg, s, &drift)).as_bytes())?;
+    if cfg.run.tensorboard {
+        write_verdict_events(&out.join("tensorboard").join("verdicts"), s)?;
+    }
     Ok(())
+}
+
+/// The report's answers for TensorBoard's text dashboard: one tag per question, at the runs'
+/// last step, in a series of their own (written anew with every report).
+fn write_verdict_events(dir: &Path, s: &Summary) -> Result<()> {
+    let t = crate::tfevents::now();
+    let step = s.inputs.steps_per_run;
+    let mut events = vec![crate::tfevents::restart(t, 0)];
+    for c in &s.analysis.comparisons {
+        events.push(crate::tfevents::text(t, step, &format!("verdict/{}", c.key), &c.verdict));
+    }
+    crate::tfevents::EventFile::create(dir, &events).map(drop)
 }

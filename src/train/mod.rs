@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod drift;
 pub mod results;
 pub mod sinks;
+pub mod tensorboard;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -30,11 +31,14 @@ use crate::train::checkpoint::Checkpoint;
 use crate::train::results::{Divergence, Point, RunResult, Thaw};
 
 /// A run about to train, as its observers are told: its label in messages, the steps already
-/// done (resumed from a checkpoint) and the steps it takes in all.
+/// done (resumed from a checkpoint) and the steps it takes in all, and what those steps
+/// measured and thawed.
 pub struct RunStart<'a> {
     pub label: &'a str,
     pub done: usize,
     pub steps: usize,
+    pub earlier_points: &'a [Point],
+    pub earlier_thaws: &'a [Thaw],
 }
 
 /// What watches a run, what it reports while it goes and how it is told to stop: every event
@@ -43,6 +47,10 @@ pub trait Observer {
     fn on_start(&mut self, _run: (Letter, u64), _start: &RunStart) {}
     fn on_step(&mut self, _step: usize, _loss: f64) {}
     fn on_point(&mut self, _run: (Letter, u64), _p: &Point) -> Result<()> {
+        Ok(())
+    }
+    /// Frozen parameters started training.
+    fn on_thaw(&mut self, _run: (Letter, u64), _thaw: &Thaw) -> Result<()> {
         Ok(())
     }
     /// Called when a checkpoint is due or the run is told to stop, with everything needed to
@@ -60,6 +68,10 @@ pub trait Observer {
     }
     /// The run ended, finished or interrupted, with its sample text drawn.
     fn on_finish(&mut self, _run: (Letter, u64), _result: &RunResult) -> Result<()> {
+        Ok(())
+    }
+    /// A cell a resumed experiment keeps from before, finished, without training it again.
+    fn on_kept(&mut self, _run: (Letter, u64), _result: &RunResult) -> Result<()> {
         Ok(())
     }
 }
@@ -150,7 +162,7 @@ pub fn run(
             if s.step == plan.steps {
                 break 'epochs;
             }
-            s.thaw_due(epoch, &plan, &params, &frozen_start)?;
+            s.thaw_due(epoch, (&plan, &params, &frozen_start), (letter, seed), obs)?;
             if !s.train_step(net.as_ref(), data, windows, obs)? {
                 break 'epochs; // diverged
             }
@@ -341,9 +353,9 @@ impl State {
     fn thaw_due(
         &mut self,
         epoch: usize,
-        plan: &Plan,
-        params: &Params,
-        start: &HashMap<String, Vec<f32>>,
+        (plan, params, start): (&Plan, &Params, &HashMap<String, Vec<f32>>),
+        run: (Letter, u64),
+        obs: &mut dyn Observer,
     ) -> Result<()> {
         while let Some((at, group)) = plan.thaws.get(self.thaws.len()) {
             if *at > self.step {
@@ -356,7 +368,9 @@ impl State {
                 self.opt.add(name, var.clone(), plan.lr[name])?;
                 self.live.insert(name.clone());
             }
-            self.thaws.push(Thaw { step: self.step, epoch, params: group.clone() });
+            let thaw = Thaw { step: self.step, epoch, params: group.clone() };
+            obs.on_thaw(run, &thaw)?;
+            self.thaws.push(thaw);
         }
         Ok(())
     }

@@ -14,15 +14,17 @@ use crate::config::provenance::MadeUnder;
 use crate::config::Letter;
 use crate::error::{Error, Result};
 use crate::train::checkpoint::Checkpoint;
-use crate::train::results::{Point, RunResult};
+use crate::train::results::{Point, RunResult, Thaw};
 use crate::train::{Observer, RunStart};
 
-/// What a run reports while it trains, for a front that shows progress its own way.
+/// What a run reports while it trains, for a front that shows progress its own way (the
+/// Python package's bar and callback). `run` is the run's label in messages.
 #[derive(Clone, Debug)]
 pub enum Progress {
     /// A run starts (or continues from `done` steps) and will take `steps`.
     Start {
         run: String,
+        cell: (Letter, u64),
         done: usize,
         steps: usize,
     },
@@ -32,13 +34,14 @@ pub enum Progress {
     },
     Point {
         run: String,
-        epoch: usize,
-        step: usize,
-        train: f64,
-        test: f64,
+        cell: (Letter, u64),
+        point: Point,
     },
+    /// A run ended, finished or interrupted (`result.interrupted`).
     Finish {
         run: String,
+        cell: (Letter, u64),
+        result: Box<RunResult>,
     },
 }
 
@@ -59,12 +62,20 @@ impl Observer for FanOut<'_> {
         self.0.iter_mut().try_for_each(|o| o.on_point(run, p))
     }
 
+    fn on_thaw(&mut self, run: (Letter, u64), t: &Thaw) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.on_thaw(run, t))
+    }
+
     fn on_checkpoint(&mut self, run: (Letter, u64), c: &Checkpoint) -> Result<()> {
         self.0.iter_mut().try_for_each(|o| o.on_checkpoint(run, c))
     }
 
     fn on_finish(&mut self, run: (Letter, u64), result: &RunResult) -> Result<()> {
         self.0.iter_mut().try_for_each(|o| o.on_finish(run, result))
+    }
+
+    fn on_kept(&mut self, run: (Letter, u64), result: &RunResult) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.on_kept(run, result))
     }
 
     fn should_stop(&self) -> bool {
@@ -206,16 +217,16 @@ impl<'a> Display<'a> {
     fn line(&self, text: String) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            None => crate::util::say(&text),
         }
     }
 }
 
 impl Observer for Display<'_> {
-    fn on_start(&mut self, _run: (Letter, u64), s: &RunStart) {
+    fn on_start(&mut self, cell: (Letter, u64), s: &RunStart) {
         self.label = s.label.to_string();
         if let Some(f) = self.front {
-            f(&Progress::Start { run: self.label.clone(), done: s.done, steps: s.steps });
+            f(&Progress::Start { run: self.label.clone(), cell, done: s.done, steps: s.steps });
             return;
         }
         self.bar = std::io::stderr().is_terminal().then(|| {
@@ -230,7 +241,7 @@ impl Observer for Display<'_> {
             bar
         });
         if self.bar.is_none() {
-            eprintln!("{} ...", self.label);
+            crate::util::say(&format!("{} ...", self.label));
         }
     }
 
@@ -249,10 +260,9 @@ impl Observer for Display<'_> {
         }
     }
 
-    fn on_point(&mut self, _run: (Letter, u64), p: &Point) -> Result<()> {
+    fn on_point(&mut self, cell: (Letter, u64), p: &Point) -> Result<()> {
         if let Some(f) = self.front {
-            let (run, epoch, step, train, test) = (self.label.clone(), p.epoch, p.step, p.train_loss, p.test_loss);
-            f(&Progress::Point { run, epoch, step, train, test });
+            f(&Progress::Point { run: self.label.clone(), cell, point: p.clone() });
             return Ok(());
         }
         self.line(format!(
@@ -262,17 +272,17 @@ impl Observer for Display<'_> {
         Ok(())
     }
 
-    fn on_finish(&mut self, _run: (Letter, u64), result: &RunResult) -> Result<()> {
+    fn on_finish(&mut self, cell: (Letter, u64), result: &RunResult) -> Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         if let Some(f) = self.front {
-            f(&Progress::Finish { run: self.label.clone() });
+            f(&Progress::Finish { run: self.label.clone(), cell, result: Box::new(result.clone()) });
         }
-        match result.interrupted {
-            true => eprintln!("{} interrupted at step {}", self.label, result.steps),
-            false => eprintln!("{} done in {:.1} s", self.label, result.wall_seconds),
-        }
+        crate::util::say(&match result.interrupted {
+            true => format!("{} interrupted at step {}", self.label, result.steps),
+            false => format!("{} done in {:.1} s", self.label, result.wall_seconds),
+        });
         Ok(())
     }
 }
