@@ -86,7 +86,9 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
         ln -sf "$(basename "$real")" "$home/lib/lib$lib.so"
     done
     # The driver's entry points, as cudarc declares them (cuInit, cuCtxCreate_v4, ...).
-    cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | tail -1)
+    # (A plain build never fetches cudarc, an optional dependency: `cargo fetch` brings every crate
+    # of Cargo.lock. The first look may find nothing, which pipefail must not turn into an exit.)
+    cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | tail -1 || true)
     if [ -z "$cudarc" ]; then cargo fetch -q; cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | tail -1); fi
     grep -ho '^pub unsafe fn cu[A-Za-z0-9_]*' "$cudarc/src/driver/sys/mod.rs" | sed 's/pub unsafe fn //' | sort -u |
         awk '{ printf "int %s(void) { return 999; }\n", $1 }' >"$prefix/libcuda_stub.c"
