@@ -170,6 +170,18 @@ pub fn checksum(values: &[f32]) -> u64 {
     fnv1a(f32_bytes(values).iter().copied())
 }
 
+/// The empty file written and removed to learn that a folder takes files (a run folder's
+/// bookkeeping, never a result).
+pub const WRITE_PROBE: &str = ".embgraft-write-test";
+
+/// Writes and removes [`WRITE_PROBE`] in `dir` (which must exist), through the same temporary
+/// file and rename every result takes: a folder that fails here would fail hours later.
+pub fn probe_writable(dir: &Path) -> Result<()> {
+    write_atomic(&dir.join(WRITE_PROBE), b"")?;
+    std::fs::remove_file(dir.join(WRITE_PROBE)).ok();
+    Ok(())
+}
+
 /// This machine's name (lock holders, event file names), or "this host" when it has none.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];

@@ -14,7 +14,7 @@ pub const LOCK: &str = ".embgraft.lock";
 
 /// Files of ours that say nothing about the experiment: a folder holding only these is empty.
 pub fn is_bookkeeping(name: &str) -> bool {
-    name == LOCK || (name.starts_with(".cell-") && name.ends_with(".lock")) || name == ".embgraft-write-test"
+    name == LOCK || (name.starts_with(".cell-") && name.ends_with(".lock")) || name == crate::util::WRITE_PROBE
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -77,9 +77,7 @@ pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
 /// Creates the output folder and makes sure it can be written, before hours of training.
 pub fn create_out_dir(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::Output(format!("cannot create --out {}: {e}", out.display())))?;
-    crate::util::write_atomic(&out.join(".embgraft-write-test"), b"")?;
-    std::fs::remove_file(out.join(".embgraft-write-test")).ok();
-    Ok(())
+    crate::util::probe_writable(out)
 }
 
 /// How `compare` treats the output folder and when it stops.

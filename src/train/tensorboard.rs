@@ -23,16 +23,14 @@ pub fn run_folder(root: &Path, letter: Letter, seed: u64) -> PathBuf {
 
 /// Makes sure `root` can take event files, before hours of training.
 pub fn check_root(root: &Path) -> Result<()> {
-    let fail = |e: std::io::Error| {
+    let fail = |e: &dyn std::fmt::Display| {
         crate::error::Error::Output(format!(
             "--tensorboard: cannot write into {} ({e}); make it writable or run without --tensorboard",
             root.display()
         ))
     };
-    std::fs::create_dir_all(root).map_err(fail)?;
-    let probe = root.join(".embgraft-write-test");
-    std::fs::write(&probe, b"").map_err(fail)?;
-    std::fs::remove_file(&probe).map_err(fail)
+    std::fs::create_dir_all(root).map_err(|e| fail(&e))?;
+    crate::util::probe_writable(root).map_err(|e| fail(&e))
 }
 
 /// The event files of one group's runs under `root`.
