@@ -43,7 +43,8 @@ pub enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
-    /// Time Model 1's training step at one shape (see bench/compare.sh for the PyTorch comparison)
+    /// Time a model's training step and evaluation at one shape (bench/compare.sh and
+    /// bench/model5_compare.sh run the PyTorch and transformers peers beside it)
     Bench(BenchArgs),
     /// Rebuild every result file of a run folder (reports, summaries, plots, metrics.csv) from
     /// the cells it holds, e.g. after sharded runs; names the cells still missing
@@ -68,7 +69,16 @@ pub struct BenchArgs {
     /// BATCHxSEQ_LEN
     #[arg(long, default_value = "64x8")]
     pub shape: String,
-    /// Train the embedding too (default: frozen, only the unembedding trains)
+    /// model1, or model5 (every parameter trains; --layers, --heads and --dim size it)
+    #[arg(long, value_enum, default_value = "model1")]
+    pub model: crate::config::ModelKind,
+    /// Model 5's blocks
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Model 5's attention heads (default: width / 64, as GPT-2)
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Model 1: train the embedding too (default: frozen, only the unembedding trains)
     #[arg(long)]
     pub trainable: bool,
     #[arg(long = "impl", value_enum, default_value = "fused")]
@@ -94,7 +104,8 @@ pub struct BenchArgs {
     /// cpu, cuda or cuda:N (cuda needs the CUDA build: scripts/build-cuda.sh)
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Also time each part of the fused step (the device synchronised after each)
+    /// Also time each part of the fused step (Model 1: the device synchronised after each;
+    /// Model 5: milliseconds per step in each kind of kernel)
     #[arg(long)]
     pub profile: bool,
     /// On CUDA, let the GEMMs use TF32 tensor cores (less exact; PyTorch's allow_tf32)
@@ -309,6 +320,36 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let (batches, fb, ft) = crate::bench::load_batches(&a.batches)?;
     if (fb, ft) != (b, t) {
         anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", a.batches.display());
+    }
+    if a.model == crate::config::ModelKind::Model5 {
+        let heads = a.heads.unwrap_or((a.dim / 64).max(1));
+        crate::model::model5::Model5Config {
+            vocab: a.vocab,
+            dim: a.dim,
+            heads,
+            layers: a.layers,
+            context: t,
+            tied: true,
+            activation: crate::model::model5::Activation::GeluNew,
+            layer_norm_eps: 1e-5,
+        }
+        .validate()?;
+        if a.device != "cpu" {
+            anyhow::bail!("--model model5 times the CPU path; leave out --device {}", a.device);
+        }
+        let spec = crate::bench::model5::Spec5 {
+            batch: b,
+            seq_len: t,
+            vocab: a.vocab,
+            dim: a.dim,
+            heads,
+            layers: a.layers,
+            imp: a.implementation,
+            warmup: a.warmup,
+            profile: a.profile,
+        };
+        say(&serde_json::to_string(&crate::bench::model5::run(&batches, spec)?)?);
+        return Ok(());
     }
     let spec = crate::bench::Spec {
         batch: b,

@@ -13,6 +13,8 @@ pub enum Stream {
     InitHead = 4,
     Sample = 5,
     Permute = 6,
+    /// The windows sampled curve points score (`--eval-windows`).
+    EvalSample = 7,
 }
 
 pub fn stream(seed: u64, which: Stream) -> ChaCha8Rng {

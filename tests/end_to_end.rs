@@ -639,18 +639,53 @@ fn diverging_run_is_stopped_and_reported_while_others_go_on() {
 #[test]
 fn metrics_do_not_depend_on_the_thread_count() {
     let f = fixture();
-    let run = |threads: &str| {
-        let out = f.root.join(format!("threads-{threads}"));
+    let run = |threads: &str, model: &[&str]| {
+        let out = f.root.join(format!("threads-{threads}-{}", model.len()));
         let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
             .env("RAYON_NUM_THREADS", threads)
             .args(["compare", "--corpus", f.corpus.to_str().unwrap(), "--donor", f.donor.to_str().unwrap()])
             .args(["--configs", "A,C", "--max-steps", "6", "--batch-size", "32", "--out", out.to_str().unwrap()])
+            .args(model)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read_to_string(out.join("metrics.csv")).unwrap()
     };
-    assert_eq!(run("1"), run("3"));
+    assert_eq!(run("1", &[]), run("3", &[]));
+    // Model 5's fused decoder: GEMMs split only their outputs, cross-row sums go by fixed blocks.
+    let model5 = ["--model", "model5", "--layers", "2", "--heads", "2"];
+    assert_eq!(run("1", &model5), run("3", &model5));
+}
+
+#[test]
+fn eval_windows_samples_every_point_but_the_last_without_touching_training() {
+    let f = fixture();
+    let mut c = small_config(&f);
+    c.graft.configs.0 = vec![Letter::A, Letter::C];
+    c.run.seeds = 2;
+    let full = experiment::compare(&c, &f.root.join("eval-all"), &Default::default()).unwrap();
+    c.protocol.eval_windows = Some(5);
+    let out = f.root.join("eval-sampled");
+    let sampled = experiment::compare(&c, &out, &Default::default()).unwrap();
+    for (a, b) in full.runs.iter().zip(&sampled.runs) {
+        let (last_a, last_b) = (a.points.last().unwrap(), b.points.last().unwrap());
+        assert_eq!(last_a, last_b, "the last point scores every window, after the same training");
+        assert!(a.points.iter().all(|p| p.eval_windows.is_none()));
+        let (before, _) = b.points.split_at(b.points.len() - 1);
+        assert!(before.iter().all(|p| p.eval_windows == Some(5)), "{:?}", b.points);
+        assert!(before.iter().zip(&a.points).all(|(p, q)| p.train_loss == q.train_loss && p.test_loss != q.test_loss));
+    }
+    // The sample is the seed's: both configurations of a seed score the same windows, so the
+    // sampled differences are paired (a second run draws them again).
+    let again = experiment::compare(&c, &f.root.join("eval-again"), &Default::default()).unwrap();
+    assert_eq!(
+        again.runs.iter().map(|r| r.points.clone()).collect::<Vec<_>>(),
+        sampled.runs.iter().map(|r| r.points.clone()).collect::<Vec<_>>()
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("score a fixed sample of 5 test and 5 train-eval windows per seed"), "{report}");
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(summary.contains("\"eval_windows\": 5") || summary.contains("\"eval_windows\":5"));
 }
 
 #[test]

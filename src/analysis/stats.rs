@@ -514,6 +514,7 @@ mod tests {
                 train_loss: test_loss + 1.0,
                 test_loss,
                 train_eval_loss: None,
+                eval_windows: None,
             }],
             graft: None,
             copy_check: None,
@@ -669,6 +670,7 @@ mod tests {
                     train_loss: t,
                     test_loss: t,
                     train_eval_loss: None,
+                    eval_windows: None,
                 })
                 .collect();
             r.steps = curve.last().unwrap().0;

@@ -125,6 +125,11 @@ pub struct Protocol {
     /// Also evaluate every N steps [default: epoch ends; about 10 points for runs under 5 epochs]
     #[arg(long, allow_negative_numbers = true, help_heading = "Protocol")]
     pub eval_every: Option<usize>,
+    /// Score the curve points before each run's last on a fixed sample of N test and N
+    /// train-eval windows (drawn once per seed, the same for every configuration); the last
+    /// point scores every window [default: every window at every point]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Protocol")]
+    pub eval_windows: Option<usize>,
 }
 
 /// AdamW, as `torch.optim.AdamW` (the course's lr and weight decay).

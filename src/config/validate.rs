@@ -38,7 +38,9 @@ impl ExperimentConfig {
                 return bad(format!("{flag} must be at least 1"));
             }
         }
-        for (flag, v) in [("--max-steps", p.max_steps), ("--eval-every", p.eval_every)] {
+        for (flag, v) in
+            [("--max-steps", p.max_steps), ("--eval-every", p.eval_every), ("--eval-windows", p.eval_windows)]
+        {
             if v == Some(0) {
                 return bad(format!("{flag} must be at least 1"));
             }

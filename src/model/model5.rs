@@ -26,6 +26,8 @@ use crate::model::params::{Names, Params};
 use crate::model::{GraftDonor, LanguageModel};
 use crate::ops::Grad;
 
+mod fused;
+
 /// GPT-2's MLP activation: `gelu_new`, the tanh approximation; `gelu` is the exact erf form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -356,8 +358,24 @@ impl Model5 {
     }
 
     /// Mean cross-entropy over every position of windows `x` (B, T) with targets `y` (B, T),
-    /// and the gradient of each live parameter, by name.
+    /// and the gradient of each live parameter, by name: on the CPU by the fused decoder
+    /// (`fused.rs`), elsewhere through candle's autograd.
     pub fn loss_and_grads(&self, x: &Tensor, y: &Tensor, live: &Names) -> Result<(f64, HashMap<String, Tensor>)> {
+        if self.device().is_cpu() {
+            let (ids, targets) = (x.flatten_all()?.to_vec1::<u32>()?, y.flatten_all()?.to_vec1::<u32>()?);
+            return self.fused_loss_and_grads(&ids, &targets, x.dim(0)?, live);
+        }
+        self.loss_and_grads_autograd(x, y, live)
+    }
+
+    /// The same through candle's autograd, with the fused head op at the end: the path on
+    /// devices without the fused decoder, and what it is tested against.
+    pub fn loss_and_grads_autograd(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        live: &Names,
+    ) -> Result<(f64, HashMap<String, Tensor>)> {
         let (xs, head) = self.hidden(x, live)?;
         let loss = crate::ops::loss::head_cross_entropy_mean(&xs, &head, &y.flatten_all()?.to_vec1::<u32>()?)?;
         self.backward(loss, live)
@@ -386,8 +404,13 @@ impl Model5 {
         Ok((value, grads))
     }
 
-    /// Sum of the per-position losses of windows `x`/`y`, without gradients.
+    /// Sum of the per-position losses of windows `x`/`y`, without gradients (on the CPU,
+    /// without a graph or anything kept between blocks).
     pub fn loss_sum(&self, x: &Tensor, y: &Tensor) -> Result<f64> {
+        if self.device().is_cpu() {
+            let (ids, targets) = (x.flatten_all()?.to_vec1::<u32>()?, y.flatten_all()?.to_vec1::<u32>()?);
+            return self.fused_loss_sum(&ids, &targets, x.dim(0)?);
+        }
         let logits = self.logits(x, &Names::new())?;
         let counts = TokenCounts::per_position(&y.flatten_all()?.to_vec1::<u32>()?);
         Ok(crate::ops::loss::cross_entropy_sum(logits, &counts, false)?.0)
@@ -401,8 +424,9 @@ impl Model5 {
     }
 }
 
-/// Model 5 evaluates this many windows at a time.
-const EVAL_WINDOWS: usize = 64;
+/// Model 5 evaluates about this many positions at a time (in windows): large enough for full
+/// GEMMs, small enough that one block's activations stay in memory.
+const EVAL_POSITIONS: usize = 4096;
 
 impl LanguageModel for Model5 {
     fn params(&self) -> Params {
@@ -410,16 +434,26 @@ impl LanguageModel for Model5 {
     }
 
     fn loss_and_grads(&self, data: &Dataset, windows: &[usize], live: &Names) -> Result<(f64, HashMap<String, Grad>)> {
-        let (x, y) = batch_tensors(data, windows, self.device())?;
-        let (loss, g) = Model5::loss_and_grads(self, &x, &y, live)?;
+        let (loss, g) = if self.device().is_cpu() {
+            let (xs, ys) = data.pairs(windows);
+            self.fused_loss_and_grads(&xs, &ys, windows.len(), live)?
+        } else {
+            let (x, y) = batch_tensors(data, windows, self.device())?;
+            self.loss_and_grads_autograd(&x, &y, live)?
+        };
         Ok((loss, g.into_iter().map(|(n, g)| (n, Grad::Dense(g))).collect()))
     }
 
     fn eval(&self, data: &Dataset, _counts: &TokenCounts, windows: &[usize]) -> Result<f64> {
         let mut sum = 0.0;
-        for chunk in windows.chunks(EVAL_WINDOWS) {
-            let (x, y) = batch_tensors(data, chunk, self.device())?;
-            sum += self.loss_sum(&x, &y)?;
+        for chunk in windows.chunks((EVAL_POSITIONS / data.seq_len.max(1)).max(1)) {
+            sum += if self.device().is_cpu() {
+                let (xs, ys) = data.pairs(chunk);
+                self.fused_loss_sum(&xs, &ys, chunk.len())?
+            } else {
+                let (x, y) = batch_tensors(data, chunk, self.device())?;
+                self.loss_sum(&x, &y)?
+            };
         }
         Ok(sum / (windows.len() * data.seq_len) as f64)
     }
@@ -515,28 +549,55 @@ mod tests {
     }
 
     #[test]
-    fn fused_head_gives_the_plain_loss_and_gradients() {
+    fn fused_decoder_gives_the_plain_loss_and_gradients() {
+        let x = Tensor::new(&[[1u32, 2, 3, 4, 5], [5, 6, 7, 8, 1]], &Device::Cpu).unwrap();
+        let y = Tensor::new(&[[2u32, 3, 4, 5, 9], [6, 7, 8, 9, 49]], &Device::Cpu).unwrap();
         for tied in [true, false] {
             let m = tiny(tied);
-            let x = Tensor::new(&[[1u32, 2, 3, 4, 5], [5, 6, 7, 8, 1]], &Device::Cpu).unwrap();
-            let y = Tensor::new(&[[2u32, 3, 4, 5, 9], [6, 7, 8, 9, 49]], &Device::Cpu).unwrap();
-            for frozen_wte in [false, true] {
-                let mut live: Names = m.params.names().into_iter().collect();
-                if frozen_wte {
-                    live.remove("wte.weight");
-                }
+            let all: Names = m.params.names().into_iter().collect();
+            let without = |drop: &dyn Fn(&str) -> bool| all.iter().filter(|n| !drop(n)).cloned().collect::<Names>();
+            let live_sets = [
+                all.clone(),
+                without(&|n| n == "wte.weight"),
+                // Only the upper block and the head's side: backward stops above block 0.
+                without(&|n| !(n.starts_with("h.1.") || n.starts_with("ln_f"))),
+                // A weight without its bias, and a bias without its weight.
+                without(&|n| n != "h.0.attn.c_attn.weight" && n != "h.1.ln_2.bias"),
+                Names::new(),
+            ];
+            for live in live_sets {
                 let (l1, g1) = m.loss_and_grads(&x, &y, &live).unwrap();
                 let (l2, g2) = m.loss_and_grads_plain(&x, &y, &live).unwrap();
-                assert!((l1 - l2).abs() < 1e-5, "{l1} vs {l2}");
+                let (l3, _) = m.loss_and_grads_autograd(&x, &y, &live).unwrap();
+                assert!((l1 - l2).abs() < 1e-5 && (l1 - l3).abs() < 1e-5, "{l1} vs {l2} vs {l3}");
                 for name in m.params.names() {
                     let (a, b) = (g1.get(&name), g2.get(&name));
+                    assert_eq!(a.is_some(), live.contains(&name), "{name}: a gradient exactly when live");
                     assert_eq!(a.is_some(), b.is_some(), "{name}");
                     if let (Some(a), Some(b)) = (a, b) {
+                        assert_eq!(a.dims(), b.dims(), "{name}");
                         let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
                         assert!(d < 1e-5, "{name} (tied {tied}): gradients differ by {d}");
                     }
                 }
             }
+            // Evaluation without the graph: the same sum as candle's logits and cross-entropy.
+            let fused = m.loss_sum(&x, &y).unwrap();
+            let logits = m.logits(&x, &Names::new()).unwrap();
+            let plain = candle_nn::loss::cross_entropy(&logits, &y.flatten_all().unwrap()).unwrap();
+            let plain = plain.to_scalar::<f32>().unwrap() as f64 * 10.0;
+            assert!((fused - plain).abs() < 1e-4, "{fused} vs {plain}");
         }
+    }
+
+    #[test]
+    fn fused_decoder_refuses_what_it_cannot_index() {
+        let m = tiny(true);
+        let long = Tensor::new(&[[1u32, 2, 3, 4, 5, 6, 7]], &Device::Cpu).unwrap();
+        assert!(m.loss_and_grads(&long, &long, &Names::new()).is_err(), "longer than the context");
+        let bad = Tensor::new(&[[1u32, 50]], &Device::Cpu).unwrap();
+        let ok = Tensor::new(&[[1u32, 2]], &Device::Cpu).unwrap();
+        assert!(m.loss_and_grads(&bad, &ok, &Names::new()).is_err(), "an id past the vocabulary");
+        assert!(m.loss_sum(&ok, &bad).is_err(), "a target past the vocabulary");
     }
 }

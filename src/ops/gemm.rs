@@ -53,6 +53,13 @@ impl<'a> View<'a> {
 /// over rayon's threads; without it, one thread computes it, so callers that parallelise
 /// themselves get sums that do not depend on the thread count.
 pub fn matmul(dst: &mut [f32], lhs: View, rhs: View, parallel: bool) -> Result<()> {
+    matmul_into(dst, lhs, rhs, false, parallel)
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate` is set; otherwise as [`matmul`].
+/// The output is split among threads, never the inner dimension, so the sums are the same at
+/// any thread count.
+pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, parallel: bool) -> Result<()> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     lhs.check("left")?;
     rhs.check("right")?;
@@ -67,13 +74,16 @@ pub fn matmul(dst: &mut [f32], lhs: View, rhs: View, parallel: bool) -> Result<(
         return Ok(());
     }
     if k == 0 {
-        dst.fill(0.0);
+        if !accumulate {
+            dst.fill(0.0);
+        }
         return Ok(());
     }
     let par = if parallel { gemm::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm::Parallelism::None };
     // SAFETY: `check` proved that every (i, j) of both views indexes inside its slice, and dst
-    // holds exactly m x n values written with row stride n; `read_dst` is false, so dst's old
-    // values are never read, and nothing else holds dst while it is borrowed mutably here.
+    // holds exactly m x n values written with row stride n; dst's old
+    // values are read only when accumulating (they are initialised floats either way), and
+    // nothing else holds dst while it is borrowed mutably here.
     unsafe {
         gemm::gemm(
             m,
@@ -82,14 +92,14 @@ pub fn matmul(dst: &mut [f32], lhs: View, rhs: View, parallel: bool) -> Result<(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,
             rhs.data.as_ptr(),
             rhs.col_stride as isize,
             rhs.row_stride as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

@@ -1,5 +1,6 @@
 //! The numerical kernels under the models: the cross-entropy ([`loss`]), the optimizer
-//! ([`adamw`]), the raw GEMM the fused CPU passes call ([`gemm`]) and, with `--features cuda`,
+//! ([`adamw`]), Model 5's decoder pieces on the CPU ([`decoder`]), the raw GEMM the fused CPU
+//! passes call ([`gemm`]) and, with `--features cuda`,
 //! the device side of the same ops ([`cuda`]). Each fused op is one type whose CPU and CUDA
 //! halves sit together, beside the plain tensor-op path it is tested against.
 
@@ -10,6 +11,7 @@ use crate::error::Result;
 pub mod adamw;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod decoder;
 pub mod gemm;
 pub mod loss;
 

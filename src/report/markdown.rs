@@ -302,6 +302,23 @@ fn samples_section(s: &Summary) -> String {
 }
 
 /// What was run, in a table.
+/// Which curve points scored a sample of windows (`--eval-windows`) and which scored all.
+fn curve_points(s: &Summary, test_windows: usize) -> String {
+    let points = || s.runs.iter().flat_map(|r| &r.points);
+    let sampled: Vec<usize> = points().filter_map(|p| p.eval_windows).collect();
+    match sampled.iter().max() {
+        None => "every point scores every test and train-eval window".into(),
+        Some(n) => format!(
+            "{} of {} points, all before their run's last, score a fixed sample of {n} test and {n} train-eval \
+             windows per seed (--eval-windows), the same windows for every configuration; each run's last point, \
+             which the tables and answers use, scores all {test_windows} test windows (the best test loss is the \
+             lowest point, so it may be a sampled one)",
+            sampled.len(),
+            points().count()
+        ),
+    }
+}
+
 fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
     let i = &s.inputs;
@@ -368,6 +385,7 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
                 cfg.protocol.batch_size, o.lr, o.weight_decay, o.beta1, o.beta2, o.eps
             )
         }),
+        ("curve points", curve_points(s, i.test_windows)),
         ("model", i.model.clone()),
         ("seeds", format!("{}..{}", cfg.run.seed, cfg.run.seed + cfg.run.seeds as u64 - 1)),
         ("device", cfg.run.device.clone()),

@@ -215,6 +215,7 @@ mod tests {
                 train_loss: 0.1 + 0.2,
                 test_loss: std::f64::consts::PI,
                 train_eval_loss: Some(2.5),
+                eval_windows: None,
             }],
             loss_since_point: (0.1 + 0.7, 3),
             last_finite_loss: Some(1.0 / 3.0),

@@ -151,6 +151,7 @@ pub fn run(
         None => State::fresh(cfg, seed, &params, &plan)?,
     };
     let (data, eval_every) = (shared.data, cfg.eval_interval(plan.steps, plan.per_epoch));
+    let sample = EvalSample::draw(shared, seed, cfg.protocol.eval_windows);
     'epochs: for epoch in s.first_epoch..=epochs(cfg, plan.per_epoch) {
         // Where this epoch's batch order is drawn from: a checkpoint inside the epoch saves
         // this position and the batches done, and a resume draws the same order and skips them.
@@ -168,7 +169,8 @@ pub fn run(
             }
             let epoch_end = b + 1 == batches.len();
             if epoch_end || eval_every.is_some_and(|k| s.step % k == 0) || s.step == plan.steps {
-                s.evaluate(epoch, net.as_ref(), shared, (letter, seed), obs)?;
+                let sample = sample.as_ref().filter(|_| s.step < plan.steps);
+                s.evaluate(epoch, net.as_ref(), shared, sample, (letter, seed), obs)?;
             }
             let stop = obs.should_stop() && s.step < plan.steps;
             if s.step < plan.steps && (stop || obs.checkpoint_due()) {
@@ -188,6 +190,34 @@ pub fn run(
     }
     let result = finish(cfg, (letter, seed), net.as_ref(), &plan, grafted, &frozen_start, s, shared, started)?;
     Ok((result, net))
+}
+
+/// The windows `--eval-windows N` scores at every curve point but a run's last: N of the test
+/// windows and N of the train-eval windows, drawn from the seed alone, so every configuration
+/// of a seed scores the same windows and their differences stay paired. None when N covers
+/// both splits (nothing to sample) or no N was given.
+struct EvalSample {
+    test: (Vec<usize>, TokenCounts),
+    train_eval: (Vec<usize>, TokenCounts),
+}
+
+impl EvalSample {
+    fn draw(sh: &Shared, seed: u64, n: Option<usize>) -> Option<Self> {
+        let n = n?;
+        let (test, train_eval) = (&sh.data.test, sh.train_eval_windows);
+        if n >= test.len() && n >= train_eval.len() {
+            return None;
+        }
+        let mut rng = stream(seed, Stream::EvalSample);
+        let mut pick = |from: &[usize]| {
+            let mut at = rand::seq::index::sample(&mut rng, from.len(), n.min(from.len())).into_vec();
+            at.sort_unstable();
+            let windows: Vec<usize> = at.into_iter().map(|i| from[i]).collect();
+            let (xs, ys) = sh.data.pairs(&windows);
+            (windows, TokenCounts::from_pairs(&xs, &ys))
+        };
+        Some(EvalSample { test: pick(test), train_eval: pick(train_eval) })
+    }
 }
 
 /// What a configuration does to which parameters, decided before training.
@@ -397,21 +427,29 @@ impl State {
     }
 
     /// A curve point: the batch losses since the last one, the whole test set, and the fixed
-    /// training subset scored as the test set.
+    /// training subset scored as the test set (or `sample`'s windows of both).
     fn evaluate(
         &mut self,
         epoch: usize,
         net: &dyn LanguageModel,
         sh: &Shared,
+        sample: Option<&EvalSample>,
         run: (Letter, u64),
         obs: &mut dyn Observer,
     ) -> Result<()> {
+        let (test, train_eval) = match sample {
+            Some(e) => (net.eval(sh.data, &e.test.1, &e.test.0)?, net.eval(sh.data, &e.train_eval.1, &e.train_eval.0)?),
+            None => {
+                (net.eval(sh.data, sh.test, &sh.data.test)?, net.eval(sh.data, sh.train_eval, sh.train_eval_windows)?)
+            }
+        };
         let p = Point {
             epoch,
             step: self.step,
             train_loss: self.acc.0 / self.acc.1 as f64,
-            test_loss: net.eval(sh.data, sh.test, &sh.data.test)?,
-            train_eval_loss: Some(net.eval(sh.data, sh.train_eval, sh.train_eval_windows)?),
+            test_loss: test,
+            train_eval_loss: Some(train_eval),
+            eval_windows: sample.map(|e| e.test.0.len()),
         };
         obs.on_point(run, &p)?;
         self.points.push(p);

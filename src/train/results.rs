@@ -20,6 +20,10 @@ pub struct Point {
     /// set: the like-for-like counterpart of `test_loss`.
     #[serde(default)]
     pub train_eval_loss: Option<f64>,
+    /// Windows of each split this point scored when it used `--eval-windows`' sample; absent
+    /// when it scored every window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_windows: Option<usize>,
 }
 
 /// Where a run stopped because its loss stopped being a number.

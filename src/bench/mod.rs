@@ -1,4 +1,4 @@
-//! `embgraft bench`: times Model 1's training step (forward, loss, backward, AdamW) at a given
+//! `embgraft bench`: times Model 1's (Model 5's: [`model5`]) training step (forward, loss, backward, AdamW) at a given
 //! shape, frozen or trainable, the fused way or the plain way, on batches that
 //! `bench/model1_bench.py` (the PyTorch reference) reads too. One (shape, mode) per process, so
 //! the peak RSS belongs to that configuration alone.
@@ -15,6 +15,8 @@ use crate::data::counts::TokenCounts;
 use crate::error::{Error, Result};
 use crate::model::model1::Model1;
 use crate::ops::adamw::{AdamW, AdamWConfig};
+
+pub mod model5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,159 @@
+//! `embgraft bench --model model5`: Model 5's training step (loss, gradients of every
+//! parameter, AdamW) and its evaluation (loss without gradients), the fused CPU decoder or
+//! candle's autograd, on the batches `bench/model5_bench.py` (transformers' GPT-2) reads too.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::bench::{peak_rss_mb, Impl};
+use crate::error::{Error, Result};
+use crate::model::model5::{Activation, Model5, Model5Config};
+use crate::model::params::Names;
+use crate::ops::adamw::{AdamW, AdamWConfig};
+use crate::ops::decoder::profile;
+
+/// The sizes one measurement times.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec5 {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub vocab: usize,
+    pub dim: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub imp: Impl,
+    pub warmup: usize,
+    pub profile: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Bench5Result {
+    pub implementation: String,
+    pub model: &'static str,
+    pub layers: usize,
+    pub dim: usize,
+    pub heads: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub steps: usize,
+    pub median_step_s: f64,
+    pub tokens_per_s: f64,
+    /// Loss of a batch without gradients, the way a curve point evaluates.
+    pub median_eval_s: f64,
+    pub eval_tokens_per_s: f64,
+    /// Floating-point operations of one training step (forward and backward of every GEMM and
+    /// attention product; AdamW's and the elementwise work left out), for the share of peak.
+    pub step_gflop: f64,
+    pub peak_rss_mb: f64,
+    pub final_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases_ms: Option<BTreeMap<&'static str, f64>>,
+}
+
+/// GEMM FLOPs of a forward pass over `n` = B·T positions: 2 per multiply-add; the training
+/// step is three times this (forward, and the two products of each backward).
+pub fn forward_flop(s: &Spec5) -> f64 {
+    let (n, d, t, v, l) = (s.batch * s.seq_len, s.dim, s.seq_len, s.vocab, s.layers);
+    let per_block = 2.0 * n as f64 * (12 * d * d) as f64 + 2.0 * 2.0 * n as f64 * (t * d) as f64;
+    l as f64 * per_block + 2.0 * (n * d) as f64 * v as f64
+}
+
+/// Times one training step per batch after `warmup` untimed ones, then the evaluation of each
+/// batch, on the CPU.
+pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
+    let cfg = Model5Config {
+        vocab: s.vocab,
+        dim: s.dim,
+        heads: s.heads,
+        layers: s.layers,
+        context: s.seq_len,
+        tied: true,
+        activation: Activation::GeluNew,
+        layer_norm_eps: 1e-5,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let dev = Device::Cpu;
+    let model = Model5::random(cfg, &mut rng.clone(), &mut rng, &dev)?;
+    let live: Names = model.names().into_iter().collect();
+    let mut opt = AdamW::new(Vec::new(), AdamWConfig::default())?;
+    for (name, var) in model.params.iter() {
+        opt.add(name, var.clone(), AdamWConfig::default().lr)?;
+    }
+    let tensors = |b: &[u32]| -> Result<(Tensor, Tensor)> {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for w in b.chunks(s.seq_len + 1) {
+            xs.extend_from_slice(&w[..s.seq_len]);
+            ys.extend_from_slice(&w[1..]);
+        }
+        let shape = (s.batch, s.seq_len);
+        Ok((Tensor::from_vec(xs, shape, &dev)?, Tensor::from_vec(ys, shape, &dev)?))
+    };
+    profile::enable(s.profile);
+    let (mut times, mut loss) = (Vec::new(), 0.0);
+    for (i, b) in batches.iter().enumerate() {
+        let (x, y) = tensors(b)?;
+        let t0 = Instant::now();
+        let (l, grads) = match s.imp {
+            Impl::Fused => model.loss_and_grads(&x, &y, &live)?,
+            Impl::Plain => model.loss_and_grads_autograd(&x, &y, &live)?,
+        };
+        let t_grads = t0.elapsed().as_secs_f64();
+        let mut grads = grads.into_iter().map(|(n, g)| (n, crate::ops::Grad::Dense(g))).collect();
+        opt.step_named(&mut grads)?;
+        if i >= s.warmup {
+            times.push(t0.elapsed().as_secs_f64());
+            profile::add("adamw", t0.elapsed().as_secs_f64() - t_grads);
+        } else {
+            profile::clear();
+        }
+        loss = l;
+    }
+    let timed = times.len();
+    let phases = profile::take(timed);
+    let mut evals = Vec::new();
+    for b in batches {
+        let (x, y) = tensors(b)?;
+        let t0 = Instant::now();
+        let sum = match s.imp {
+            Impl::Fused => model.loss_sum(&x, &y)?,
+            Impl::Plain => {
+                let logits = model.logits(&x, &Names::new())?;
+                candle_nn::loss::cross_entropy(&logits, &y.flatten_all()?)?.to_scalar::<f32>()? as f64
+            }
+        };
+        evals.push(t0.elapsed().as_secs_f64());
+        std::hint::black_box(sum);
+    }
+    if times.is_empty() {
+        return Err(Error::Input("bench needs more batches than --warmup".into()));
+    }
+    let (median, eval) = (median(times), median(evals));
+    let tokens = (s.batch * s.seq_len) as f64;
+    Ok(Bench5Result {
+        implementation: format!("embgraft-{}", if s.imp == Impl::Fused { "fused" } else { "plain" }),
+        model: "model5",
+        layers: s.layers,
+        dim: s.dim,
+        heads: s.heads,
+        batch: s.batch,
+        seq_len: s.seq_len,
+        steps: timed,
+        median_step_s: median,
+        tokens_per_s: tokens / median,
+        median_eval_s: eval,
+        eval_tokens_per_s: tokens / eval,
+        step_gflop: 3.0 * forward_flop(&s) / 1e9,
+        peak_rss_mb: peak_rss_mb(),
+        final_loss: loss,
+        phases_ms: s.profile.then_some(phases),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
