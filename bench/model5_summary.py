@@ -52,11 +52,15 @@ def main():
                   f"{p['eval_tokens_per_s']:.0f} |  | {rss(p)} |  |")
     print()
     for r in rows:
+        where = f"width {r['dim']}, {r['layers']} layers, {r['batch']}×{r['seq_len']}"
         if r.get("phases_ms"):
             phases = sorted(r["phases_ms"].items(), key=lambda kv: -kv[1])
             parts = ", ".join(f"{n} {v:.0f}" for n, v in phases)
-            where = f"width {r['dim']}, {r['layers']} layers, {r['batch']}×{r['seq_len']}"
             print(f"profile (ms per step) {where}: {parts}")
+        if r.get("eval_phases_ms"):
+            phases = sorted(r["eval_phases_ms"].items(), key=lambda kv: -kv[1])
+            parts = ", ".join(f"{n} {v:.0f}" for n, v in phases)
+            print(f"evaluation (ms per batch) {where}: {parts}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ pub struct Bench5Result {
     pub final_loss: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases_ms: Option<BTreeMap<&'static str, f64>>,
+    /// The evaluation's parts, ms per batch, with "(whole evaluation)" beside them so what no
+    /// part holds shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_phases_ms: Option<BTreeMap<&'static str, f64>>,
 }
 
 /// GEMM FLOPs of a forward pass over `n` = B·T positions: 2 per multiply-add; the training
@@ -126,8 +130,10 @@ pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
             }
         };
         evals.push(t0.elapsed().as_secs_f64());
+        profile::add("(whole evaluation)", t0.elapsed().as_secs_f64());
         std::hint::black_box(sum);
     }
+    let eval_phases = profile::take(batches.len());
     if times.is_empty() {
         return Err(Error::Input("bench needs more batches than --warmup".into()));
     }
@@ -150,6 +156,7 @@ pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
         peak_rss_mb: peak_rss_mb(),
         final_loss: loss,
         phases_ms: s.profile.then_some(phases),
+        eval_phases_ms: s.profile.then_some(eval_phases),
     })
 }
 

@@ -504,7 +504,6 @@ pub fn head_cross_entropy(
     scale: f32,
     grad: Option<(&mut [f32], Option<&mut [f32]>)>,
 ) -> Result<f64> {
-    let _lap = profile::Lap::new("head: logits, loss, gradients");
     let n = targets.len();
     let d = x.len() / n.max(1);
     let v = w.len() / d.max(1);
@@ -521,7 +520,10 @@ pub fn head_cross_entropy(
         let r = ys.len();
         let xb = &x[blk * HEAD_ROWS * d..(blk * HEAD_ROWS + r) * d];
         let z = &mut logits[..r * v];
+        let lap = profile::Lap::new("head: logits");
         matmul(z, View::row_major(xb, r, d), View::transposed(w, d, v), true)?;
+        drop(lap);
+        let lap = profile::Lap::new("head: softmax and loss");
         let want_grad = dx.is_some();
         let row_loss: Vec<f64> = z
             .par_chunks_mut(v)
@@ -529,6 +531,8 @@ pub fn head_cross_entropy(
             .map(|(row, &y)| row_cross_entropy(row, y as usize, want_grad.then_some(scale)))
             .collect();
         loss += row_loss.iter().sum::<f64>();
+        drop(lap);
+        let _lap = profile::Lap::new("head: gradients");
         if let Some(dx) = dx.as_deref_mut() {
             let dxb = &mut dx[blk * HEAD_ROWS * d..(blk * HEAD_ROWS + r) * d];
             matmul(dxb, View::row_major(z, r, v), View::row_major(w, v, d), true)?;
