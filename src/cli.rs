@@ -322,18 +322,6 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", a.batches.display());
     }
     if a.model == crate::config::ModelKind::Model5 {
-        let heads = a.heads.unwrap_or((a.dim / 64).max(1));
-        crate::model::model5::Model5Config {
-            vocab: a.vocab,
-            dim: a.dim,
-            heads,
-            layers: a.layers,
-            context: t,
-            tied: true,
-            activation: crate::model::model5::Activation::GeluNew,
-            layer_norm_eps: 1e-5,
-        }
-        .validate()?;
         if a.device != "cpu" {
             anyhow::bail!("--model model5 times the CPU path; leave out --device {}", a.device);
         }
@@ -342,12 +330,13 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
             seq_len: t,
             vocab: a.vocab,
             dim: a.dim,
-            heads,
+            heads: a.heads.unwrap_or((a.dim / 64).max(1)),
             layers: a.layers,
             imp: a.implementation,
             warmup: a.warmup,
             profile: a.profile,
         };
+        spec.config().validate()?;
         say(&serde_json::to_string(&crate::bench::model5::run(&batches, spec)?)?);
         return Ok(());
     }

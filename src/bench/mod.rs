@@ -147,14 +147,7 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
     };
     let mut times = Vec::new();
     let mut loss = 0.0;
-    let pairs = |b: &[u32]| {
-        let (mut xs, mut ys) = (Vec::with_capacity(batch * seq_len), Vec::with_capacity(batch * seq_len));
-        for w in b.chunks(seq_len + 1) {
-            xs.extend_from_slice(&w[..seq_len]);
-            ys.extend_from_slice(&w[1..]);
-        }
-        (xs, ys)
-    };
+    let pairs = |b: &[u32]| window_pairs(b, seq_len);
     for (i, b) in batches.iter().enumerate() {
         let (xs, ys) = pairs(b);
         let t0 = Instant::now();
@@ -173,8 +166,7 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
     if times.is_empty() {
         return Err(Error::Input("bench needs more batches than --warmup".into()));
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let (steps, median) = (times.len(), median(times));
     let phases_ms = match profile && imp == Impl::Fused {
         true => Some(profile_phases(
             &model,
@@ -193,7 +185,7 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
         batch,
         seq_len,
         trainable,
-        steps: times.len(),
+        steps,
         median_step_s: median,
         tokens_per_s: (batch * seq_len) as f64 / median,
         peak_rss_mb: peak_rss_mb(),
@@ -247,13 +239,23 @@ fn profile_phases(
         opt.step(&grads.iter().collect::<Vec<_>>())?;
         lap("6 AdamW", &mut parts)?;
     }
-    Ok(parts
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by(f64::total_cmp);
-            (k, v[v.len() / 2])
-        })
-        .collect())
+    Ok(parts.into_iter().map(|(k, v)| (k, median(v))).collect())
+}
+
+/// Inputs and targets of a batch of windows of `seq_len + 1` tokens laid end to end.
+fn window_pairs(b: &[u32], seq_len: usize) -> (Vec<u32>, Vec<u32>) {
+    let (mut xs, mut ys) = (Vec::with_capacity(b.len()), Vec::with_capacity(b.len()));
+    for w in b.chunks(seq_len + 1) {
+        xs.extend_from_slice(&w[..seq_len]);
+        ys.extend_from_slice(&w[1..]);
+    }
+    (xs, ys)
+}
+
+/// The upper median (the middle value; of two, the later): NaN for no values.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 #[cfg(feature = "cuda")]

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::bench::{peak_rss_mb, Impl};
+use crate::bench::{median, peak_rss_mb, window_pairs, Impl};
 use crate::error::{Error, Result};
 use crate::model::model5::{Activation, Model5, Model5Config};
 use crate::model::params::Names;
@@ -58,6 +58,22 @@ pub struct Bench5Result {
     pub eval_phases_ms: Option<BTreeMap<&'static str, f64>>,
 }
 
+impl Spec5 {
+    /// The model timed: GPT-2's form (tied head, `gelu_new`, LayerNorm eps 1e-5) at these sizes.
+    pub fn config(&self) -> Model5Config {
+        Model5Config {
+            vocab: self.vocab,
+            dim: self.dim,
+            heads: self.heads,
+            layers: self.layers,
+            context: self.seq_len,
+            tied: true,
+            activation: Activation::GeluNew,
+            layer_norm_eps: 1e-5,
+        }
+    }
+}
+
 /// GEMM FLOPs of a forward pass over `n` = B·T positions: 2 per multiply-add; the training
 /// step is three times this (forward, and the two products of each backward).
 pub fn forward_flop(s: &Spec5) -> f64 {
@@ -72,16 +88,7 @@ const EVAL_ROUNDS: usize = 3;
 /// Times one training step per batch after `warmup` untimed ones, then `EVAL_ROUNDS` evaluations of each
 /// batch, on the CPU.
 pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
-    let cfg = Model5Config {
-        vocab: s.vocab,
-        dim: s.dim,
-        heads: s.heads,
-        layers: s.layers,
-        context: s.seq_len,
-        tied: true,
-        activation: Activation::GeluNew,
-        layer_norm_eps: 1e-5,
-    };
+    let cfg = s.config();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let dev = Device::Cpu;
     let model = Model5::random(cfg, &mut rng.clone(), &mut rng, &dev)?;
@@ -91,11 +98,7 @@ pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
         opt.add(name, var.clone(), AdamWConfig::default().lr)?;
     }
     let tensors = |b: &[u32]| -> Result<(Tensor, Tensor)> {
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for w in b.chunks(s.seq_len + 1) {
-            xs.extend_from_slice(&w[..s.seq_len]);
-            ys.extend_from_slice(&w[1..]);
-        }
+        let (xs, ys) = window_pairs(b, s.seq_len);
         let shape = (s.batch, s.seq_len);
         Ok((Tensor::from_vec(xs, shape, &dev)?, Tensor::from_vec(ys, shape, &dev)?))
     };
@@ -168,9 +171,4 @@ pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
         phases_ms: s.profile.then_some(phases),
         eval_phases_ms: s.profile.then_some(eval_phases),
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }

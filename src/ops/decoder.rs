@@ -321,9 +321,7 @@ impl Gelu {
             }
         }
     }
-}
 
-impl Gelu {
     /// `out = gelu(x)` over a slice, in parallel.
     pub fn forward(self, out: &mut [f32], x: &[f32]) {
         let _lap = profile::Lap::new("gelu");
@@ -400,16 +398,12 @@ impl Shape {
 /// (window, head) per task; inside it the scores, the mask and the softmax are one pass.
 pub fn attention(y: &mut [f32], att: &mut [f32], qkv: &[f32], s: Shape) -> Result<()> {
     let _lap = profile::Lap::new("attention");
-    let (t, d, hd) = (s.seq, s.dim, s.head_dim());
+    let (t, hd) = (s.seq, s.head_dim());
     let scale = 1.0 / (hd as f32).sqrt();
     let mut yh = vec![0f32; y.len()]; // (B, H, T, hd)
     att.par_chunks_mut(t * t).zip(yh.par_chunks_mut(t * hd)).enumerate().try_for_each(|(bh, (p, out))| {
-        let (b, h) = (bh / s.heads, bh % s.heads);
-        let base = b * t * 3 * d + h * hd;
-        let q = View { data: &qkv[base..], rows: t, cols: hd, row_stride: 3 * d, col_stride: 1 };
-        let kt = View { data: &qkv[base + d..], rows: hd, cols: t, row_stride: 1, col_stride: 3 * d };
-        let v = View { data: &qkv[base + 2 * d..], rows: t, cols: hd, row_stride: 3 * d, col_stride: 1 };
-        matmul(p, q, kt, false)?;
+        let (q, k, v) = (head_part(qkv, s, bh, 0), head_part(qkv, s, bh, 1), head_part(qkv, s, bh, 2));
+        matmul(p, q, k.t(), false)?;
         for (i, row) in p.chunks_exact_mut(t).enumerate() {
             let mut max = f32::NEG_INFINITY;
             for z in &mut row[..=i] {
@@ -428,6 +422,26 @@ pub fn attention(y: &mut [f32], att: &mut [f32], qkv: &[f32], s: Shape) -> Resul
     })?;
     heads_to_rows(y, &yh, s);
     Ok(())
+}
+
+/// Window `bh / H`'s q (`part` 0), k (1) or v (2) of head `bh % H`, as a (T x hd) view of qkv.
+fn head_part(qkv: &[f32], s: Shape, bh: usize, part: usize) -> View<'_> {
+    let (t, d, hd) = (s.seq, s.dim, s.head_dim());
+    let base = (bh / s.heads) * t * 3 * d + part * d + (bh % s.heads) * hd;
+    View { data: &qkv[base..], rows: t, cols: hd, row_stride: 3 * d, col_stride: 1 }
+}
+
+/// (B·T, d) -> (B, H, T, hd): the inverse of [`heads_to_rows`].
+fn rows_to_heads(yh: &mut [f32], y: &[f32], s: Shape) {
+    let (t, hd) = (s.seq, s.head_dim());
+    yh.par_chunks_mut(t * s.dim).zip(y.par_chunks(t * s.dim)).for_each(|(hb, yb)| {
+        for h in 0..s.heads {
+            for i in 0..t {
+                let dst = &mut hb[(h * t + i) * hd..(h * t + i + 1) * hd];
+                dst.copy_from_slice(&yb[i * s.dim + h * hd..i * s.dim + (h + 1) * hd]);
+            }
+        }
+    });
 }
 
 /// (B, H, T, hd) -> (B·T, d).
@@ -450,23 +464,13 @@ pub fn attention_backward(dqkv: &mut [f32], dy: &[f32], att: &[f32], qkv: &[f32]
     let (t, d, hd) = (s.seq, s.dim, s.head_dim());
     let scale = 1.0 / (hd as f32).sqrt();
     let mut dyh = vec![0f32; dy.len()]; // (B, H, T, hd)
-    dyh.par_chunks_mut(t * d).zip(dy.par_chunks(t * d)).for_each(|(hb, yb)| {
-        for h in 0..s.heads {
-            for i in 0..t {
-                hb[(h * t + i) * hd..(h * t + i + 1) * hd].copy_from_slice(&yb[i * d + h * hd..i * d + (h + 1) * hd]);
-            }
-        }
-    });
+    rows_to_heads(&mut dyh, dy, s);
     let mut parts = vec![0f32; 3 * dy.len()]; // (B, H, 3, T, hd)
     parts.par_chunks_mut(3 * t * hd).zip(att.par_chunks(t * t)).enumerate().try_for_each(|(bh, (out, p))| {
-        let (b, h) = (bh / s.heads, bh % s.heads);
-        let base = b * t * 3 * d + h * hd;
         let g = View::row_major(&dyh[bh * t * hd..(bh + 1) * t * hd], t, hd);
-        let q = View { data: &qkv[base..], rows: t, cols: hd, row_stride: 3 * d, col_stride: 1 };
-        let k = View { data: &qkv[base + d..], rows: t, cols: hd, row_stride: 3 * d, col_stride: 1 };
-        let vt = View { data: &qkv[base + 2 * d..], rows: hd, cols: t, row_stride: 1, col_stride: 3 * d };
+        let (q, k, v) = (head_part(qkv, s, bh, 0), head_part(qkv, s, bh, 1), head_part(qkv, s, bh, 2));
         let mut ds = vec![0f32; t * t];
-        matmul(&mut ds, g, vt, false)?; // dP = dY · Vᵀ
+        matmul(&mut ds, g, v.t(), false)?; // dP = dY · Vᵀ
         for (i, (row, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
             let dot: f32 = row[..=i].iter().zip(&prow[..=i]).map(|(a, b)| a * b).sum();
             for j in 0..=i {

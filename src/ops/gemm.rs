@@ -24,6 +24,11 @@ impl<'a> View<'a> {
         View { data, rows, cols, row_stride: 1, col_stride: rows }
     }
 
+    /// The same values read as the transpose, without copying.
+    pub fn t(self) -> Self {
+        View { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+
     /// The largest index the view reads, or None for an empty view or one past `usize`.
     fn last_index(&self) -> Option<usize> {
         if self.rows == 0 || self.cols == 0 {
@@ -81,9 +86,9 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, para
     }
     let par = if parallel { gemm::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm::Parallelism::None };
     // SAFETY: `check` proved that every (i, j) of both views indexes inside its slice, and dst
-    // holds exactly m x n values written with row stride n; dst's old
-    // values are read only when accumulating (they are initialised floats either way), and
-    // nothing else holds dst while it is borrowed mutably here.
+    // holds exactly m x n values written with row stride n; dst's old values are read only when
+    // accumulating (they are initialised floats either way), and nothing else holds dst while it
+    // is borrowed mutably here.
     unsafe {
         gemm::gemm(
             m,

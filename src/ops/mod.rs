@@ -1,7 +1,6 @@
 //! The numerical kernels under the models: the cross-entropy ([`loss`]), the optimizer
 //! ([`adamw`]), Model 5's decoder pieces on the CPU ([`decoder`]), the raw GEMM the fused CPU
-//! passes call ([`gemm`]) and, with `--features cuda`,
-//! the device side of the same ops ([`cuda`]). Each fused op is one type whose CPU and CUDA
+//! passes call ([`gemm`]) and, with `--features cuda`, the device side of the same ops ([`cuda`]). Each fused op is one type whose CPU and CUDA
 //! halves sit together, beside the plain tensor-op path it is tested against.
 
 use candle_core::{DType, Device, Tensor};

@@ -301,7 +301,6 @@ fn samples_section(s: &Summary) -> String {
     md
 }
 
-/// What was run, in a table.
 /// Which curve points scored a sample of windows (`--eval-windows`) and which scored all.
 fn curve_points(s: &Summary, test_windows: usize) -> String {
     let points = || s.runs.iter().flat_map(|r| &r.points);
@@ -319,6 +318,7 @@ fn curve_points(s: &Summary, test_windows: usize) -> String {
     }
 }
 
+/// What was run, in a table.
 fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
     let i = &s.inputs;

@@ -437,18 +437,16 @@ impl State {
         run: (Letter, u64),
         obs: &mut dyn Observer,
     ) -> Result<()> {
-        let (test, train_eval) = match sample {
-            Some(e) => (net.eval(sh.data, &e.test.1, &e.test.0)?, net.eval(sh.data, &e.train_eval.1, &e.train_eval.0)?),
-            None => {
-                (net.eval(sh.data, sh.test, &sh.data.test)?, net.eval(sh.data, sh.train_eval, sh.train_eval_windows)?)
-            }
+        let ((test_windows, test_counts), (train_windows, train_counts)) = match sample {
+            Some(e) => ((&e.test.0[..], &e.test.1), (&e.train_eval.0[..], &e.train_eval.1)),
+            None => ((&sh.data.test[..], sh.test), (sh.train_eval_windows, sh.train_eval)),
         };
         let p = Point {
             epoch,
             step: self.step,
             train_loss: self.acc.0 / self.acc.1 as f64,
-            test_loss: test,
-            train_eval_loss: Some(train_eval),
+            test_loss: net.eval(sh.data, test_counts, test_windows)?,
+            train_eval_loss: Some(net.eval(sh.data, train_counts, train_windows)?),
             eval_windows: sample.map(|e| e.test.0.len()),
         };
         obs.on_point(run, &p)?;

@@ -54,6 +54,20 @@ impl Model5 {
         order
     }
 
+    /// Where ln_f's weight sits in [`Self::walk_order`] (its bias follows).
+    fn ln_f_at(&self) -> usize {
+        block_at(self.blocks.len())
+    }
+
+    /// Where the head's weight sits in [`Self::walk_order`]: `wte` when tied, else `lm_head`.
+    fn head_at(&self) -> usize {
+        if self.lm_head.is_none() {
+            0
+        } else {
+            self.ln_f_at() + 2
+        }
+    }
+
     fn gelu(&self) -> Gelu {
         match self.cfg.activation {
             Activation::GeluNew => Gelu::Tanh,
@@ -88,8 +102,7 @@ impl Model5 {
         let loss = with_values(&order, |v| {
             let (kept, last) = self.forward(v, ids, s, true)?;
             let (xf, ln_f) = self.final_norm(v, &last);
-            let tied = self.lm_head.is_none();
-            let head_at = if tied { 0 } else { order.len() - 1 };
+            let head_at = self.head_at();
             if grads.iter().all(Option::is_none) {
                 return Ok(decoder::head_cross_entropy(&xf, v[head_at], targets, 1.0, None)? / n as f64);
             }
@@ -98,7 +111,7 @@ impl Model5 {
             let grad = Some((dxf.as_mut_slice(), dhead.as_deref_mut()));
             let loss = decoder::head_cross_entropy(&xf, v[head_at], targets, 1.0 / n as f32, grad)?;
             grads[head_at] = dhead;
-            let lnf = 2 + PER_BLOCK * self.blocks.len();
+            let lnf = self.ln_f_at();
             let mut dres = vec![0f32; n * s.dim];
             let (dw, db) = pair(&mut grads, lnf);
             decoder::layer_norm_backward(&mut dres, dw, db, &dxf, &last, &ln_f.0, &ln_f.1, v[lnf]);
@@ -145,13 +158,7 @@ impl Model5 {
         with_values(&order, |v| {
             let (_, last) = self.forward(v, ids, s, false)?;
             let (xf, _) = self.final_norm(v, &last);
-            decoder::head_cross_entropy(
-                &xf,
-                v[if self.lm_head.is_none() { 0 } else { order.len() - 1 }],
-                targets,
-                1.0,
-                None,
-            )
+            decoder::head_cross_entropy(&xf, v[self.head_at()], targets, 1.0, None)
         })
     }
 
@@ -182,7 +189,7 @@ impl Model5 {
     }
 
     fn final_norm(&self, v: &[&[f32]], last: &[f32]) -> (Vec<f32>, (Vec<f32>, Vec<f32>)) {
-        let at = 2 + PER_BLOCK * self.blocks.len();
+        let at = self.ln_f_at();
         let rows = last.len() / self.cfg.dim;
         let (mut xf, mut mean, mut rstd) = (vec![0f32; last.len()], vec![0f32; rows], vec![0f32; rows]);
         decoder::layer_norm(&mut xf, &mut mean, &mut rstd, last, v[at], v[at + 1], self.cfg.layer_norm_eps as f32);
