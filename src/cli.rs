@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// On CUDA, let the GEMMs use TF32 tensor cores (less exact; PyTorch's allow_tf32)
     #[arg(long)]
     pub tf32: bool,
+    /// Memory the bench may use (8GiB); shapes estimated to need more are refused before
+    /// anything is built [default: what the system has available]
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<crate::config::ReadCap>,
 }
 
 #[derive(Args)]
@@ -136,7 +140,8 @@ pub struct RunArgs {
     /// Write into an existing non-empty --out folder
     #[arg(long)]
     pub force: bool,
-    /// Continue an interrupted experiment in DIR (its config.toml; only --device and --checkpoint-every may change)
+    /// Continue an interrupted experiment in DIR (its config.toml; only --device, --checkpoint-every,
+    /// --max-input-size, --tensorboard and --max-memory may change)
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Run only the K-th of N slices of the grid (cells balanced by planned steps) into an --out
@@ -170,8 +175,8 @@ impl RunArgs {
             ids.sort_unstable();
             if let Some(id) = ids.into_iter().find(|i| !["resume", "letter"].contains(i) && !RESUMABLE.contains(i)) {
                 return Err(Error::Input(format!(
-                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device and \
-                     --checkpoint-every may change)",
+                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device, \
+                     --checkpoint-every, --max-input-size, --tensorboard and --max-memory may change)",
                     p.display(),
                     flag_of(id)
                 )));
@@ -239,14 +244,16 @@ fn install_interrupt_handler() {
         // Before training nothing is written (inputs are read, a download fills a resumable
         // partial file): stop at once, as `timeout` and Slurm expect of SIGTERM.
         if !crate::experiment::training() {
-            eprintln!("\ninterrupted before training began: nothing was written");
+            crate::util::to_stderr("\ninterrupted before training began: nothing was written");
             std::process::exit(130);
         }
         if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond interrupt: exiting now (result files are written whole or not at all)");
+            crate::util::to_stderr("\nsecond interrupt: exiting now (result files are written whole or not at all)");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: finishing the current step and writing results; Ctrl-C again to quit at once");
+        crate::util::to_stderr(
+            "\ninterrupt: finishing the current step and writing results; Ctrl-C again to quit at once",
+        );
     });
 }
 
@@ -283,7 +290,7 @@ fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
         if complete {
             anyhow::bail!("{msg}; run them (their --shard, or compare --resume) and report again, or drop --complete");
         }
-        eprintln!("report: {msg}; the report covers the rest");
+        crate::util::to_stderr(&format!("report: {msg}; the report covers the rest"));
     }
     say(&format!(
         "wrote the report of {} ({} of {} cells): open report.md there",
@@ -301,6 +308,18 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         .and_then(|(b, t)| Some((b.parse::<usize>().ok()?, t.parse::<usize>().ok()?)))
         .filter(|&(b, t)| b > 0 && t > 0)
         .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", a.shape))?;
+    let spec5 = (a.model == crate::config::ModelKind::Model5).then(|| crate::bench::model5::Spec5 {
+        batch: b,
+        seq_len: t,
+        vocab: a.vocab,
+        dim: a.dim,
+        heads: a.heads.unwrap_or((a.dim / 64).max(1)),
+        layers: a.layers,
+        imp: a.implementation,
+        warmup: a.warmup,
+        profile: a.profile,
+    });
+    bench_fits(a, (b, t), spec5.as_ref().map(|s| s.config()).as_ref())?;
     let tokens = match &a.corpus {
         Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => Some(
             crate::data::corpus::Tokenizer::gpt2()?
@@ -321,21 +340,18 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     if (fb, ft) != (b, t) {
         anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", a.batches.display());
     }
-    if a.model == crate::config::ModelKind::Model5 {
+    if let Some(&top) = batches.iter().flatten().max().filter(|&&top| top as usize >= a.vocab) {
+        anyhow::bail!(
+            "--vocab {} is too small for {}: it holds token id {top}; give --vocab {} or more",
+            a.vocab,
+            a.batches.display(),
+            top as u64 + 1
+        );
+    }
+    if let Some(spec) = spec5 {
         if a.device != "cpu" {
             anyhow::bail!("--model model5 times the CPU path; leave out --device {}", a.device);
         }
-        let spec = crate::bench::model5::Spec5 {
-            batch: b,
-            seq_len: t,
-            vocab: a.vocab,
-            dim: a.dim,
-            heads: a.heads.unwrap_or((a.dim / 64).max(1)),
-            layers: a.layers,
-            imp: a.implementation,
-            warmup: a.warmup,
-            profile: a.profile,
-        };
         spec.config().validate()?;
         say(&serde_json::to_string(&crate::bench::model5::run(&batches, spec)?)?);
         return Ok(());
@@ -354,6 +370,16 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let device = crate::experiment::device(&a.device)?;
     say(&serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
     Ok(())
+}
+
+/// A bench whose shapes cannot fit in memory is refused before anything is built or written.
+fn bench_fits(a: &BenchArgs, (b, t): (usize, usize), m5: Option<&crate::model::model5::Model5Config>) -> Result<()> {
+    let mut sized = ExperimentConfig::default();
+    (sized.protocol.batch_size, sized.protocol.seq_len) = (b, t);
+    let (need, _) = crate::experiment::memory::training(&sized, a.vocab, a.dim, m5);
+    let what = format!("bench at vocabulary {} x width {}", a.vocab, a.dim);
+    let fix = "give a smaller --vocab, --dim or --shape";
+    crate::experiment::memory::check(need, &what, fix, a.max_memory.map(|m| m.0))
 }
 
 fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
@@ -392,14 +418,7 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
     let sub = m.subcommand().map(|(_, s)| s).context("no subcommand")?;
     match cli.cmd {
         Command::Compare(args) => run_experiment(&args, &args.config(sub)?)?,
-        Command::Train { letter, args } => {
-            let mut cfg = args.config(sub)?;
-            cfg.graft.configs.0 = parse_letters(&letter)?;
-            if cfg.graft.configs.0.len() != 1 {
-                anyhow::bail!("train runs one configuration; use compare --configs {letter} for several");
-            }
-            run_experiment(&args, &cfg)?;
-        }
+        Command::Train { letter, args } => run_experiment(&args, &train_config(&args, sub, &letter)?)?,
         Command::Bench(args) => bench(&args)?,
         Command::Report { dir, complete } => report(&dir, complete)?,
         Command::Inspect { path, tensor } => inspect(&path, tensor.as_deref())?,
@@ -419,7 +438,10 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("{}; see embgraft --help", crate::error::one_line(&e.render().to_string()));
+            crate::util::to_stderr(&format!(
+                "{}; see embgraft --help",
+                crate::error::one_line(&e.render().to_string())
+            ));
             return 2;
         }
     };
@@ -428,13 +450,37 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             if let Some(crate::Error::Interrupted(msg)) = e.downcast_ref::<crate::Error>() {
-                eprintln!("{msg}");
+                crate::util::to_stderr(msg);
                 return 130;
             }
-            eprintln!("error: {e:#}");
+            crate::util::to_stderr(&format!("error: {e:#}"));
             1
         }
     }
+}
+
+/// `train --config L`: the experiment of one configuration. Resuming, `--config` must name the
+/// configuration the folder was made with: any other would change the experiment, as every
+/// other setting would, and is refused the same way.
+fn train_config(args: &RunArgs, m: &ArgMatches, letter: &str) -> Result<ExperimentConfig> {
+    let mut cfg = args.config(m)?;
+    let letters = parse_letters(letter)?;
+    if letters.len() != 1 {
+        return Err(Error::Input(format!("train runs one configuration; use compare --configs {letter} for several")));
+    }
+    if let Some(dir) = &args.resume {
+        if cfg.graft.configs.0 != letters {
+            return Err(Error::Input(format!(
+                "--resume continues the experiment saved in {} (configs {}); --config {letter} would change it, so \
+                 give --config {} or drop --resume",
+                dir.join("config.toml").display(),
+                cfg.graft.configs,
+                cfg.graft.configs
+            )));
+        }
+    }
+    cfg.graft.configs.0 = letters;
+    Ok(cfg)
 }
 
 /// Parses an `embgraft` command line (without the program name) into the command and the
@@ -452,13 +498,7 @@ pub fn parse_run(args: &[&str]) -> Result<(RunArgs, ExperimentConfig)> {
             Ok((a, c))
         }
         Command::Train { args: a, letter } => {
-            let mut c = a.config(sub)?;
-            c.graft.configs.0 = parse_letters(&letter)?;
-            if c.graft.configs.0.len() != 1 {
-                return Err(Error::Input(format!(
-                    "train runs one configuration; use compare --configs {letter} for several"
-                )));
-            }
+            let c = train_config(&a, sub, &letter)?;
             Ok((a, c))
         }
         _ => Err(Error::Input("parse_run takes compare or train".into())),

@@ -129,6 +129,47 @@ pub fn memory_bytes() -> Option<u64> {
     kb.checked_mul(1024)
 }
 
+/// What memory this process can still take, in bytes, and who says so: the kernel's
+/// `MemAvailable`, or the cgroup's limit less its use where that is smaller (a Slurm job, a
+/// container). None where neither can be read.
+pub fn available_memory() -> Option<(u64, String)> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok();
+    let kb = |key: &str| -> Option<u64> {
+        let line = info.as_deref()?.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()?.checked_mul(1024)
+    };
+    let num = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    // cgroup v2 (a value of "max" is no limit), then v1 (a huge value is no limit).
+    let cgroup = match (num("/sys/fs/cgroup/memory.max"), num("/sys/fs/cgroup/memory.current")) {
+        (Some(max), Some(used)) => Some(max.saturating_sub(used)),
+        _ => match (
+            num("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            num("/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        ) {
+            (Some(max), Some(used)) if max < 1 << 60 => Some(max.saturating_sub(used)),
+            _ => None,
+        },
+    };
+    // An address-space limit (`ulimit -v`, some batch systems) less what this process maps.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    let limited = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } == 0 && lim.rlim_cur != libc::RLIM_INFINITY;
+    let mapped = || {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()?.checked_mul(1024)
+    };
+    let address = limited.then(|| lim.rlim_cur.saturating_sub(mapped().unwrap_or(0)));
+    [
+        (kb("MemAvailable:"), "MemAvailable"),
+        (cgroup, "the cgroup's memory limit less its use"),
+        (address, "the address-space limit (ulimit -v) less what is mapped"),
+    ]
+    .into_iter()
+    .filter_map(|(n, who)| n.map(|n| (n, who.to_string())))
+    .min_by_key(|(n, _)| *n)
+}
+
 /// A content fingerprint: BLAKE3, its first 128 bits as hex (plenty to tell files apart, and
 /// short in messages and files).
 pub fn fingerprint(bytes: &[u8]) -> String {
@@ -206,8 +247,14 @@ thread_local! {
 pub fn say(line: &str) {
     match MESSAGES.with(|m| m.borrow().clone()) {
         Some(hook) => hook(line),
-        None => eprintln!("{line}"),
+        None => to_stderr(line),
     }
+}
+
+/// Writes a line to stderr, if it can: a closed or full stderr (`2>&1 | head -1`,
+/// `2>/dev/full`) loses the message, never the run (`eprintln!` would panic there).
+pub fn to_stderr(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Sends this thread's [`say`] lines to `hook` while `f` runs (a notebook cell shows them

@@ -443,8 +443,10 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert!(part.join("run-A-0.json").is_file() && part.join("checkpoint-B-0.safetensors").is_file());
     assert!(std::fs::read_to_string(part.join("report.md")).unwrap().contains("interrupted"));
     // Saved where it stopped, inside its second epoch, not at the last epoch's end.
-    let (ck, made) = embgraft::train::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
-    assert!(made.is_some(), "a checkpoint says what it was made under");
+    let (ck, stamp) = embgraft::train::checkpoint::load(&part.join("checkpoint-B-0.safetensors")).unwrap();
+    assert!(stamp.made.is_some() && stamp.sealed, "a checkpoint says what it was made under, under its checksum");
+    let cell = stamp.cell.expect("a checkpoint says which cell it is");
+    assert_eq!((cell.config, cell.seed, cell.group.as_str()), (embgraft::config::Letter::B, 0, ""));
     let per_epoch = per_run / 3;
     assert_eq!((ck.step, ck.epoch, ck.batch), (per_run / 2, 1, per_run / 2 - per_epoch));
 

@@ -95,7 +95,11 @@ fn serve(
     let Some(data) = repo_files.get(&file) else {
         return reply(&mut stream, "404 Not Found", &[("X-Error-Code", "EntryNotFound".into())], b"Entry not found");
     };
-    let etag = format!("\"{:016x}{:08x}\"", fnv(data), data.len());
+    // As the Hub: a large (LFS) file's ETag is its SHA-256, a small file's a git object id.
+    let etag = match file.ends_with(".safetensors") {
+        true => format!("\"{}\"", sha256(data)),
+        false => format!("\"{:016x}{:08x}\"", fnv(data), data.len()),
+    };
     let ids = [("ETag", etag), ("X-Repo-Commit", COMMIT.to_string()), ("Accept-Ranges", "bytes".to_string())];
     if !cdn {
         let mut h = ids.to_vec();
@@ -155,6 +159,11 @@ fn read_request(
     Some((reader, method, path, headers))
 }
 
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
@@ -164,7 +173,8 @@ fn embgraft(args: &[&str], env: &[(&str, &str)], cache: &Path) -> Output {
     for k in ["HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE"] {
         c.env_remove(k);
     }
-    c.env("HF_HUB_CACHE", cache).args(args);
+    // embgraft's own cache (which blobs it has checked) beside the Hub's, not in the home folder.
+    c.env("HF_HUB_CACHE", cache).env("XDG_CACHE_HOME", cache.with_extension("own")).args(args);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -439,7 +449,60 @@ fn the_token_stays_home_and_every_download_is_bounded() {
         let snapshot = cache.join(format!("models--{name}")).join("snapshots");
         assert!(!snapshot.exists(), "{repo} left a snapshot");
     }
+    // Silence is named as a time-out, with how long was waited.
+    let (o, _) = call(&["inspect", "org/silent"], TOKEN);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(timed out after 3 s with no answer;"), "{}", text(&o));
     stop.store(true, Ordering::SeqCst);
     home_thread.join().unwrap();
     cdn_thread.join().unwrap();
+}
+
+/// A cached blob whose bytes no longer hash to its name is fetched again once; offline, the
+/// error names the files to delete. A password in HF_ENDPOINT is never printed.
+#[test]
+fn a_damaged_cached_blob_is_fetched_again_and_credentials_stay_unprinted() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = safetensors_bytes(dir.path(), "w.safetensors", 8);
+    let files =
+        HashMap::from([("tiny-org/tiny-model".into(), HashMap::from([("model.safetensors".into(), weights.clone())]))]);
+    let hub = Hub::start(files);
+    let cache = dir.path().join("cache");
+    let online = [("HF_ENDPOINT", hub.addr.as_str())];
+    let o = embgraft(&["inspect", "tiny-org/tiny-model"], &online, &cache);
+    assert!(o.status.success(), "{}", text(&o));
+    let blob = cache.join("models--tiny-org--tiny-model").join("blobs").join(sha256(&weights));
+    let mut bad = std::fs::read(&blob).unwrap();
+    let at = bad.len() - 9;
+    bad[at] ^= 0x40;
+    std::fs::write(&blob, &bad).unwrap();
+    let fetched = hub.requests().len();
+
+    // Offline: refused, naming what to delete.
+    let o = embgraft(
+        &["inspect", "tiny-org/tiny-model"],
+        &[("HF_ENDPOINT", hub.addr.as_str()), ("HF_HUB_OFFLINE", "1")],
+        &cache,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is damaged") && err.contains(&format!("delete {}", blob.display())),
+        "{err}"
+    );
+    assert_eq!(hub.requests().len(), fetched);
+
+    // Online: fetched again once, and the cache holds the server's bytes.
+    let o = embgraft(&["inspect", "tiny-org/tiny-model"], &online, &cache);
+    assert!(o.status.success() && text(&o).contains("fetching it again"), "{}", text(&o));
+    assert_eq!(std::fs::read(&blob).unwrap(), weights);
+    assert!(hub.requests().len() > fetched);
+
+    // A user name and password in HF_ENDPOINT go nowhere in the output.
+    let port = hub.addr.rsplit(':').next().unwrap().to_string();
+    let with_password = format!("http://someone:s3cr3t-pw@127.0.0.1:{port}");
+    let o = embgraft(&["inspect", "tiny-org/nope"], &[("HF_ENDPOINT", with_password.as_str())], &cache);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("s3cr3t-pw") && !text(&o).contains("someone"), "{}", text(&o));
+    assert!(text(&o).contains(&format!("127.0.0.1:{port}")), "{}", text(&o));
+    let o = embgraft(&["inspect", "tiny-org/nope"], &[("HF_ENDPOINT", "ht!tp://someone:s3cr3t-pw@host")], &cache);
+    assert!(!o.status.success() && !text(&o).contains("s3cr3t-pw"), "{}", text(&o));
 }

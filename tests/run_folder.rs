@@ -203,14 +203,15 @@ fn a_stray_cell_is_refused_and_an_old_folder_still_reports_and_resumes() {
 
     // A folder as the previous version wrote it: no fingerprints anywhere. It reports, and a
     // resume finishes it to the same numbers, saying once that nothing could be checked.
-    let strip = |p: &Path, key: &str| {
+    let strip = |p: &Path, keys: &[&str]| {
         let mut v: serde_json::Value = serde_json::from_slice(&read(p)).unwrap();
-        v.as_object_mut().unwrap().remove(key);
+        keys.iter().for_each(|k| drop(v.as_object_mut().unwrap().remove(*k)));
         std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     };
     let whole = read(&fast.join("metrics.csv"));
-    strip(&fast.join("inputs.json"), "fingerprints");
-    strip(&fast.join("run-A-0.json"), "made_under");
+    strip(&fast.join("inputs.json"), &["fingerprints"]);
+    // That version's run files had no record of their cell and no checksum either.
+    strip(&fast.join("run-A-0.json"), &["made_under", "cell", "blake3"]);
     std::fs::remove_file(fast.join("run-B-0.json")).unwrap();
     let cfg = String::from_utf8(read(&fast.join("config.toml"))).unwrap();
     let cut = cfg.find("\n# What this experiment was made from").unwrap();
@@ -233,13 +234,12 @@ fn tensor_span(path: &Path, name: &str) -> (usize, usize) {
     (8 + n + a, b - a)
 }
 
-#[test]
-fn a_damaged_checkpoint_is_refused_and_leftovers_go() {
+/// The folder `part` of the small experiment (`more` flags added) stopped after 18 steps: A
+/// seed 0 finished (12 steps), B seed 0 six steps in, with its checkpoint, made by the library
+/// as an interrupted run makes it.
+fn stopped_inside_b0(f: &Fixture, more: &[&str]) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let f = fixture();
-    let refdir = reference(&f);
-    // Stopped inside B: a checkpoint, made by the library as an interrupted run makes it.
-    let (_, mut cfg) = embgraft::cli::parse_run(&args("x", &[])).unwrap();
+    let (_, mut cfg) = embgraft::cli::parse_run(&args("x", more)).unwrap();
     cfg.data.corpora = vec![f.corpus.display().to_string()];
     cfg.data.donor = vec![f.donor.display().to_string()];
     let part = f.root.join("part");
@@ -247,6 +247,16 @@ fn a_damaged_checkpoint_is_refused_and_leftovers_go() {
     let stop = || steps.fetch_add(1, Ordering::SeqCst) + 1 >= 18;
     let ctl = embgraft::experiment::Control { should_stop: &stop, ..Default::default() };
     assert!(embgraft::experiment::compare(&cfg, &part, &ctl).is_err());
+    assert!(part.join("checkpoint-B-0.safetensors").is_file());
+    part
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_and_leftovers_go() {
+    let f = fixture();
+    let refdir = reference(&f);
+    // Stopped inside B: a checkpoint, made by the library as an interrupted run makes it.
+    let part = stopped_inside_b0(&f, &[]);
     let ckpt = part.join("checkpoint-B-0.safetensors");
     let good = read(&ckpt);
     let (at, len) = tensor_span(&ckpt, "param.lm_head");
@@ -487,4 +497,407 @@ fn tensorboard_series_hold_metrics_once_through_a_resume_and_force_clears_them()
     assert!(embgraft::tfevents::own_files(&f.root.join("tb/tensorboard/A-0")).is_empty());
     assert!(f.root.join("tb/tensorboard/A-0/notes.txt").is_file(), "a file embgraft did not write stays");
     assert!(!f.root.join("tb/tensorboard/B-1").exists());
+}
+
+/// Waits (at most 60 s) until `path` exists.
+fn wait_for(path: &Path) {
+    let t = Instant::now();
+    while std::fs::symlink_metadata(path).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(60), "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_in(cwd: &Path, args: &[&str]) -> std::process::Child {
+    bin().current_dir(cwd).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+#[test]
+fn the_folder_lock_cannot_be_deleted_or_redirected() {
+    let f = fixture();
+    let long = ["--max-steps", "100000", "--eval-every", "50"];
+    // A run holds the folder; its note is deleted: a second --resume and a --force run with
+    // another lr are still refused, and the folder stays the first run's.
+    let mut first = spawn_in(&f.root, &args("live", &long));
+    let note = f.root.join("live").join(".embgraft.lock");
+    wait_for(&note);
+    std::fs::remove_file(&note).unwrap();
+    for second in [vec!["compare", "--resume", "live"], args("live", &["--force", "--lr", "0.5"])] {
+        let o = run_in(&f.root, &second);
+        assert_eq!(o.status.code(), Some(1), "{second:?}: {}", stderr(&o));
+        let line = error_line(&o);
+        assert!(line.contains("live is being written by another embgraft"), "{line}");
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let cfg = String::from_utf8(read(&f.root.join("live/config.toml"))).unwrap();
+    assert!(cfg.contains("lr = 0.01\n"), "{cfg}");
+
+    // The note's name held by a link (to a file, dangling) or a FIFO: the link's target is
+    // untouched, nothing is created through it, nothing hangs, and the run is whole.
+    let victim = f.root.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    for (i, kind) in ["link", "dangling", "fifo"].into_iter().enumerate() {
+        let out = f.root.join(format!("odd-{i}"));
+        std::fs::create_dir(&out).unwrap();
+        let lock = out.join(".embgraft.lock");
+        match kind {
+            "link" => std::os::unix::fs::symlink(&victim, &lock).unwrap(),
+            "dangling" => std::os::unix::fs::symlink(f.root.join("created-through-a-link"), &lock).unwrap(),
+            _ => mkfifo(&lock),
+        }
+        let o = bounded(&f.root, &args(out.to_str().unwrap(), &[]), Duration::from_secs(60));
+        assert!(o.status.success(), "{kind}: {}", stderr(&o));
+        assert!(out.join("report.md").is_file(), "{kind}");
+        assert!(std::fs::symlink_metadata(&lock).is_err(), "{kind}: the note is left behind");
+    }
+    assert_eq!(read(&victim), b"precious");
+    assert!(!f.root.join("created-through-a-link").exists());
+
+    // A note left by a run on another host: said as such, not as "ended without releasing".
+    let out = f.root.join("elsewhere");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join(".embgraft.lock"), "pid 4242 on other-node-7, started 20261201-101010 UTC").unwrap();
+    let o = run_in(&f.root, &args("elsewhere", &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("last held by pid 4242 on other-node-7") && e.contains("does not share locks"), "{e}");
+    assert!(!e.contains("ended without releasing"), "{e}");
+}
+
+#[test]
+fn cell_locks_cannot_be_redirected_and_a_deleted_one_stops_its_holder() {
+    let f = fixture();
+    let victim = f.root.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    for (i, kind) in ["link", "fifo"].into_iter().enumerate() {
+        let out = f.root.join(format!("sh-{i}"));
+        std::fs::create_dir(&out).unwrap();
+        let lock = out.join(".cell-A-0.lock");
+        match kind {
+            "link" => std::os::unix::fs::symlink(&victim, &lock).unwrap(),
+            _ => mkfifo(&lock),
+        }
+        let o = bounded(&f.root, &args(out.to_str().unwrap(), &["--shard", "1/1"]), Duration::from_secs(60));
+        assert_eq!(o.status.code(), Some(1), "{kind}: {}", stderr(&o));
+        let line = error_line(&o);
+        let want = if kind == "link" { "is a symbolic link" } else { "is not a regular file" };
+        assert!(line.contains(".cell-A-0.lock") && line.contains(want) && line.contains("delete it"), "{line}");
+        assert!(!out.join("run-A-0.json").exists());
+    }
+    assert_eq!(read(&victim), b"precious");
+
+    // A task's cell lock deleted while it trains: a second task takes the cell, and the first
+    // stops at its next curve point with a line naming the lock, writing nothing more.
+    let long = ["--configs", "A", "--shard", "1/1", "--max-steps", "100000", "--eval-every", "50"];
+    let mut first = spawn_in(&f.root, &args("cells", &long));
+    let lock = f.root.join("cells").join(".cell-A-0.lock");
+    wait_for(&lock);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(&lock).unwrap();
+    let mut second = spawn_in(&f.root, &args("cells", &long));
+    let t = Instant::now();
+    while first.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the first task never noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = first.wait_with_output().unwrap();
+    let _ = second.kill();
+    second.wait().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let line = error_line(&o);
+    assert!(line.contains("cell lock") && line.contains("was deleted or replaced"), "{line}");
+}
+
+/// Rewrites the `__metadata__` of a safetensors file with `f`, the tensors as they were.
+fn rewrite_metadata(path: &Path, f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let bytes = read(path);
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    f(header["__metadata__"].as_object_mut().unwrap());
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// A JSON file edited in place.
+fn edit_json(p: &Path, f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&read(p)).unwrap();
+    f(v.as_object_mut().unwrap());
+    std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn provenance_is_required_where_it_exists_and_cells_know_who_they_are() {
+    let f = fixture();
+    std::fs::write(f.root.join("other.txt"), common::tiny_corpus().replace("Weena", "Filby")).unwrap();
+    for (out, more) in [("x", vec!["--seeds", "2"]), ("y", vec!["--seeds", "2", "--corpus", "other.txt"])] {
+        let o = run_in(&f.root, &args(out, &more));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (x, y) = (f.root.join("x"), f.root.join("y"));
+    let report = || run_in(&f.root, &["report", "x", "--complete"]);
+    let original = read(&x.join("run-B-0.json"));
+    let restore = || std::fs::write(x.join("run-B-0.json"), &original).unwrap();
+    let o = report();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = read(&x.join("report.md"));
+
+    // Another corpus's cell with its record stripped: refused by name, as damaged.
+    std::fs::copy(y.join("run-B-0.json"), x.join("run-B-0.json")).unwrap();
+    edit_json(&x.join("run-B-0.json"), |o| drop(o.remove("made_under")));
+    let line = error_line(&report());
+    assert!(line.contains("run-B-0.json is damaged") && line.contains("checksum"), "{line}");
+    edit_json(&x.join("run-B-0.json"), |o| ["cell", "blake3"].iter().for_each(|k| drop(o.remove(*k))));
+    let line = error_line(&report());
+    assert!(line.contains("run-B-0.json is damaged") && line.contains("no record of what made it"), "{line}");
+    restore();
+
+    // A few keys of its settings deleted (and its checksum with them): incomplete.
+    edit_json(&x.join("run-B-0.json"), |o| {
+        ["cell", "blake3"].iter().for_each(|k| drop(o.remove(*k)));
+        let s = o["made_under"]["settings"].as_object_mut().unwrap();
+        ["optimizer.lr", "protocol.seq_len"].iter().for_each(|k| drop(s.remove(*k)));
+    });
+    let line = error_line(&report());
+    assert!(line.contains("run-B-0.json is damaged") && line.contains("incomplete or edited"), "{line}");
+    restore();
+
+    // A run file copied over another cell's: refused, naming both cells.
+    std::fs::copy(x.join("run-B-1.json"), x.join("run-B-0.json")).unwrap();
+    let line = error_line(&report());
+    assert!(line.contains("run-B-0.json holds B seed 1 but its name is B seed 0's"), "{line}");
+    restore();
+    let o = report();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&x.join("report.md")), whole);
+}
+
+#[test]
+fn checkpoints_need_their_checksum_and_their_own_name() {
+    let f = fixture();
+    let refdir = f.root.join("reference");
+    let o = run_in(&f.root, &args("reference", &["--seeds", "2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let part = stopped_inside_b0(&f, &["--seeds", "2"]);
+    let ckpt = part.join("checkpoint-B-0.safetensors");
+    let good = read(&ckpt);
+    let d = part.to_str().unwrap();
+
+    // Its checksum removed: refused as damaged, in a folder that records fingerprints.
+    rewrite_metadata(&ckpt, |m| drop(m.remove("embgraft.blake3")));
+    let line = error_line(&run_in(&f.root, &["compare", "--resume", d]));
+    assert!(line.contains("checkpoint-B-0.safetensors is damaged: its checksum is missing"), "{line}");
+    std::fs::write(&ckpt, &good).unwrap();
+
+    // Renamed to another seed's name: seed 1 would continue from seed 0's state. Refused.
+    std::fs::rename(&ckpt, part.join("checkpoint-B-1.safetensors")).unwrap();
+    let line = error_line(&run_in(&f.root, &["compare", "--resume", d]));
+    assert!(line.contains("checkpoint-B-1.safetensors holds B seed 0 but its name is B seed 1's"), "{line}");
+    std::fs::rename(part.join("checkpoint-B-1.safetensors"), &ckpt).unwrap();
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&part.join("metrics.csv")), read(&refdir.join("metrics.csv")));
+}
+
+#[test]
+fn changed_settings_on_resume_are_refused_train_config_and_edits_included() {
+    let f = fixture();
+    let o = run_in(
+        &f.root,
+        &[
+            "train",
+            "--config",
+            "C",
+            "--corpus",
+            "corpus.txt",
+            "--donor",
+            "gpt2-tiny",
+            "--seeds",
+            "1",
+            "--max-steps",
+            "8",
+            "--out",
+            "t",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = snapshot(&f.root.join("t"));
+    let o = run_in(&f.root, &["train", "--config", "A", "--resume", "t"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let line = error_line(&o);
+    assert!(line.contains("--config A would change it") && line.contains("give --config C"), "{line}");
+    assert_eq!(snapshot(&f.root.join("t")), before);
+    let o = run_in(&f.root, &["train", "--config", "C", "--resume", "t"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // config.toml edited with no cell left to tell: its own fingerprint does.
+    let e = f.root.join("t");
+    std::fs::remove_file(e.join("run-C-0.json")).unwrap();
+    let cfg = String::from_utf8(read(&e.join("config.toml"))).unwrap();
+    std::fs::write(e.join("config.toml"), cfg.replace("weight_decay = 0.01", "weight_decay = 0.02")).unwrap();
+    let line = error_line(&run_in(&f.root, &["compare", "--resume", "t"]));
+    assert!(line.contains("config.toml was edited after its experiment started"), "{line}");
+    let line = error_line(&run_in(&f.root, &["report", "t"]));
+    assert!(line.contains("config.toml was edited after its experiment started"), "{line}");
+
+    // lr = nan in a config.toml: the file's key is named, not a JSON type.
+    std::fs::write(e.join("config.toml"), cfg.replace("lr = 0.001", "lr = nan")).unwrap();
+    assert!(cfg.contains("lr = 0.001"), "{cfg}");
+    for a in [vec!["compare", "--resume", "t"], vec!["compare", "--config-file", "t/config.toml", "--out", "never"]] {
+        let o = run_in(&f.root, &a);
+        let line = error_line(&o);
+        assert!(line.contains("[optimizer] lr = NaN is not a finite number") && !line.contains("null"), "{line}");
+    }
+    assert!(!f.root.join("never").exists());
+}
+
+#[test]
+fn force_removes_only_what_the_previous_experiment_wrote() {
+    let f = fixture();
+    let o = run_in(&f.root, &args("f", &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = f.root.join("f");
+    for (dir, file) in [("backup", "config.toml"), ("backup", "summary.json"), ("app", "config.toml")] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+        std::fs::write(d.join(dir).join(file), "a user's file").unwrap();
+    }
+    std::fs::write(d.join("notes.txt"), "mine").unwrap();
+    let o = run_in(&f.root, &args("f", &["--force", "--configs", "A"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    let said = e.lines().find(|l| l.starts_with("--force: removed")).unwrap_or_default();
+    assert!(said.contains("files (") && said.contains("run-B-0.json") || said.contains("…"), "{e}");
+    for p in ["backup/config.toml", "backup/summary.json", "app/config.toml", "notes.txt"] {
+        assert!(d.join(p).is_file(), "{p} was removed");
+    }
+    assert!(!d.join("run-B-0.json").exists() && d.join("run-A-0.json").exists());
+}
+
+#[test]
+fn what_cannot_fit_in_memory_is_refused_before_anything_is_written() {
+    let f = fixture();
+    let big = f.root.join("big.txt");
+    std::fs::write(&big, common::tiny_corpus().repeat(30)).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--max-memory", "2MiB"], "donor tensor wte.weight [50257, 8] in f32 (and its copies) needs about"),
+        (vec!["--max-memory", "20MiB", "--corpus", "big.txt"], "reading and tokenizing corpus"),
+        (
+            vec![
+                "--model",
+                "model5",
+                "--corpus",
+                "big.txt",
+                "--seq-len",
+                "16384",
+                "--stride",
+                "4096",
+                "--batch-size",
+                "1",
+                "--max-memory",
+                "1GiB",
+            ],
+            "try a smaller --batch-size or --seq-len",
+        ),
+    ];
+    for (extra, want) in cases {
+        let o = bounded(&f.root, &args("never", &extra), Duration::from_secs(60));
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        let line = error_line(&o);
+        assert!(line.contains(want) && line.contains("is available (--max-memory)"), "{extra:?}: {line}");
+        assert!(!f.root.join("never").exists(), "{extra:?} left a folder");
+    }
+    // bench: a vocabulary that cannot fit, and one too small for the batches' ids.
+    let batches = f.root.join("b.safetensors");
+    let c = f.corpus.to_str().unwrap();
+    let o = run_in(&f.root, &["bench", "--batches", batches.to_str().unwrap(), "--corpus", c, "--vocab", "1000000000"]);
+    let line = error_line(&o);
+    assert!(line.contains("bench at vocabulary 1000000000 x width 768 needs about"), "{line}");
+    assert!(!batches.exists(), "the refused bench wrote its batches");
+    let b = batches.to_str().unwrap();
+    let o = run_in(&f.root, &["bench", "--batches", b, "--corpus", c, "--dim", "8", "--steps", "1", "--warmup", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_in(&f.root, &["bench", "--batches", b, "--vocab", "464"]);
+    let line = error_line(&o);
+    assert!(line.contains("--vocab 464 is too small") && line.contains("or more"), "{line}");
+}
+
+#[test]
+fn a_closed_or_full_stderr_loses_messages_not_the_run() {
+    let f = fixture();
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let o = bin().current_dir(&f.root).args(args("full", &[])).stderr(full).output().unwrap();
+    assert!(o.status.success(), "exit {:?}", o.status.code());
+    // `compare … 2>&1 | head -1`: the reader goes away after one line.
+    let mut child = bin()
+        .current_dir(&f.root)
+        .args(args("closed", &[]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read(child.stderr.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    for out in ["full", "closed"] {
+        assert_eq!(read(&f.root.join(out).join("metrics.csv")), read(&f.root.join("full/metrics.csv")));
+        assert!(f.root.join(out).join("report.md").is_file());
+    }
+}
+
+#[test]
+fn racing_resumes_name_the_holder_and_odd_places_are_refused_first() {
+    let f = fixture();
+    let o = run_in(&f.root, &args("race", &["--max-steps", "30"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut losers = 0;
+    for _ in 0..6 {
+        let kids: Vec<_> = (0..3).map(|_| spawn_in(&f.root, &["compare", "--resume", "race"])).collect();
+        for k in kids {
+            let o = k.wait_with_output().unwrap();
+            if !o.status.success() {
+                losers += 1;
+                let line = error_line(&o);
+                assert!(line.contains("race is being written by another embgraft (pid "), "{line}");
+            }
+        }
+    }
+    eprintln!("{losers} resumes lost the race");
+
+    // A `tensorboard` that is a file: refused before anything is written.
+    let tb = f.root.join("tb");
+    std::fs::create_dir(&tb).unwrap();
+    std::fs::write(tb.join("tensorboard"), "a file").unwrap();
+    let o = run_in(&f.root, &args("tb", &["--tensorboard", "--force"]));
+    let line = error_line(&o);
+    assert!(line.contains("cannot write into") && line.contains("(it is a file, not a folder)"), "{line}");
+    assert_eq!(std::fs::read_dir(&tb).unwrap().count(), 1, "something was written");
+
+    // A donor of one value everywhere cannot be rescaled for G: refused, naming G.
+    let flat = f.root.join("flat.safetensors");
+    embgraft::fixtures::write_f32_tensors(&flat, &[("wte.weight".into(), vec![50257, 8], vec![0.0; 50257 * 8])])
+        .unwrap();
+    let o = run_in(&f.root, &args("never", &["--donor", flat.to_str().unwrap(), "--configs", "A,G"]));
+    let line = error_line(&o);
+    assert!(line.contains("standard deviation 0") && line.contains("configurations G"), "{line}");
+
+    // Shards given different corpora: told so, not that the corpus changed.
+    std::fs::write(f.root.join("other.txt"), common::tiny_corpus().replace("Weena", "Filby")).unwrap();
+    let o = run_in(&f.root, &args("shared", &["--shard", "1/2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_in(&f.root, &args("shared", &["--shard", "2/2", "--corpus", "other.txt"]));
+    let line = error_line(&o);
+    assert!(line.contains("this shard's corpus") && line.contains("not the one the shards before it read"), "{line}");
 }

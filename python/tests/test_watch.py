@@ -111,6 +111,8 @@ def test_tensorboard_folder_that_cannot_be_written_is_refused_before_training(in
     with pytest.raises(embgraft.OutputError, match="--tensorboard: cannot write into"):
         embgraft.compare(out=out, force=True, tensorboard=True, donor=inputs["donor"], corpus=inputs["corpus"], **SMALL)
     assert not (out / "run-B-0.json").exists()
+    # Refused before anything was written: the file is all the folder holds.
+    assert [p.name for p in out.iterdir()] == ["tensorboard"]
 
 
 def test_every_point_reaches_a_real_mlflow_store(inputs, tmp_path, monkeypatch):

@@ -530,6 +530,8 @@ mod tests {
             thaws: Vec::new(),
             notes: Vec::new(),
             made_under: None,
+            cell: None,
+            blake3: None,
         }
     }
 

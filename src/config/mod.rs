@@ -264,6 +264,10 @@ pub struct Run {
     /// step, thaws, the copy and frozen checks, the verdicts): `tensorboard --logdir DIR`
     #[arg(long, help_heading = "Run")]
     pub tensorboard: bool,
+    /// Memory the run may use (8GiB, 500MB); a run estimated to need more is refused before it
+    /// starts [default: what the system has available: MemAvailable, or the cgroup's limit]
+    #[arg(long, value_name = "SIZE", help_heading = "Run")]
+    pub max_memory: Option<ReadCap>,
 }
 
 defaults_from_clap!(Data, Protocol, AdamWConfig, Model, Graft, Run);
@@ -291,7 +295,7 @@ pub struct ExperimentConfig {
 /// The table of config.toml that records what a run folder's experiment was made from.
 pub const FINGERPRINTS: &str = "fingerprints";
 
-pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size", "tensorboard"];
+pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size", "tensorboard", "max_memory"];
 
 impl ExperimentConfig {
     /// A reduced budget that still gives a complete report, intervals included: 60 steps per
@@ -539,6 +543,19 @@ impl ExperimentConfig {
         };
         let mut table: toml::Table = text.parse().map_err(bad)?;
         table.remove(FINGERPRINTS);
+        // TOML has nan and inf; no setting takes them (and they would not survive the settings'
+        // JSON form): named here, by key and line.
+        for (section, values) in &table {
+            for (key, v) in values.as_table().into_iter().flatten() {
+                if let Some(x) = v.as_float().filter(|x| !x.is_finite()) {
+                    let line = text.lines().position(|l| l.trim_start().starts_with(key.as_str())).map(|i| i + 1);
+                    return Err(Error::Input(format!(
+                        "{}[{section}] {key} = {x} is not a finite number; give a finite number",
+                        line.map_or(String::new(), |l| format!("line {l}: "))
+                    )));
+                }
+            }
+        }
         toml::Value::Table(table).try_into().map_err(bad)
     }
 }

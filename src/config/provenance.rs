@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ExperimentConfig, RESUMABLE};
+use crate::config::{ExperimentConfig, Letter, RESUMABLE};
 use crate::error::{Error, Result};
 
 /// Content fingerprints of one group's inputs and settings: hex of BLAKE3's first 128 bits.
@@ -37,6 +37,92 @@ pub struct MadeUnder {
 }
 
 pub use crate::util::{fingerprint, Hasher};
+
+/// Which cell a result file holds: its group (empty in a one-group experiment; else the
+/// group's folder name), configuration and seed. Stored in every run file and checkpoint and
+/// covered by its checksum, so a file renamed or copied to another cell's name is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellId {
+    pub group: String,
+    pub config: Letter,
+    pub seed: u64,
+}
+
+impl CellId {
+    /// Refuses a file whose contents say it is another cell than its name does.
+    pub fn check(&self, want: &CellId, file: &str) -> Result<()> {
+        if self == want {
+            return Ok(());
+        }
+        let show = |c: &CellId| match c.group.is_empty() {
+            true => format!("{} seed {}", c.config, c.seed),
+            false => format!("{} seed {} of group {}", c.config, c.seed, c.group),
+        };
+        Err(Error::Input(format!(
+            "{file} holds {} but its name is {}'s: it was renamed or copied from another cell; put it back under \
+             its own name, or delete it to run that cell again",
+            show(self),
+            show(want)
+        )))
+    }
+}
+
+/// What a cell's file (run file or checkpoint) says of itself: what made it, which cell it is,
+/// and whether a checksum over it was there and matched.
+#[derive(Clone, Debug, Default)]
+pub struct Stamp {
+    pub made: Option<MadeUnder>,
+    pub cell: Option<CellId>,
+    pub sealed: bool,
+}
+
+/// The fingerprints recorded in a config.toml's `[fingerprints]` table, if it has one.
+pub fn recorded(config_toml: &str) -> Option<Fingerprints> {
+    let mut table: toml::Table = config_toml.parse().ok()?;
+    table.remove(crate::config::FINGERPRINTS)?.try_into().ok()
+}
+
+/// A config.toml whose settings no longer hash to the fingerprint written with them was edited
+/// after its experiment started. Ok for one that records no fingerprint (an older embgraft's).
+pub fn check_config_toml(text: &str, cfg: &ExperimentConfig, path: &std::path::Path) -> Result<()> {
+    match recorded(text) {
+        Some(p) if !p.settings.is_empty() && p.settings != settings_fingerprint(cfg) => Err(Error::Input(format!(
+            "{} was edited after its experiment started: its settings no longer match the fingerprint written with \
+             them ({}); restore the original (every cell's run file lists the settings it was made with), or start \
+             a new --out",
+            path.display(),
+            short(&p.settings)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A cell's record of what made it, in a folder that records fingerprints: it must be whole.
+/// Its settings must still hash to the fingerprint beside them (keys deleted or edited by hand
+/// do not), and every input the folder fingerprints must be fingerprinted in it too.
+pub fn check_complete(folder: &Fingerprints, found: &MadeUnder, file: &str) -> Result<()> {
+    let damaged = |why: &str| {
+        Error::Input(format!(
+            "{file} is damaged: {why}, in a folder that records what made every cell; delete it to run that cell again"
+        ))
+    };
+    let f = &found.fingerprints;
+    if f.settings.is_empty()
+        || f.settings != fingerprint(serde_json::to_string(&found.settings).unwrap_or_default().as_bytes())
+    {
+        return Err(damaged("its record of the settings it was made with is incomplete or edited"));
+    }
+    for (what, want, got) in [
+        ("corpus", &folder.corpus, &f.corpus),
+        ("donor", &folder.donor, &f.donor),
+        ("tokenizer", &folder.tokenizer, &f.tokenizer),
+    ] {
+        if !want.is_empty() && got.is_empty() {
+            return Err(damaged(&format!("it has no fingerprint of its {what}")));
+        }
+    }
+    Ok(())
+}
 
 /// config.toml as a run folder holds it: the settings, then the `[fingerprints]` of the
 /// inputs and settings it was started with.
@@ -91,10 +177,21 @@ fn setting_name(key: &str) -> &str {
 
 /// Whether a cell made under `found` belongs to the experiment `expected` describes; the error
 /// names the first setting or input that differs. `file` is the cell's file name; `source`
-/// says where the expected settings come from (`config.toml`). A setting only one side knows
-/// (written by another embgraft version) is not a difference.
+/// says where the expected settings come from (`config.toml`). A setting the cell does not
+/// record (it was made by an embgraft that did not have it) is no difference where the
+/// experiment keeps that setting's default, which is what the older version did.
 pub fn check_cell(expected: &MadeUnder, found: &MadeUnder, file: &str, source: &str) -> Result<()> {
+    let defaults = settings_of(&ExperimentConfig::default());
     for (key, want) in &expected.settings {
+        if !found.settings.contains_key(key) && defaults.get(key).is_some_and(|d| d != want) {
+            return Err(Error::Input(format!(
+                "{source}'s {} is {} but {file} has no record of it (made by an embgraft without that setting, at \
+                 its default {}); restore {source}, or delete {file} to run that cell again",
+                setting_name(key),
+                plain(want),
+                defaults.get(key).map_or("", |d| plain(d))
+            )));
+        }
         if let Some(got) = found.settings.get(key).filter(|got| *got != want) {
             return Err(Error::Input(format!(
                 "{source}'s {} is {} but {file} was trained with {}; restore {source}, or delete {file} to run that \
@@ -122,14 +219,23 @@ pub fn check_cell(expected: &MadeUnder, found: &MadeUnder, file: &str, source: &
 }
 
 /// Whether the inputs read now are the ones an experiment started with (`then`, from its
-/// inputs.json); the error names the input that changed and its path.
-pub fn check_inputs(then: &Fingerprints, now: &Fingerprints, paths: [&str; 3]) -> Result<()> {
+/// inputs.json); the error names the input that changed and its path. For a `shard`, `then`
+/// is what the shards before it read.
+pub fn check_inputs(then: &Fingerprints, now: &Fingerprints, paths: [&str; 3], shard: bool) -> Result<()> {
     let [corpus, donor, tokenizer] = paths;
     for (what, path, a, b) in [
         ("corpus", corpus, &then.corpus, &now.corpus),
         ("donor", donor, &then.donor, &now.donor),
         ("tokenizer", tokenizer, &then.tokenizer, &now.tokenizer),
     ] {
+        if a != b && !a.is_empty() && shard {
+            return Err(Error::Input(format!(
+                "this shard's {what} {path} is not the one the shards before it read (fingerprint {} there, {} \
+                 here); give every shard the same {what}, or another --out",
+                short(a),
+                short(b)
+            )));
+        }
         if a != b && !a.is_empty() {
             return Err(Error::Input(format!(
                 "the {what} {path} changed since this experiment started (fingerprint {} then, {} now); put the \

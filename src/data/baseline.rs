@@ -52,8 +52,7 @@ pub fn add_k_loss(fit: &TokenCounts, eval: &TokenCounts, k: f64, vocab: usize) -
 }
 
 fn counts(data: &Dataset, windows: &[usize]) -> TokenCounts {
-    let (xs, ys) = data.pairs(windows);
-    TokenCounts::from_pairs(&xs, &ys)
+    TokenCounts::from_windows(&data.tokens, windows, data.seq_len)
 }
 
 /// k from a log grid (1e-4 .. 10), scored on the training windows that start in the last tenth

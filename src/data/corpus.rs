@@ -16,7 +16,83 @@ pub const TIME_MACHINE_URL: &str = "https://www.gutenberg.org/files/35/35-0.txt"
 /// A tokenizer: GPT-2's BPE (compiled in, works offline) or a donor's own `tokenizer.json`.
 pub enum Tokenizer {
     Gpt2(Box<tiktoken_rs::CoreBPE>),
-    HuggingFace { tok: Box<tokenizers::Tokenizer>, path: PathBuf, fingerprint: String },
+    HuggingFace {
+        tok: Box<tokenizers::Tokenizer>,
+        path: PathBuf,
+        fingerprint: String,
+        /// Whether running text may be encoded in pieces cut at single spaces and newlines
+        /// with the same ids (see [`splits_at_whitespace`]).
+        in_pieces: bool,
+    },
+}
+
+/// Text is encoded in pieces of about this many bytes, so that a tokenizer's working memory
+/// grows with a piece, not with the whole corpus.
+pub const PIECE: usize = 4 << 20;
+
+/// Whether a tokenizer.json's pipeline gives the same ids for a text cut at a single space or
+/// newline that stands between two other characters: its normalizer acts character by
+/// character, its pre-tokenizer splits at white space (BERT's, Whitespace, or the byte-level
+/// GPT-2 pattern without an added prefix space), and no added token holds white space.
+/// Anything else (SentencePiece's Metaspace, which marks a piece's first word, a custom split
+/// pattern) is encoded whole.
+fn splits_at_whitespace(json: &serde_json::Value) -> bool {
+    fn all(v: &serde_json::Value, key: &str, ok: &dyn Fn(&serde_json::Value) -> bool) -> bool {
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("Sequence") => {
+                v.get(key).and_then(|s| s.as_array()).is_some_and(|s| s.iter().all(|x| all(x, key, ok)))
+            }
+            _ => ok(v),
+        }
+    }
+    let kind = |v: &serde_json::Value| v.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    let normalizer = json.get("normalizer").unwrap_or(&serde_json::Value::Null);
+    let local = |v: &serde_json::Value| {
+        ["BertNormalizer", "Lowercase", "StripAccents", "NFC", "NFD", "NFKC", "NFKD"].contains(&kind(v).as_str())
+    };
+    let pre = json.get("pre_tokenizer").unwrap_or(&serde_json::Value::Null);
+    let splits = |v: &serde_json::Value| match kind(v).as_str() {
+        "BertPreTokenizer" | "Whitespace" | "WhitespaceSplit" | "Punctuation" | "Digits" => true,
+        "ByteLevel" => {
+            v.get("add_prefix_space").and_then(|b| b.as_bool()) == Some(false)
+                && v.get("use_regex").and_then(|b| b.as_bool()) != Some(false)
+        }
+        _ => false,
+    };
+    let added_plain = json.get("added_tokens").and_then(|a| a.as_array()).is_none_or(|a| {
+        a.iter()
+            .all(|t| !t.get("content").and_then(|c| c.as_str()).unwrap_or_default().chars().any(char::is_whitespace))
+    });
+    (normalizer.is_null() || all(normalizer, "normalizers", &local))
+        && !pre.is_null()
+        && all(pre, "pretokenizers", &splits)
+        && added_plain
+}
+
+/// Where to cut `text` into pieces of about `piece` bytes: before a single space or newline
+/// that stands between two characters that are not white space. There every tokenizer this
+/// cuts for (GPT-2's pattern, white-space pre-tokenizers) ends one pre-token and starts the
+/// next, and its patterns look no further back than the piece they are in, so the pieces'
+/// ids joined are the whole text's. A text with no such place goes whole.
+pub fn cut_points(text: &str, piece: usize) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut cuts = Vec::new();
+    let mut at = piece.max(1);
+    while at < bytes.len() {
+        let found = (at..bytes.len().saturating_sub(1)).find(|&p| {
+            (bytes[p] == b' ' || bytes[p] == b'\n')
+                && text[..p].chars().next_back().is_some_and(|c| !c.is_whitespace())
+                && text[p + 1..].chars().next().is_some_and(|c| !c.is_whitespace())
+        });
+        match found {
+            Some(p) => {
+                cuts.push(p);
+                at = p + piece.max(1);
+            }
+            None => break,
+        }
+    }
+    cuts
 }
 
 /// GPT-2's vocabulary: 50 000 merges + 256 bytes + `<|endoftext|>` (id 50256).
@@ -42,7 +118,13 @@ impl Tokenizer {
         tok.with_padding(None);
         tok.with_truncation(None).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         let fingerprint = crate::util::fingerprint(&bytes);
-        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf(), fingerprint })
+        let in_pieces = serde_json::from_slice(&bytes).is_ok_and(|j| splits_at_whitespace(&j));
+        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf(), fingerprint, in_pieces })
+    }
+
+    /// Whether it encodes long text whole (its pipeline is not known to allow pieces).
+    pub fn encodes_whole(&self) -> bool {
+        matches!(self, Tokenizer::HuggingFace { in_pieces: false, .. })
     }
 
     pub fn name(&self) -> String {
@@ -69,13 +151,33 @@ impl Tokenizer {
     }
 
     /// Encodes running text. Special tokens are never added, and text that merely looks like
-    /// `<|endoftext|>` is encoded as ordinary text.
+    /// `<|endoftext|>` is encoded as ordinary text. Long text goes in pieces of about
+    /// [`PIECE`] bytes where the tokenizer gives the same ids that way ([`cut_points`]).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_in_pieces(text, PIECE)
+    }
+
+    /// [`Tokenizer::encode`] with pieces of about `piece` bytes.
+    pub fn encode_in_pieces(&self, text: &str, piece: usize) -> Result<Vec<u32>> {
+        let cuts = match self {
+            Tokenizer::HuggingFace { in_pieces: false, .. } => Vec::new(),
+            _ => cut_points(text, piece),
+        };
+        let mut ids = Vec::with_capacity(text.len() / 4);
+        let mut from = 0;
+        for to in cuts.into_iter().chain(std::iter::once(text.len())) {
+            ids.extend(self.encode_whole(&text[from..to])?);
+            from = to;
+        }
+        Ok(ids)
+    }
+
+    fn encode_whole(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Tokenizer::Gpt2(bpe) => Ok(bpe.encode_ordinary(text)),
             Tokenizer::HuggingFace { tok, .. } => {
-                // One call over the whole text: splitting it first would drop the newline tokens
-                // of byte-level tokenizers.
+                // Pieces keep every character (a cut is before a space or newline, which goes
+                // with the next piece), so byte-level tokenizers keep their newline tokens.
                 let enc = tok.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
                 Ok(enc.get_ids().to_vec())
             }
@@ -450,5 +552,85 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let err = Dataset::new((0..12).collect(), 8, 2, Split::Windows, 0.1, &mut rng).err().unwrap();
         assert!(err.to_string().contains("corpus too short"), "{err}");
+    }
+
+    /// A small BERT-style WordPiece tokenizer.json (lowercasing normalizer, BERT's
+    /// pre-tokenizer), or the same with another pre-tokenizer.
+    fn wordpiece_json(pre_tokenizer: &str) -> String {
+        let mut vocab = vec!["[UNK]".to_string()];
+        for c in ('a'..='z').chain('0'..='9') {
+            vocab.push(c.to_string());
+            vocab.push(format!("##{c}"));
+        }
+        for w in ["the", "time", "machine", "##ing", "##ed", ".", ",", "!", "'", "-", "é", "##é", "東", "京"] {
+            vocab.push(w.to_string());
+        }
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            vocab.into_iter().enumerate().map(|(i, t)| (t, serde_json::Value::from(i))).collect();
+        serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": [{"id": 0, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": true}],
+            "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                           "strip_accents": null, "lowercase": true},
+            "pre_tokenizer": serde_json::from_str::<serde_json::Value>(pre_tokenizer).unwrap(),
+            "post_processor": null, "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100, "vocab": vocab}
+        })
+        .to_string()
+    }
+
+    /// Texts of every shape a corpus takes: prose with newlines, one long line with none,
+    /// blank lines and runs of spaces, tabs, CRLF, digits, punctuation runs, accents and CJK.
+    fn shapes() -> Vec<String> {
+        let words = ["The", "Time", "Machine", "was", "running,", "1895", "--", "café", "東京", "don't", "!!!", "x"];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut prose = String::new();
+        let mut line = String::new();
+        for i in 0..6000 {
+            use rand::Rng;
+            prose.push_str(words[rng.random_range(0..words.len())]);
+            line.push_str(words[i % words.len()]);
+            line.push(' ');
+            prose.push_str(match rng.random_range(0..20) {
+                0 => "\n",
+                1 => "\n\n",
+                2 => "  ",
+                3 => "\t",
+                4 => "\r\n",
+                5 => " \n",
+                _ => " ",
+            });
+        }
+        vec![prose, line.clone(), line.replace(' ', "\n"), line.replace(' ', "")]
+    }
+
+    /// Encoding in pieces gives exactly the ids of encoding whole, for GPT-2's BPE and for a
+    /// WordPiece tokenizer.json, at piece sizes that cut the text hundreds of times.
+    #[test]
+    fn pieces_give_the_whole_texts_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let bert = dir.path().join("bert.json");
+        std::fs::write(&bert, wordpiece_json(r#"{"type": "BertPreTokenizer"}"#)).unwrap();
+        let meta = dir.path().join("meta.json");
+        let metaspace = r#"{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}"#;
+        std::fs::write(&meta, wordpiece_json(metaspace)).unwrap();
+        let tokenizers = [Tokenizer::gpt2().unwrap(), Tokenizer::from_file(&bert, 1 << 20).unwrap()];
+        assert!(matches!(tokenizers[1], Tokenizer::HuggingFace { in_pieces: true, .. }));
+        let whole_only = Tokenizer::from_file(&meta, 1 << 20).unwrap();
+        assert!(matches!(whole_only, Tokenizer::HuggingFace { in_pieces: false, .. }), "Metaspace goes whole");
+        for text in shapes() {
+            for tok in &tokenizers {
+                let whole = tok.encode_whole(&text).unwrap();
+                for piece in [97, 1000, 4096] {
+                    let cuts = cut_points(&text, piece);
+                    if text.contains(' ') || text.contains('\n') {
+                        assert!(cuts.len() > text.len() / piece / 2, "{} cuts at {piece}", cuts.len());
+                    }
+                    assert_eq!(tok.encode_in_pieces(&text, piece).unwrap(), whole, "{} at {piece}", tok.name());
+                }
+            }
+        }
     }
 }

@@ -22,20 +22,50 @@ pub struct TokenCounts {
 impl TokenCounts {
     pub fn from_pairs(xs: &[u32], ys: &[u32]) -> Self {
         assert_eq!(xs.len(), ys.len());
-        let mut pairs: Vec<(u32, u32)> = xs.iter().copied().zip(ys.iter().copied()).collect();
+        let mut pairs: Vec<(u32, u32, u32)> = xs.iter().zip(ys).map(|(&x, &y)| (x, y, 1)).collect();
         pairs.sort_unstable();
-        let mut c =
-            TokenCounts { tokens: vec![], row_start: vec![], targets: vec![], counts: vec![], positions: xs.len() };
-        for (x, y) in pairs {
+        Self::from_sorted(pairs, xs.len())
+    }
+
+    /// The counts of the (input, target) pairs of `windows` over `tokens` (window `s`: inputs
+    /// `tokens[s..s+L]`, targets one further), equal to [`TokenCounts::from_pairs`] over the
+    /// pairs laid out, without laying them out: each text position's pair is counted as many
+    /// times as windows cover it. Memory grows with the text, not with windows times their
+    /// length (overlapping windows of 8 at stride 2 would hold every pair four times).
+    pub fn from_windows(tokens: &[u32], windows: &[usize], seq_len: usize) -> Self {
+        let n = tokens.len();
+        // +1 where a window starts, -1 where it ends: the running sum is each position's cover.
+        let mut edges = vec![0i32; n + 1];
+        for &w in windows {
+            edges[w] += 1;
+            edges[(w + seq_len).min(n)] -= 1;
+        }
+        let mut cover = 0i32;
+        let mut pairs = Vec::new();
+        for i in 0..n.saturating_sub(1) {
+            cover += edges[i];
+            if cover > 0 {
+                pairs.push((tokens[i], tokens[i + 1], cover as u32));
+            }
+        }
+        drop(edges);
+        pairs.sort_unstable();
+        Self::from_sorted(pairs, windows.len() * seq_len)
+    }
+
+    /// (input, target, count) triples sorted by input then target, grouped into rows.
+    fn from_sorted(pairs: Vec<(u32, u32, u32)>, positions: usize) -> Self {
+        let mut c = TokenCounts { tokens: vec![], row_start: vec![], targets: vec![], counts: vec![], positions };
+        for (x, y, n) in pairs {
             if c.tokens.last() != Some(&x) {
                 c.tokens.push(x);
                 c.row_start.push(c.targets.len());
             }
             if c.targets.len() > *c.row_start.last().unwrap() && c.targets.last() == Some(&y) {
-                *c.counts.last_mut().unwrap() += 1;
+                *c.counts.last_mut().unwrap() += n;
             } else {
                 c.targets.push(y);
-                c.counts.push(1);
+                c.counts.push(n);
             }
         }
         c.row_start.push(c.targets.len());
@@ -91,6 +121,23 @@ impl TokenCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counting windows by their cover gives the counts of the pairs laid out, for overlapping
+    /// windows in any order, a subset of them, and windows reaching the text's end.
+    #[test]
+    fn windows_counted_by_cover_equal_their_pairs() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let tokens: Vec<u32> = (0..3000).map(|_| rng.random_range(0..40)).collect();
+        for (len, stride) in [(8, 2), (5, 5), (1, 1), (16, 3)] {
+            let mut windows: Vec<usize> = (0..tokens.len() - len).step_by(stride).collect();
+            windows.retain(|_| rng.random_bool(0.7));
+            windows.reverse();
+            let xs: Vec<u32> = windows.iter().flat_map(|&w| tokens[w..w + len].to_vec()).collect();
+            let ys: Vec<u32> = windows.iter().flat_map(|&w| tokens[w + 1..w + len + 1].to_vec()).collect();
+            assert_eq!(TokenCounts::from_windows(&tokens, &windows, len), TokenCounts::from_pairs(&xs, &ys));
+        }
+    }
 
     #[test]
     fn counts_group_pairs() {

@@ -112,7 +112,7 @@ fn locate_hub(spec: &str, repo: &str) -> Result<DonorFiles> {
                         "donor {repo} has no safetensors weights on {} (neither model.safetensors nor \
                          model.safetensors.index.json); \
                          embgraft reads safetensors only, never pickle files: pick a repository with safetensors",
-                        hub.endpoint
+                        hub.shown
                     )),
                 });
             };

@@ -30,7 +30,10 @@ const RATE_WINDOWS: u32 = 4;
 /// token is sent to the endpoint's host only and never printed or saved.
 pub struct Hub {
     pub cache: hf_hub::Cache,
-    pub endpoint: String,
+    /// Where requests go, credentials included when `HF_ENDPOINT` holds them.
+    endpoint: String,
+    /// The endpoint as messages show it: without a user name or password.
+    pub shown: String,
     pub offline: bool,
     token: Option<String>,
     timeout: Duration,
@@ -63,8 +66,12 @@ impl Hub {
         let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
         let endpoint = endpoint.trim().trim_end_matches('/').to_string();
         if url::Url::parse(&endpoint).map_or(true, |u| u.host_str().is_none()) {
-            return Err(Error::Download(format!("HF_ENDPOINT {endpoint} is not a URL like https://huggingface.co")));
+            return Err(Error::Download(format!(
+                "HF_ENDPOINT {} is not a URL like https://huggingface.co",
+                without_credentials(&endpoint)
+            )));
         }
+        let shown = without_credentials(&endpoint);
         let offline = var("HF_HUB_OFFLINE")
             .is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str()));
         let timeout = match var("HF_HUB_DOWNLOAD_TIMEOUT") {
@@ -81,14 +88,19 @@ impl Hub {
             .timeout_write(timeout)
             .user_agent(concat!("embgraft/", env!("CARGO_PKG_VERSION")))
             .build();
-        Ok(Hub { cache, endpoint, offline, token, timeout, agent })
+        Ok(Hub { cache, endpoint, shown, offline, token, timeout, agent })
     }
 
     /// `file` of `repo` from the cache, downloaded (resuming a partial download) when missing.
     /// None when the repository has no such file and it is not `required`.
     pub fn get(&self, repo: &str, file: &str, required: bool) -> Result<Option<PathBuf>> {
         if let Some(p) = self.cache.model(repo.to_string()).get(file) {
-            return Ok(Some(p));
+            match self.intact(&p) {
+                Ok(()) => return Ok(Some(p)),
+                // A damaged blob is fetched again once, where the Hub can be asked.
+                Err(_) if !self.offline => self.forget(&p),
+                Err(e) => return Err(e),
+            }
         }
         if !required && self.known_missing(repo, file) {
             return Ok(None);
@@ -112,13 +124,65 @@ impl Hub {
             Err(f) => return Err(self.explain(repo, file, f)),
         };
         let label = format!("{repo}/{file}");
-        self.download(repo, file, &meta, &label).map(Some).map_err(|f| self.explain(repo, file, f))
+        let got = self.download(repo, file, &meta, &label).map_err(|f| self.explain(repo, file, f))?;
+        self.intact(&got)?;
+        Ok(Some(got))
+    }
+
+    /// Whether a cached file's blob holds the bytes its name (the Hub's ETag) says: for a large
+    /// file that is the SHA-256 of its content. A blob checked once is remembered (by size and
+    /// modification time, in embgraft's own cache folder) and not hashed again. Small files'
+    /// ETags are git object ids, not checked here.
+    fn intact(&self, pointer: &Path) -> Result<()> {
+        let Ok(blob) = std::fs::canonicalize(pointer) else { return Ok(()) };
+        let etag = blob.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if etag.len() != 64 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        let Ok(meta) = std::fs::metadata(&blob) else { return Ok(()) };
+        let stamp = format!("{} {:?}", meta.len(), meta.modified().ok());
+        let marker = dirs::cache_dir().map(|c| c.join("embgraft").join("verified-blobs").join(&etag));
+        if marker.as_ref().and_then(|m| std::fs::read_to_string(m).ok()).as_deref() == Some(stamp.as_str()) {
+            return Ok(());
+        }
+        let damaged = |why: String| {
+            Error::Download(format!(
+                "the cached file {} is damaged ({why}); delete {} and {} to have it fetched again",
+                pointer.display(),
+                blob.display(),
+                pointer.display()
+            ))
+        };
+        let sum = sha256_file(&blob).map_err(|e| damaged(format!("cannot read it: {e}")))?;
+        if !sum.eq_ignore_ascii_case(&etag) {
+            return Err(damaged(format!(
+                "its bytes hash to sha256 {}…, not the {}… it was stored as",
+                &sum[..12],
+                &etag[..12]
+            )));
+        }
+        if let Some(m) = marker {
+            if m.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok()) {
+                let _ = crate::util::write_atomic(&m, stamp.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a damaged cached file (its snapshot pointer and its blob), so it is fetched anew.
+    fn forget(&self, pointer: &Path) {
+        if let Ok(blob) = std::fs::canonicalize(pointer) {
+            crate::util::say(&format!("note: {} is damaged; fetching it again", pointer.display()));
+            let _ = std::fs::remove_file(&blob);
+        }
+        let _ = std::fs::remove_file(pointer);
     }
 
     /// A request for `url` (bytes from `from` on), following at most [`MAX_REDIRECTS`]
     /// redirects; the token goes only to the endpoint's own host, scheme and port.
     fn request(&self, url: &str, range: Option<&str>, whole_within: Option<Duration>) -> Result<Answer, Failure> {
-        let mut url = url::Url::parse(url).map_err(|e| Failure::Other(format!("bad URL {url}: {e}")))?;
+        let mut url =
+            url::Url::parse(url).map_err(|e| Failure::Other(format!("bad URL {}: {e}", without_credentials(url))))?;
         let home = url::Url::parse(&self.endpoint).ok().map(|u| u.origin());
         let mut seen = Headers::default();
         for _ in 0..=MAX_REDIRECTS {
@@ -137,7 +201,7 @@ impl Hub {
                 Err(ureq::Error::Status(code, r)) => {
                     return Err(Failure::Status(code, r.header("x-error-code").map(str::to_string)))
                 }
-                Err(ureq::Error::Transport(t)) => return Err(Failure::Network(transport_text(&t))),
+                Err(ureq::Error::Transport(t)) => return Err(Failure::Network(self.transport_text(&t, whole_within))),
             };
             seen.take(&resp);
             if !(300..400).contains(&resp.status()) {
@@ -229,7 +293,7 @@ impl Hub {
             crate::util::say(&format!(
                 "downloading {label} ({}) from {} into {}",
                 bytesize::ByteSize(meta.size),
-                self.endpoint,
+                self.shown,
                 self.cache.path().display()
             ));
         }
@@ -304,6 +368,7 @@ impl Hub {
                     )))
                 }
                 Ok(n) => n,
+                Err(e) if timed_out(&e) => return Err(Failure::Network(self.silent(None))),
                 Err(e) => return Err(Failure::Network(e.to_string())),
             };
             out.write_all(&buf[..n]).map_err(|e| Failure::Local(e.to_string()))?;
@@ -336,7 +401,7 @@ impl Hub {
                 self.not_found(repo, has_token)
             }
             Failure::Status(401 | 403, _) => self.not_found(repo, has_token),
-            Failure::Status(404, _) => format!("donor {repo} has no {file} on {}", self.endpoint),
+            Failure::Status(404, _) => format!("donor {repo} has no {file} on {}", self.shown),
             Failure::Disk { need, free } => format!(
                 "{repo}/{file} needs {} more but the cache {} has {} free; free some space, or set HF_HUB_CACHE to a \
                  larger disk",
@@ -347,7 +412,7 @@ impl Hub {
             Failure::OverSent => format!(
                 "{} sent more bytes for {repo}/{file} than it announced; the partial file is removed: rerun, or pass \
                  --donor PATH with a local model.safetensors",
-                self.endpoint
+                self.shown
             ),
             Failure::Local(why) => format!(
                 "cannot write {repo}/{file} into the cache {} \
@@ -358,7 +423,7 @@ impl Hub {
                 "cannot download {repo}/{file} from {} ({}); rerun to resume it, set HF_HUB_OFFLINE=1 to use the \
                  cache {} only, \
                  or pass --donor PATH with a local model.safetensors",
-                self.endpoint,
+                self.shown,
                 other.reason(),
                 self.cache.path().display()
             ),
@@ -368,7 +433,7 @@ impl Hub {
     fn not_found(&self, repo: &str, has_token: bool) -> String {
         format!(
             "donor {repo}: no such repository on {}, or it is private or gated{}; check the name{}",
-            self.endpoint,
+            self.shown,
             if has_token { " and your token has no access" } else { "" },
             if has_token { "" } else { ", or set HF_TOKEN" }
         )
@@ -420,14 +485,63 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     (unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0).then(|| (s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
 }
 
-/// A transport error in words, without anything a request carried.
-fn transport_text(t: &ureq::Transport) -> String {
-    let mut s = t.kind().to_string();
-    if let Some(m) = t.message() {
-        s.push_str(": ");
-        s.push_str(m);
+impl Hub {
+    /// A transport error in words, without anything a request carried; a server that never
+    /// answered is said to have timed out, and after how long.
+    fn transport_text(&self, t: &ureq::Transport, whole_within: Option<Duration>) -> String {
+        let io = std::error::Error::source(t).and_then(|s| s.downcast_ref::<std::io::Error>());
+        if io.is_some_and(timed_out) || t.message().is_some_and(|m| m.contains("timed out")) {
+            return self.silent(whole_within);
+        }
+        let mut s = t.kind().to_string();
+        if let Some(m) = t.message() {
+            s.push_str(": ");
+            s.push_str(m);
+        }
+        s.lines().next().unwrap_or_default().to_string()
     }
-    s.lines().next().unwrap_or_default().to_string()
+
+    /// What a server that stopped answering gets called.
+    fn silent(&self, whole_within: Option<Duration>) -> String {
+        let secs = whole_within.unwrap_or(self.timeout).as_secs_f64();
+        format!("timed out after {secs:.0} s with no answer; HF_HUB_DOWNLOAD_TIMEOUT sets how long to wait")
+    }
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+}
+
+/// A URL as messages may show it: any user name and password in it taken out.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL: cut whatever stands between the scheme and an '@'.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(a), Some(b)) if b > a => format!("{}://…@{}", &url[..a], &url[b + 1..]),
+            _ => url.to_string(),
+        },
+    }
+}
+
+/// The SHA-256 of a file's bytes, as lowercase hex, read a megabyte at a time.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => h.update(&buf[..n]),
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 struct Meta {

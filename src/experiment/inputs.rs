@@ -77,6 +77,12 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         [one] => PathBuf::from(one),
         _ => unreachable!("one corpus at a time: compare splits the list"),
     };
+    let max = cfg.run.max_memory.map(|m| m.0);
+    if let Ok(m) = std::fs::metadata(&corpus_path) {
+        let need = crate::experiment::memory::corpus(m.len(), tokenizer.encodes_whole(), cfg.protocol.stride);
+        let what = format!("reading and tokenizing corpus {} ({})", corpus_path.display(), bytesize::ByteSize(m.len()));
+        crate::experiment::memory::check(need, &what, "give a smaller corpus", max)?;
+    }
     let text = corpus::read_text(&corpus_path, cap)?;
     let prints = Fingerprints {
         settings: String::new(),
@@ -100,11 +106,11 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     if data.max_token() as usize >= embedding.rows {
         return Err(Error::Input(format!("token id {} is past the donor's {} rows", data.max_token(), embedding.rows)));
     }
-    let (xs, ys) = data.pairs(&data.test);
-    let test_counts = TokenCounts::from_pairs(&xs, &ys);
+    // The windows' pairs are counted by how often windows cover each position: a pass over the
+    // text per split, whatever the windows' length and overlap.
+    let test_counts = TokenCounts::from_windows(&data.tokens, &data.test, data.seq_len);
     let train_eval_windows = data.train_eval_windows();
-    let (xs, ys) = data.pairs(&train_eval_windows);
-    let train_eval_counts = TokenCounts::from_pairs(&xs, &ys);
+    let train_eval_counts = TokenCounts::from_windows(&data.tokens, &train_eval_windows, data.seq_len);
     let bigram = crate::data::baseline::bigram(&data, embedding.rows);
     let mut input_freq = vec![0u32; embedding.rows];
     for &w in &data.train {
@@ -193,7 +199,16 @@ fn open_donor(
         None => {
             let files = donor::locate(cfg.data.first_donor())?;
             let donor = Donor::open(&files.weights)?;
-            let embedding = donor.embedding(cfg.data.tensor.as_deref())?;
+            // The matrix is read into f32 (then copied for the model): refused before that
+            // when it cannot fit.
+            let name = donor.embedding_name(cfg.data.tensor.as_deref())?;
+            if let Some(t) = donor.tensors()?.into_iter().find(|t| t.name == name) {
+                let elements = t.shape.iter().map(|&n| n as u64).fold(1u64, u64::saturating_mul);
+                let what = format!("donor tensor {name} {:?} in f32 (and its copies)", t.shape);
+                let need = crate::experiment::memory::donor(elements).saturating_mul(3);
+                crate::experiment::memory::check(need, &what, "give a smaller donor", cfg.run.max_memory.map(|m| m.0))?;
+            }
+            let embedding = donor.embedding(Some(&name))?;
             (files, Some(donor), embedding)
         }
     })
@@ -246,6 +261,24 @@ fn check_plan(
             p
         }
     };
+    // A donor whose values are all equal has no spread to rescale to another standard
+    // deviation: the configurations that rescale it are refused by name.
+    let rescales = |l: crate::config::Letter| {
+        use crate::config::{GraftScale, Source};
+        let (g, _) = cfg.cell(l);
+        let source = l.row().source;
+        g != "none"
+            && (source == Source::Unit || (source != Source::Random && cfg.graft.graft_scale != GraftScale::Keep))
+    };
+    let rescaled: Vec<String> = cfg.graft.configs.0.iter().filter(|&&l| rescales(l)).map(|l| l.to_string()).collect();
+    if !rescaled.is_empty() && emb.data.windows(2).all(|w| w[0] == w[1]) {
+        return Err(Error::Input(format!(
+            "donor tensor {} holds one value everywhere (standard deviation 0), which configurations {} cannot \
+             rescale to another spread; drop them from --configs, or give a donor whose values vary",
+            emb.tensor,
+            rescaled.join(",")
+        )));
+    }
     let mut union = crate::model::params::Names::new();
     for &l in &cfg.graft.configs.0 {
         let (g, f) = cfg.cell(l);

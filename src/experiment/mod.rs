@@ -3,6 +3,7 @@
 
 pub mod folder;
 pub mod inputs;
+pub mod memory;
 pub mod rebuild;
 
 use std::path::Path;
@@ -20,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::experiment::folder::Mode;
 use crate::experiment::inputs::made_under;
 pub use crate::experiment::inputs::{load_inputs, load_inputs_with, Inputs};
-use crate::experiment::rebuild::read_run_file;
 pub use crate::experiment::rebuild::{rebuild_report, Rebuilt};
 use crate::rng::{stream, Stream};
 use crate::train::results::{InputSummary, RunResult};
@@ -104,19 +104,28 @@ impl Default for Control<'_> {
     }
 }
 
+/// Where a group's cells go: its folder, its name (empty for a one-group experiment) and the
+/// lock of the run folder it lives in.
+struct Place<'a> {
+    dir: &'a Path,
+    group: &'a str,
+    lock: &'a folder::Watch,
+}
+
 /// Opens a group's folder for its cells and finds what it already holds, in the grid's order.
 /// A shard claims its cells (two tasks never train one, the claims held while it runs) and
 /// clears only their leftovers; the folder's one writer clears them all. A resume or a shard
 /// takes up what the folder holds (a finished cell is kept, an unfinished one continues from
 /// its checkpoint: a requeued or preempted array task), once it is known to be made from these
-/// inputs and settings.
+/// inputs and settings and to be the cell its name says.
 fn take_up(
     (cfg, info, made): (&ExperimentConfig, &InputSummary, &MadeUnder),
-    out: &Path,
+    place: &Place,
     grid: &[(u64, Letter)],
     resume: bool,
     shard: bool,
 ) -> Result<(Vec<Prior>, Vec<folder::Claim>)> {
+    let out = place.dir;
     create_out_dir(out)?;
     let claims = match shard {
         true => grid.iter().map(|(seed, l)| folder::claim_cell(out, &format!("{l}-{seed}"))).collect::<Result<_>>()?,
@@ -129,18 +138,21 @@ fn take_up(
         .filter_map(file_name)
         .collect();
     folder::remove_leftovers(out, &|name: &str| !shard || mine.iter().any(|m| m == name));
+    // Whether the folder records fingerprints, as it was before this run wrote to it.
+    let strict = rebuild::records_fingerprints(out);
     if resume || shard {
-        check_folder_inputs(out, info)?;
+        check_folder_inputs(out, info, shard)?;
     }
     if shard {
         write_once_or_check_config(out, cfg, info)?;
         write_once_or_check_inputs(out, info)?;
     }
+    let expected = rebuild::Expected { made, group: place.group, strict };
     let mut legacy = false;
     let priors = grid
         .iter()
         .map(|&(seed, letter)| match resume || shard {
-            true => prior(out, letter, seed, made, &mut legacy),
+            true => prior(out, letter, seed, &expected, &mut legacy),
             false => Ok(Prior::Nothing),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -161,37 +173,23 @@ enum Prior {
     Nothing,
 }
 
-/// What a folder holds of one cell, checked against what this experiment makes it under
-/// (`made`). `legacy` is set when the cell's file has no fingerprints (an older embgraft's).
-fn prior(out: &Path, letter: Letter, seed: u64, made: &MadeUnder, legacy: &mut bool) -> Result<Prior> {
-    let mut check = |found: Option<MadeUnder>, file: &Path| {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        match found {
-            Some(f) => provenance::check_cell(made, &f, &name, "config.toml"),
-            None => {
-                *legacy = true;
-                Ok(())
-            }
-        }
-    };
+/// What a folder holds of one cell, checked against what this experiment makes it under.
+/// `legacy` is set when the cell's file has no fingerprints (an older embgraft's).
+fn prior(out: &Path, letter: Letter, seed: u64, expected: &rebuild::Expected, legacy: &mut bool) -> Result<Prior> {
     let done = run_file(out, letter, seed);
     if done.exists() {
-        let mut r = read_run_file(&done)?;
-        check(r.made_under.take(), &done)?;
-        return Ok(Prior::Finished(Box::new(r)));
+        return Ok(Prior::Finished(Box::new(expected.run_file(&done, letter, seed, legacy)?)));
     }
     let ckpt = checkpoint_file(out, letter, seed);
     if ckpt.exists() {
-        let (c, found) = crate::train::checkpoint::load(&ckpt)?;
-        check(found, &ckpt)?;
-        return Ok(Prior::Checkpoint(Box::new(c)));
+        return Ok(Prior::Checkpoint(Box::new(expected.checkpoint(&ckpt, letter, seed, legacy)?)));
     }
     Ok(Prior::Nothing)
 }
 
 /// A resumed or shared group folder: the inputs read now must be the ones its inputs.json
-/// recorded when it started.
-fn check_folder_inputs(out: &Path, info: &InputSummary) -> Result<()> {
+/// recorded when it started (for a `shard`, the ones the shards before it read).
+fn check_folder_inputs(out: &Path, info: &InputSummary, shard: bool) -> Result<()> {
     let path = out.join("inputs.json");
     if !path.exists() {
         return Ok(());
@@ -201,7 +199,7 @@ fn check_folder_inputs(out: &Path, info: &InputSummary) -> Result<()> {
     let then: InputSummary = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{} is damaged ({e}); delete it and run again", path.display())))?;
     match (&then.fingerprints, &info.fingerprints) {
-        (Some(a), Some(b)) => provenance::check_inputs(a, b, [&info.corpus, &info.donor, &info.tokenizer]),
+        (Some(a), Some(b)) => provenance::check_inputs(a, b, [&info.corpus, &info.donor, &info.tokenizer], shard),
         _ => Ok(()),
     }
 }
@@ -229,20 +227,23 @@ fn run_grid(
     cfg: &ExperimentConfig,
     inputs: &Inputs,
     dev: &Device,
-    out: &Path,
+    place: &Place,
     ctl: &Control,
     started: Instant,
     only: Option<&[(u64, Letter)]>,
 ) -> Result<Summary> {
+    let out = place.dir;
     let info = inputs.summary(cfg);
     let seconds_to_inputs = started.elapsed().as_secs_f64();
     // A shard's cells come in the grid's order already (see `shard_cells`).
     let grid: Vec<(u64, Letter)> = only.map_or_else(|| grid(cfg), <[_]>::to_vec);
     announce(cfg, &info, inputs.unused_rows, grid.len());
     let made = made_under(cfg, &info);
-    let (priors, _claims) = take_up((cfg, &info, &made), out, &grid, ctl.resume, only.is_some())?;
+    let (priors, claims) = take_up((cfg, &info, &made), place, &grid, ctl.resume, only.is_some())?;
+    let guard = folder::Guard(std::iter::once(place.lock.clone()).chain(claims.iter().map(|c| c.watch())).collect());
     let first_step = std::cell::Cell::new(None);
-    let mut sinks = open_sinks(out, (cfg, &info, made), (&grid, &priors), ctl, started, &first_step, only.is_some())?;
+    let mut sinks =
+        open_sinks(place, (cfg, &info, made), (&grid, &priors), ctl, (started, &first_step), guard, only.is_some())?;
 
     let shared = inputs.shared(dev);
     let mut results = Vec::new();
@@ -286,6 +287,7 @@ fn run_grid(
         seconds_to_first_step: first_step.get(),
     };
     if only.is_none() {
+        place.lock.verify()?;
         crate::report::write_all(out, cfg, &summary)?;
     }
     if interrupted {
@@ -358,16 +360,18 @@ fn run_cell(
 /// switch. A run's folder also gets its config.toml and inputs.json here (a shard checked
 /// them already).
 fn open_sinks<'a>(
-    out: &Path,
+    place: &Place,
     (cfg, info, made): (&ExperimentConfig, &InputSummary, MadeUnder),
     (grid, priors): (&[(u64, Letter)], &[Prior]),
     ctl: &Control<'a>,
-    started: Instant,
-    first_step: &'a std::cell::Cell<Option<f64>>,
+    (started, first_step): (Instant, &'a std::cell::Cell<Option<f64>>),
+    guard: folder::Guard,
     shared_folder: bool,
 ) -> Result<FanOut<'a>> {
     use crate::train::sinks::{CellFiles, Checkpointer, Display, MetricsCsv, StopSwitch};
-    let mut sinks: Vec<Box<dyn Observer + 'a>> = Vec::new();
+    let out = place.dir;
+    // The locks are checked before any other sink writes.
+    let mut sinks: Vec<Box<dyn Observer + 'a>> = vec![Box::new(guard)];
     if !shared_folder {
         let prints = info.fingerprints.clone().unwrap_or_default();
         crate::util::write_atomic(&out.join("config.toml"), provenance::config_toml(cfg, &prints).as_bytes())?;
@@ -382,8 +386,9 @@ fn open_sinks<'a>(
         }
         sinks.push(Box::new(MetricsCsv::start(out.join("metrics.csv"), &head)?));
     }
-    sinks.push(Box::new(CellFiles { out: out.to_path_buf(), made: made.clone() }));
-    sinks.push(Box::new(Checkpointer::new(out.to_path_buf(), made, cfg.run.checkpoint_every.0)));
+    let group = place.group.to_string();
+    sinks.push(Box::new(CellFiles { out: out.to_path_buf(), made: made.clone(), group: group.clone() }));
+    sinks.push(Box::new(Checkpointer::new(out.to_path_buf(), made, group, cfg.run.checkpoint_every.0)));
     if cfg.run.tensorboard {
         let root = out.join("tensorboard");
         crate::train::tensorboard::check_root(&root)?;
@@ -491,6 +496,9 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
             out.display()
         )));
     }
+    if ctl.resume {
+        rebuild::check_saved_settings(out, cfg)?;
+    }
     if !ctl.resume && ctl.shard.is_none() {
         check_out_dir(out, ctl.force)?;
     }
@@ -512,14 +520,19 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    check_before_writing(cfg, out, &all, &all_inputs)?;
     let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&all, &all_inputs, sh));
     if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
         let cells: usize = m.iter().map(|c| c.len()).sum();
         let cells_all: usize = all.iter().map(|p| grid(&p.cfg).len()).sum();
         say(&format!("shard {sh}: {cells} of the {cells_all} cells"));
     }
-    create_out_dir(out)?;
-    let _claim = claim_out(out, ctl)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::Output(format!("cannot create --out {}: {e}", out.display())))?;
+    // The folder is claimed before anything is written in it, the write probe included: a
+    // loser of a race for it is refused by name and leaves nothing behind.
+    let claim = claim_out(out, ctl)?;
+    crate::util::probe_writable(out)?;
+    let watch = claim.watch();
     let _training = Training::begin();
     if all.len() > 1 {
         // The overview's config.toml: the settings' fingerprint (each group's has its inputs').
@@ -549,7 +562,8 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
         let resume = ctl.resume && sub.join("config.toml").is_file();
         let sub_ctl = Control { force: true, resume, ..*ctl };
         let start = if p.name.is_empty() { started } else { Instant::now() };
-        match run_grid(&p.cfg, inputs, &dev, &sub, &sub_ctl, start, only) {
+        let place = Place { dir: &sub, group: &p.name, lock: &watch };
+        match run_grid(&p.cfg, inputs, &dev, &place, &sub_ctl, start, only) {
             Ok(s) => done.push((p.name.clone(), s)),
             Err(e @ Error::Interrupted(_)) if all.len() > 1 => {
                 if ctl.shard.is_none() {
@@ -563,9 +577,29 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
     if let Some(sh) = ctl.shard {
         say(&format!("shard {sh} done; when every shard is, `embgraft report {}` writes the report", out.display()));
     } else if all.len() > 1 {
+        watch.verify()?;
         crate::report::write_overview(out, cfg, &done)?;
     }
     Ok(done)
+}
+
+/// What can still be refused after the inputs are read and before anything is written: a
+/// group's training that cannot fit in memory, a `tensorboard` place that cannot be a folder.
+fn check_before_writing(cfg: &ExperimentConfig, out: &Path, all: &[Group], inputs: &[Inputs]) -> Result<()> {
+    for (p, inputs) in all.iter().zip(inputs) {
+        let (need, fix) =
+            memory::training(&p.cfg, inputs.embedding.rows, inputs.embedding.cols, inputs.model5.as_ref());
+        let what = match p.name.is_empty() {
+            true => format!("training ({})", inputs.model5.as_ref().map_or("model1".into(), |m| m.describe())),
+            false => format!("{}: training", p.name),
+        };
+        memory::check(need, &what, &format!("try {fix}"), p.cfg.run.max_memory.map(|m| m.0))?;
+        if cfg.run.tensorboard {
+            let sub = if p.name.is_empty() { out.to_path_buf() } else { out.join(&p.name) };
+            crate::train::tensorboard::check_place(&sub.join("tensorboard"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The run folder for this process: a run or resume holds it alone (a fresh one must find it
@@ -577,9 +611,9 @@ fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
     if mode == Mode::Exclusive && !ctl.resume && folder::holds_files(out)? {
         // Checked again under the lock: another run may have written it since the first look.
         check_out_dir(out, ctl.force)?;
-        let n = folder::clear_previous(out)?;
-        if n > 0 {
-            say(&format!("--force: removed the previous experiment's {n} files from {}", out.display()));
+        let cleared = folder::clear_previous(out)?;
+        if !cleared.is_empty() {
+            say(&format!("--force: removed the previous experiment's {} from {}", cleared.describe(), out.display()));
         }
     }
     if mode == Mode::Exclusive {
@@ -664,6 +698,7 @@ fn check_shared_config(out: &Path, cfg: &ExperimentConfig, text: &str) -> Result
         crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
     let theirs = ExperimentConfig::from_toml(&text)
         .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e}); use another --out", path.display())))?;
+    provenance::check_config_toml(&text, &theirs, &path)?;
     let names = |c: &ExperimentConfig| groups(c).into_iter().map(|g| g.name).collect::<Vec<_>>();
     let (a, b) = (provenance::settings_of(&theirs), provenance::settings_of(cfg));
     if a == b && names(&theirs) == names(cfg) {

@@ -6,23 +6,152 @@ use std::path::Path;
 
 use crate::analysis::summary::Summary;
 use crate::config::grid::{grid, groups, Group};
-use crate::config::provenance::{self, MadeUnder};
+use crate::config::provenance::{self, CellId, MadeUnder, Stamp};
 use crate::config::{ExperimentConfig, Letter};
 use crate::error::{Error, Result};
 use crate::experiment::folder::{self, Mode};
 use crate::train::results::{InputSummary, RunResult};
 use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, METRICS_HEADER};
 
-/// A cell's run file, read with bounds; a damaged one is named with what to do.
+/// A cell's run file, read with bounds and its checksum verified; a damaged one is named with
+/// what to do.
 pub fn read_run_file(path: &Path) -> Result<RunResult> {
     let text =
         crate::util::read_small(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let damaged = |why: String| {
         Error::Input(format!(
-            "{} is corrupt or truncated ({e}); delete it and run that cell again (its --shard, or --resume)",
+            "{} is {why}; delete it and run that cell again (its --shard, or --resume)",
             path.display()
         ))
-    })
+    };
+    let r: RunResult = serde_json::from_str(&text).map_err(|e| damaged(format!("corrupt or truncated ({e})")))?;
+    match &r.blake3 {
+        Some(sum) if *sum != r.checksum() => Err(damaged("damaged: its checksum does not match its contents".into())),
+        _ => Ok(r),
+    }
+}
+
+/// What a folder asks of the cells it holds: that they were made under `made`, are the cells
+/// their names say (in group `group`), and, where the folder records fingerprints
+/// (`strict`), that each carries a complete record of what made it and its checksum. Only a
+/// folder without fingerprints anywhere (an older embgraft's) takes cells without a record.
+pub struct Expected<'a> {
+    pub made: &'a MadeUnder,
+    pub group: &'a str,
+    pub strict: bool,
+}
+
+impl Expected<'_> {
+    /// Checks what a cell's file says of itself (`stamp`) against this folder; `want` is the
+    /// cell its name says. `legacy` is set for a file with no record (allowed only when not
+    /// strict). A checkpoint `must_seal`: every embgraft that fingerprints wrote a checksum in it.
+    fn accept(&self, stamp: Stamp, want: &CellId, file: &str, must_seal: bool, legacy: &mut bool) -> Result<()> {
+        let damaged = |why: &str| Error::Input(format!("{file} is damaged: {why}; delete it to run that cell again"));
+        if let Some(c) = &stamp.cell {
+            c.check(want, file)?;
+        }
+        if !stamp.sealed && (stamp.cell.is_some() || (self.strict && must_seal)) {
+            return Err(damaged("its checksum is missing"));
+        }
+        match stamp.made {
+            Some(m) => {
+                if self.strict {
+                    provenance::check_complete(&self.made.fingerprints, &m, file)?;
+                }
+                provenance::check_cell(self.made, &m, file, "config.toml")
+            }
+            None if self.strict => {
+                Err(damaged("it has no record of what made it, in a folder that records it for every cell"))
+            }
+            None => {
+                *legacy = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn cell(&self, letter: Letter, seed: u64) -> CellId {
+        CellId { group: self.group.to_string(), config: letter, seed }
+    }
+
+    /// The finished cell `letter`-`seed` from its run file, verified; its record of what made
+    /// it and which cell it is are taken off (the report states them once).
+    pub fn run_file(&self, path: &Path, letter: Letter, seed: u64, legacy: &mut bool) -> Result<RunResult> {
+        let mut r = read_run_file(path)?;
+        let file = file_name(path);
+        let want = self.cell(letter, seed);
+        let stamp = Stamp { made: r.made_under.take(), cell: r.cell.take(), sealed: r.blake3.take().is_some() };
+        // Run files of every version say their configuration and seed.
+        CellId {
+            group: stamp.cell.as_ref().map_or(self.group, |c| c.group.as_str()).into(),
+            config: r.config,
+            seed: r.seed,
+        }
+        .check(&want, &file)?;
+        self.accept(stamp, &want, &file, false, legacy)?;
+        Ok(r)
+    }
+
+    /// The unfinished cell `letter`-`seed` from its checkpoint, verified the same way.
+    pub fn checkpoint(
+        &self,
+        path: &Path,
+        letter: Letter,
+        seed: u64,
+        legacy: &mut bool,
+    ) -> Result<crate::train::checkpoint::Checkpoint> {
+        let (c, stamp) = crate::train::checkpoint::load(path)?;
+        self.accept(stamp, &self.cell(letter, seed), &file_name(path), true, legacy)?;
+        Ok(c)
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Whether the folder `dir` records fingerprints (its config.toml's `[fingerprints]`, or its
+/// inputs.json's): then every cell in it must carry a complete record.
+pub fn records_fingerprints(dir: &Path) -> bool {
+    let in_config = crate::util::read_small(&dir.join("config.toml"))
+        .ok()
+        .and_then(|t| provenance::recorded(&t))
+        .is_some_and(|p| !p.settings.is_empty());
+    let in_inputs = || {
+        crate::util::read_small(&dir.join("inputs.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<InputSummary>(&t).ok())
+            .is_some_and(|i| i.fingerprints.is_some())
+    };
+    in_config || in_inputs()
+}
+
+/// A config.toml read for a resume or a report is checked against the fingerprint written
+/// with it. An edit is named by the first cell that was made with another value where one is
+/// there to tell; otherwise the file is named as edited.
+pub fn check_saved_settings(dir: &Path, cfg: &ExperimentConfig) -> Result<()> {
+    let path = dir.join("config.toml");
+    let Ok(text) = crate::util::read_small(&path) else { return Ok(()) };
+    let saved = ExperimentConfig::from_toml(&text).unwrap_or_else(|_| cfg.clone());
+    let Err(edited) = provenance::check_config_toml(&text, &saved, &path) else { return Ok(()) };
+    for p in groups(cfg) {
+        let sub = if p.name.is_empty() { dir.to_path_buf() } else { dir.join(&p.name) };
+        let expected = MadeUnder { fingerprints: Default::default(), settings: provenance::settings_of(&p.cfg) };
+        for (seed, l) in grid(&p.cfg) {
+            let (run, ckpt) = (run_file(&sub, l, seed), checkpoint_file(&sub, l, seed));
+            let made = match (run.is_file(), ckpt.is_file()) {
+                (true, _) => read_run_file(&run).ok().and_then(|r| r.made_under).map(|m| (m, run)),
+                (false, true) => {
+                    crate::train::checkpoint::load(&ckpt).ok().and_then(|(_, s)| s.made).map(|m| (m, ckpt))
+                }
+                _ => None,
+            };
+            if let Some((m, f)) = made {
+                provenance::check_cell(&expected, &m, &file_name(&f), "config.toml")?;
+            }
+        }
+    }
+    Err(edited)
 }
 
 /// What `embgraft report` found: each group's summary (of the cells present) and the cells
@@ -54,6 +183,7 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
     // Shards may still be running (the report names what they have not finished); while a run
     // or resume writes the folder, the report is refused.
     let _claim = folder::claim(dir, Mode::Shared)?;
+    check_saved_settings(dir, &cfg)?;
     folder::remove_leftovers(dir, &report_owned);
     let all = groups(&cfg);
     let (mut done, mut missing) = (Vec::new(), Vec::new());
@@ -74,7 +204,7 @@ pub fn rebuild_report(dir: &Path) -> Result<Rebuilt> {
 /// The files only a report writes (a shard writes cells, config.toml and inputs.json), whose
 /// leftovers `report` may clear while shards run.
 fn report_owned(name: &str) -> bool {
-    !folder::is_cell_file(name) && name != "config.toml" && name != "inputs.json"
+    !folder::is_cell_file(name) && !folder::is_bookkeeping(name) && name != "config.toml" && name != "inputs.json"
 }
 
 /// One group's result files from its folder's inputs.json and run files; the summary (None
@@ -114,22 +244,16 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
     let (mut runs, mut missing) = (Vec::new(), Vec::new());
     // Every cell must come from this experiment: its settings (config.toml) and its inputs
     // (inputs.json's fingerprints, where the folder has them).
-    let expected = MadeUnder {
+    let made = MadeUnder {
         fingerprints: info.fingerprints.clone().unwrap_or_default(),
         settings: provenance::settings_of(&p.cfg),
     };
+    let expected = Expected { made: &made, group: &p.name, strict: records_fingerprints(&sub) };
     let mut legacy = false;
     for &(seed, l) in &grid {
         let f = run_file(&sub, l, seed);
         match f.exists() {
-            true => {
-                let mut r = read_run_file(&f)?;
-                match r.made_under.take() {
-                    Some(m) => provenance::check_cell(&expected, &m, &format!("run-{l}-{seed}.json"), "config.toml")?,
-                    None => legacy = true,
-                }
-                runs.push(r);
-            }
+            true => runs.push(expected.run_file(&f, l, seed, &mut legacy)?),
             false if checkpoint_file(&sub, l, seed).exists() => {
                 missing.push(format!("{} (unfinished: has a checkpoint)", label(l, seed)))
             }

@@ -10,7 +10,7 @@ use std::path::Path;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::config::provenance::MadeUnder;
+use crate::config::provenance::{CellId, MadeUnder, Stamp};
 use crate::error::{Error, Result};
 use crate::model::graft::FrozenCheck;
 use crate::train::results::{Point, Thaw};
@@ -35,6 +35,9 @@ struct Meta {
     slot_steps: Vec<u64>,
     thaws: Vec<Thaw>,
     frozen_checks: Vec<FrozenCheck>,
+    /// Which cell this is; absent in checkpoints of embgraft versions before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cell: Option<CellId>,
 }
 
 /// A run's state after some step: parameters, AdamW state, the batch-order RNG's position,
@@ -88,8 +91,8 @@ fn checksum<'a>(meta: &str, made: &str, tensors: impl Iterator<Item = (&'a str, 
 }
 
 /// Writes `c` to `path` through a temporary file and a rename: an interrupted write leaves
-/// the previous checkpoint intact. `made` is what the run was made under.
-pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>) -> Result<()> {
+/// the previous checkpoint intact. `made` is what the run was made under, `cell` which cell it is.
+pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>, cell: Option<&CellId>) -> Result<()> {
     let meta = Meta {
         epoch: c.epoch,
         batch: c.batch,
@@ -104,6 +107,7 @@ pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>) -> Result<()>
         slot_steps: c.slot_steps.clone(),
         thaws: c.thaws.clone(),
         frozen_checks: c.frozen_checks.clone(),
+        cell: cell.cloned(),
     };
     let values = c.params.iter().map(|(_, v)| v).chain(c.moments.iter().flat_map(|(m, v)| [m, v]));
     let named: Vec<(String, &[f32])> =
@@ -127,9 +131,10 @@ pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>) -> Result<()>
     crate::util::write_atomic(path, &bytes)
 }
 
-/// Reads and verifies a checkpoint; with it, what it was made under (None for checkpoints
-/// from before fingerprints). A checkpoint whose checksum does not match is refused.
-pub fn load(path: &Path) -> Result<(Checkpoint, Option<MadeUnder>)> {
+/// Reads and verifies a checkpoint; with it, what it says of itself: what it was made under
+/// (None for checkpoints from before fingerprints), which cell it is, and whether it carried
+/// a checksum. A checkpoint whose checksum does not match is refused.
+pub fn load(path: &Path) -> Result<(Checkpoint, Stamp)> {
     let bad = |why: String| {
         Error::Input(format!(
             "checkpoint {} is unusable ({why}); delete it to restart that cell from step 0",
@@ -159,6 +164,7 @@ pub fn load(path: &Path) -> Result<(Checkpoint, Option<MadeUnder>)> {
     let names = tensor_names(&meta.params, meta.slots.len());
     let values = names.iter().map(|n| read(n)).collect::<Result<Vec<_>>>()?;
     let made_json = header.get(MADE_UNDER_KEY).cloned().unwrap_or_default();
+    let sealed = header.contains_key(CHECKSUM_KEY);
     if let Some(stored) = header.get(CHECKSUM_KEY) {
         let now =
             checksum(meta_json, &made_json, names.iter().map(String::as_str).zip(values.iter().map(|v| f32_bytes(v))));
@@ -193,7 +199,7 @@ pub fn load(path: &Path) -> Result<(Checkpoint, Option<MadeUnder>)> {
             thaws: meta.thaws,
             frozen_checks: meta.frozen_checks,
         },
-        made,
+        Stamp { made, cell: meta.cell, sealed },
     ))
 }
 
@@ -228,9 +234,10 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.safetensors");
-        save(&p, &c, None).unwrap();
-        let (back, made) = load(&p).unwrap();
-        assert_eq!((back.clone(), made), (c.clone(), None));
+        let cell = CellId { group: "dim-64".into(), config: crate::config::Letter::B, seed: 1 };
+        save(&p, &c, None, Some(&cell)).unwrap();
+        let (back, stamp) = load(&p).unwrap();
+        assert_eq!((back.clone(), stamp.made, stamp.cell, stamp.sealed), (c.clone(), None, Some(cell), true));
         assert_eq!(back.params[0].1[1].to_bits(), (-0.0f32).to_bits());
         // One flipped bit in a tensor: refused by name, with what to do.
         let mut bytes = std::fs::read(&p).unwrap();

@@ -213,8 +213,8 @@ impl EvalSample {
             let mut at = rand::seq::index::sample(&mut rng, from.len(), n.min(from.len())).into_vec();
             at.sort_unstable();
             let windows: Vec<usize> = at.into_iter().map(|i| from[i]).collect();
-            let (xs, ys) = sh.data.pairs(&windows);
-            (windows, TokenCounts::from_pairs(&xs, &ys))
+            let counts = TokenCounts::from_windows(&sh.data.tokens, &windows, sh.data.seq_len);
+            (windows, counts)
         };
         Some(EvalSample { test: pick(test), train_eval: pick(train_eval) })
     }
@@ -531,6 +531,8 @@ fn finish(
         thaws: s.thaws,
         notes: grafted.notes,
         made_under: None,
+        cell: None,
+        blake3: None,
     })
 }
 

@@ -78,6 +78,13 @@ pub struct RunResult {
     /// experiment is refused (summary.json states it once, in its inputs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made_under: Option<crate::config::provenance::MadeUnder>,
+    /// Which cell this is (its group, configuration and seed), so a run file under another
+    /// cell's name is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<crate::config::provenance::CellId>,
+    /// The run file's checksum: BLAKE3 of its JSON without this field ([`RunResult::checksum`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
 }
 
 /// Parameters that started training at a step.
@@ -92,6 +99,14 @@ pub struct Thaw {
 impl RunResult {
     pub fn final_point(&self) -> Option<&Point> {
         self.points.last()
+    }
+
+    /// What the run file's `blake3` holds: the fingerprint of the file's JSON without it
+    /// (fields in declaration order, maps sorted, floats written exactly, so reading the file
+    /// back and hashing again gives the same text).
+    pub fn checksum(&self) -> String {
+        let unsealed = RunResult { blake3: None, ..self.clone() };
+        crate::util::fingerprint(serde_json::to_string(&unsealed).unwrap_or_default().as_bytes())
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::provenance::MadeUnder;
+use crate::config::provenance::{CellId, MadeUnder};
 use crate::config::Letter;
 use crate::error::{Error, Result};
 use crate::train::checkpoint::Checkpoint;
@@ -139,11 +139,19 @@ impl Observer for MetricsCsv {
     }
 }
 
-/// A finished cell's `run-<config>-<seed>.json`, stamped with what it was made under; its
-/// checkpoint goes then. An interrupted cell keeps its checkpoint and gets no file.
+/// Which cell of `group` a file holds.
+fn cell_id(group: &str, letter: Letter, seed: u64) -> CellId {
+    CellId { group: group.to_string(), config: letter, seed }
+}
+
+/// A finished cell's `run-<config>-<seed>.json`, stamped with what it was made under and which
+/// cell it is, and sealed with its checksum; its checkpoint goes then. An interrupted cell
+/// keeps its checkpoint and gets no file.
 pub struct CellFiles {
     pub out: PathBuf,
     pub made: MadeUnder,
+    /// The group's name (empty for a one-group experiment).
+    pub group: String,
 }
 
 impl Observer for CellFiles {
@@ -151,7 +159,13 @@ impl Observer for CellFiles {
         if result.interrupted {
             return Ok(());
         }
-        let stamped = RunResult { made_under: Some(self.made.clone()), ..result.clone() };
+        let mut stamped = RunResult {
+            made_under: Some(self.made.clone()),
+            cell: Some(cell_id(&self.group, letter, seed)),
+            blake3: None,
+            ..result.clone()
+        };
+        stamped.blake3 = Some(stamped.checksum());
         let json = serde_json::to_string_pretty(&stamped).map_err(|e| Error::Output(e.to_string()))?;
         crate::util::write_atomic(&cell_file(&self.out, letter, seed), json.as_bytes())?;
         let _ = std::fs::remove_file(checkpoint_file(&self.out, letter, seed));
@@ -163,13 +177,14 @@ impl Observer for CellFiles {
 pub struct Checkpointer {
     pub out: PathBuf,
     pub made: MadeUnder,
+    pub group: String,
     pub every: Option<Duration>,
     last: Instant,
 }
 
 impl Checkpointer {
-    pub fn new(out: PathBuf, made: MadeUnder, every: Option<Duration>) -> Self {
-        Checkpointer { out, made, every, last: Instant::now() }
+    pub fn new(out: PathBuf, made: MadeUnder, group: String, every: Option<Duration>) -> Self {
+        Checkpointer { out, made, group, every, last: Instant::now() }
     }
 }
 
@@ -179,7 +194,8 @@ impl Observer for Checkpointer {
     }
 
     fn on_checkpoint(&mut self, (letter, seed): (Letter, u64), c: &Checkpoint) -> Result<()> {
-        crate::train::checkpoint::save(&checkpoint_file(&self.out, letter, seed), c, Some(&self.made))?;
+        let cell = cell_id(&self.group, letter, seed);
+        crate::train::checkpoint::save(&checkpoint_file(&self.out, letter, seed), c, Some(&self.made), Some(&cell))?;
         self.last = Instant::now();
         Ok(())
     }

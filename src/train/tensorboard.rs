@@ -33,6 +33,19 @@ pub fn check_root(root: &Path) -> Result<()> {
     crate::util::probe_writable(root).map_err(|e| fail(&e))
 }
 
+/// Refuses, before anything is written, a `tensorboard` place that cannot be a folder (a file
+/// or a link to one holds its name). Creates nothing.
+pub fn check_place(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if !m.is_dir() => Err(crate::error::Error::Output(format!(
+            "--tensorboard: cannot write into {} (it is a file, not a folder); move it away or run without \
+             --tensorboard",
+            root.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The event files of one group's runs under `root`.
 pub struct TensorBoard {
     root: PathBuf,
