@@ -61,6 +61,17 @@ pub enum Command {
         path: String,
         #[arg(long)]
         tensor: Option<String>,
+        /// Map the donor's rows onto this tokenizer's vocabulary (gpt2 or a tokenizer.json) and
+        /// count what maps how: exact matches, means of pieces, fallbacks
+        #[arg(long)]
+        tokenizer: Option<String>,
+        /// With --tokenizer: how a token without an exact match gets its row
+        #[arg(long, value_enum, default_value = "pieces")]
+        vocab_map: crate::data::transplant::VocabMap,
+        /// With --tokenizer: write the mapped matrix here as safetensors (`wte` F32 and `class` U8:
+        /// 0 exact, 1 pieces, 2 fallback, the fallback rows the donor's mean)
+        #[arg(long, value_name = "FILE")]
+        write_mapped: Option<PathBuf>,
     },
 }
 
@@ -414,6 +425,79 @@ fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `inspect DONOR --tokenizer T`: the donor's rows mapped onto T's vocabulary, counted by class
+/// with examples, proved (exact rows bitwise, pieces rows their mean), and written if asked.
+fn inspect_mapping(
+    path: &str,
+    tensor: Option<&str>,
+    tokenizer: &str,
+    how: crate::data::transplant::VocabMap,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use crate::data::corpus::Tokenizer;
+    use crate::data::transplant::{self, Class};
+    let cap = crate::config::Data::default().max_input_size.0;
+    let files = crate::data::donor::locate(path)?;
+    let own = files.tokenizer.as_ref().with_context(|| {
+        format!("donor {path} has no tokenizer.json of its own, so its rows cannot be read as text; put the donor's tokenizer.json beside its weights")
+    })?;
+    let donor_tok = Tokenizer::from_file(own, cap)?;
+    let model = match tokenizer {
+        "gpt2" => Tokenizer::gpt2()?,
+        p => Tokenizer::from_file(std::path::Path::new(p), cap)?,
+    };
+    if let Some(o) = out {
+        let dir = o.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        crate::util::probe_writable(dir).map_err(|e| anyhow::anyhow!("--write-mapped {}: {e}", o.display()))?;
+    }
+    let emb = Donor::open(&files.weights)?.embedding(tensor)?;
+    let m = transplant::map(&model, &donor_tok, emb.rows, how)?;
+    let mapped = transplant::apply(&m, &emb, transplant::VocabFallback::Mean, &mut rand::rng());
+    let [exact, pieces] = transplant::verify(&m, &emb, &mapped)?;
+    let c = m.counts();
+    let share = |n: usize| 100.0 * n as f64 / m.class.len().max(1) as f64;
+    let mut lines = vec![format!(
+        "mapped onto {} ({} ids): {} exact ({:.1} %), {} pieces ({:.1} %), {} fallback ({:.1} %); proved: {exact} exact \
+         rows bit for bit, {pieces} pieces rows their mean",
+        model.name(),
+        m.class.len(),
+        c[0],
+        share(c[0]),
+        c[1],
+        share(c[1]),
+        c[2],
+        share(c[2])
+    )];
+    for (class, name) in [(Class::Exact, "exact"), (Class::Pieces, "pieces"), (Class::Fallback, "fallback")] {
+        let shown: Vec<String> = m
+            .examples(class, 6, &donor_tok)
+            .into_iter()
+            .map(
+                |(id, text, p)| {
+                    if p.is_empty() {
+                        format!("{id} {text:?}")
+                    } else {
+                        format!("{id} {text:?} -> {}", p.join(" "))
+                    }
+                },
+            )
+            .collect();
+        lines.push(format!("  {name}: {}", shown.join(", ")));
+    }
+    if let Some(o) = out {
+        transplant::write_mapped(o, &m, &mapped)?;
+        lines.push(format!(
+            "wrote {} (wte [{}, {}] F32, class [{}] U8)",
+            o.display(),
+            mapped.rows,
+            mapped.cols,
+            mapped.rows
+        ));
+    }
+    say(&lines.join("\n"));
+    Ok(())
+}
+
 fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
     let sub = m.subcommand().map(|(_, s)| s).context("no subcommand")?;
     match cli.cmd {
@@ -421,7 +505,15 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Train { letter, args } => run_experiment(&args, &train_config(&args, sub, &letter)?)?,
         Command::Bench(args) => bench(&args)?,
         Command::Report { dir, complete } => report(&dir, complete)?,
-        Command::Inspect { path, tensor } => inspect(&path, tensor.as_deref())?,
+        Command::Inspect { path, tensor, tokenizer, vocab_map, write_mapped } => {
+            if tokenizer.is_none() && write_mapped.is_some() {
+                anyhow::bail!("--write-mapped needs --tokenizer: the vocabulary to map the donor's rows onto");
+            }
+            inspect(&path, tensor.as_deref())?;
+            if let Some(t) = tokenizer {
+                inspect_mapping(&path, tensor.as_deref(), &t, vocab_map, write_mapped.as_deref())?;
+            }
+        }
     }
     Ok(())
 }

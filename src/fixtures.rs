@@ -98,3 +98,33 @@ pub fn write_gpt2_model(path: &Path, dim: usize, heads: usize, layers: usize, st
     let cfg_path = path.parent().unwrap_or(Path::new(".")).join("config.json");
     crate::util::write_atomic(&cfg_path, config.as_bytes())
 }
+
+/// Writes a small BERT-style WordPiece tokenizer.json (BERT's lower-casing normalizer and
+/// pre-tokenizer, `[UNK]` 0 and `[CLS]` 1 special, every letter as a word start and as a
+/// `##` continuation, then `words`) and returns its vocabulary size.
+pub fn write_wordpiece_tokenizer(path: &Path, words: &[&str]) -> Result<usize> {
+    let mut vocab = vec!["[UNK]".to_string(), "[CLS]".into()];
+    for c in 'a'..='z' {
+        vocab.push(c.to_string());
+        vocab.push(format!("##{c}"));
+    }
+    vocab.extend(words.iter().map(|w| w.to_string()));
+    let n = vocab.len();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        vocab.into_iter().enumerate().map(|(i, t)| (t, serde_json::Value::from(i))).collect();
+    let special = |id: usize, content: &str| {
+        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+                           "normalized": false, "special": true})
+    };
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "[UNK]"), special(1, "[CLS]")],
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                       "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab}
+    });
+    std::fs::write(path, json.to_string()).map_err(|e| Error::Output(format!("{}: {e}", path.display())))?;
+    Ok(n)
+}

@@ -958,3 +958,55 @@ fn model5_thawing_run_resumes_exactly() {
     assert!(a.frozen_check.as_ref().unwrap().passed());
     assert_eq!(a.sample, b.sample);
 }
+
+#[test]
+fn inspect_maps_a_donor_onto_another_tokenizer_and_writes_the_matrix() {
+    let f = fixture();
+    let donor = f.root.join("wordpiece");
+    std::fs::create_dir(&donor).unwrap();
+    let words = ["the", "time", "machine", "##ing", ",", ".", "traveller"];
+    let n = embgraft::fixtures::write_wordpiece_tokenizer(&donor.join("tokenizer.json"), &words).unwrap();
+    let rows: Vec<f32> = (0..n * 4).map(|i| (i % 13) as f32 - 6.0).collect();
+    let weights = [("embeddings.word_embeddings.weight".to_string(), vec![n, 4], rows)];
+    embgraft::fixtures::write_f32_tensors(&donor.join("model.safetensors"), &weights).unwrap();
+    let out = f.root.join("mapped.safetensors");
+    let o =
+        embgraft(&["inspect", donor.to_str().unwrap(), "--tokenizer", "gpt2", "--write-mapped", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("mapped onto gpt2 (r50k_base BPE) (50257 ids):") && text.contains("proved:"), "{text}");
+    assert!(text.contains("  exact: 11 \",\" -> ,") && text.contains("  pieces: "), "{text}");
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        (st.tensor("wte").unwrap().shape(), st.tensor("class").unwrap().shape()),
+        (&[50257, 4][..], &[50257][..])
+    );
+
+    // One line each: no tokenizer to map onto, a donor without its own, an unwritable place.
+    let bad = [
+        (
+            vec!["inspect", donor.to_str().unwrap(), "--write-mapped", "x.safetensors"],
+            "--write-mapped needs --tokenizer",
+        ),
+        (vec!["inspect", f.donor.to_str().unwrap(), "--tokenizer", "gpt2"], "has no tokenizer.json of its own"),
+        (
+            vec![
+                "inspect",
+                donor.to_str().unwrap(),
+                "--tokenizer",
+                "gpt2",
+                "--write-mapped",
+                "/nonexistent/m.safetensors",
+            ],
+            "--write-mapped /nonexistent/m.safetensors",
+        ),
+    ];
+    for (args, want) in bad {
+        let o = embgraft(&args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.trim().lines().last().unwrap_or_default().contains(want), "{args:?}: {e}");
+    }
+    assert!(!f.root.join("x.safetensors").exists());
+}

@@ -184,6 +184,16 @@ impl Tokenizer {
         }
     }
 
+    /// One id as its tokenizer spells it (`##ing`, `Ġthe`), for examples a person reads.
+    pub fn decode_piece(&self, id: u32) -> String {
+        match self {
+            Tokenizer::Gpt2(bpe) => {
+                bpe.decode_bytes(&[id]).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+            }
+            Tokenizer::HuggingFace { tok, .. } => tok.id_to_token(id).unwrap_or_default(),
+        }
+    }
+
     pub fn decode(&self, ids: &[u32]) -> String {
         match self {
             Tokenizer::Gpt2(bpe) => bpe.decode(ids).unwrap_or_else(|_| "<undecodable>".into()),
