@@ -393,7 +393,9 @@ fn bench_fits(a: &BenchArgs, (b, t): (usize, usize), m5: Option<&crate::model::m
     crate::experiment::memory::check(need, &what, fix, a.max_memory.map(|m| m.0))
 }
 
-fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
+/// Prints the donor's tensors and what would be grafted; returns the files and the opened donor
+/// for a mapping to use.
+fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<(crate::data::donor::DonorFiles, Donor)> {
     let files = crate::data::donor::locate(path)?;
     let donor = Donor::open(&files.weights)?;
     let mut out: Vec<String> = Vec::new();
@@ -422,13 +424,13 @@ fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<()> {
         ));
     }
     say(&out.join("\n"));
-    Ok(())
+    Ok((files, donor))
 }
 
 /// `inspect DONOR --tokenizer T`: the donor's rows mapped onto T's vocabulary, counted by class
 /// with examples, proved (exact rows bitwise, pieces rows their mean), and written if asked.
 fn inspect_mapping(
-    path: &str,
+    (path, files, donor): (&str, &crate::data::donor::DonorFiles, &Donor),
     tensor: Option<&str>,
     tokenizer: &str,
     how: crate::data::transplant::VocabMap,
@@ -437,7 +439,6 @@ fn inspect_mapping(
     use crate::data::corpus::Tokenizer;
     use crate::data::transplant::{self, Class};
     let cap = crate::config::Data::default().max_input_size.0;
-    let files = crate::data::donor::locate(path)?;
     let own = files.tokenizer.as_ref().with_context(|| {
         format!("donor {path} has no tokenizer.json of its own, so its rows cannot be read as text; put the donor's tokenizer.json beside its weights")
     })?;
@@ -450,7 +451,7 @@ fn inspect_mapping(
         let dir = o.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         crate::util::probe_writable(dir).map_err(|e| anyhow::anyhow!("--write-mapped {}: {e}", o.display()))?;
     }
-    let emb = Donor::open(&files.weights)?.embedding(tensor)?;
+    let emb = donor.embedding(tensor)?;
     let m = transplant::map(&model, &donor_tok, emb.rows, how)?;
     let mapped = transplant::apply(&m, &emb, transplant::VocabFallback::Mean, &mut rand::rng());
     let [exact, pieces] = transplant::verify(&m, &emb, &mapped)?;
@@ -509,9 +510,9 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
             if tokenizer.is_none() && write_mapped.is_some() {
                 anyhow::bail!("--write-mapped needs --tokenizer: the vocabulary to map the donor's rows onto");
             }
-            inspect(&path, tensor.as_deref())?;
+            let (files, donor) = inspect(&path, tensor.as_deref())?;
             if let Some(t) = tokenizer {
-                inspect_mapping(&path, tensor.as_deref(), &t, vocab_map, write_mapped.as_deref())?;
+                inspect_mapping((&path, &files, &donor), tensor.as_deref(), &t, vocab_map, write_mapped.as_deref())?;
             }
         }
     }

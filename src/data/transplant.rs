@@ -73,33 +73,37 @@ pub enum Surface {
 }
 
 /// GPT-2's byte-to-character table (printable bytes stand for themselves, the others for the
-/// characters from U+0100 on, in order).
-fn byte_chars() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let mut next = 256u32;
-    for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-        table[b as usize] = match printable {
-            true => char::from_u32(b).unwrap_or('\0'),
-            false => {
-                next += 1;
-                char::from_u32(next - 1).unwrap_or('\0')
-            }
-        };
-    }
-    table
+/// characters from U+0100 on, in order) and its inverse, built once.
+fn byte_tables() -> &'static ([char; 256], std::collections::HashMap<char, u8>) {
+    static TABLES: std::sync::OnceLock<([char; 256], std::collections::HashMap<char, u8>)> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut table = ['\0'; 256];
+        let mut next = 256u32;
+        for b in 0..256u32 {
+            let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+            table[b as usize] = match printable {
+                true => char::from_u32(b).unwrap_or('\0'),
+                false => {
+                    next += 1;
+                    char::from_u32(next - 1).unwrap_or('\0')
+                }
+            };
+        }
+        let inverse = table.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        (table, inverse)
+    })
 }
 
 /// A text's bytes written the byte-level way.
 fn to_byte_level(text: &str) -> String {
-    let table = byte_chars();
+    let (table, _) = byte_tables();
     text.bytes().map(|b| table[b as usize]).collect()
 }
 
 /// A byte-level token back to its bytes; None for a character outside the table.
 fn from_byte_level(token: &str) -> Option<Vec<u8>> {
-    let table = byte_chars();
-    token.chars().map(|c| table.iter().position(|&t| t == c).map(|b| b as u8)).collect()
+    let (_, inverse) = byte_tables();
+    token.chars().map(|c| inverse.get(&c).copied()).collect()
 }
 
 /// The text of token bytes, split into a word start (leading space) or a continuation.
@@ -473,7 +477,7 @@ mod tests {
     #[test]
     fn byte_level_table_round_trips() {
         let all: Vec<u8> = (0..=255).collect();
-        let text = all.iter().map(|&b| byte_chars()[b as usize]).collect::<String>();
+        let text = all.iter().map(|&b| byte_tables().0[b as usize]).collect::<String>();
         assert_eq!(from_byte_level(&text).unwrap(), all);
         assert_eq!(to_byte_level(" the\n"), "ĠtheĊ");
     }

@@ -527,11 +527,7 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
         let cells_all: usize = all.iter().map(|p| grid(&p.cfg).len()).sum();
         say(&format!("shard {sh}: {cells} of the {cells_all} cells"));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::Output(format!("cannot create --out {}: {e}", out.display())))?;
-    // The folder is claimed before anything is written in it, the write probe included: a
-    // loser of a race for it is refused by name and leaves nothing behind.
     let claim = claim_out(out, ctl)?;
-    crate::util::probe_writable(out)?;
     let watch = claim.watch();
     let _training = Training::begin();
     if all.len() > 1 {
@@ -604,8 +600,11 @@ fn check_before_writing(cfg: &ExperimentConfig, out: &Path, all: &[Group], input
 
 /// The run folder for this process: a run or resume holds it alone (a fresh one must find it
 /// empty, or clear it with `--force`); shards share it, each claiming its cells. Leftovers of
-/// interrupted writes go.
+/// interrupted writes go. The folder is created, then claimed before anything is written in it
+/// (the write probe included), so a loser of a race for it is refused by name and leaves nothing
+/// behind.
 fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
+    std::fs::create_dir_all(out).map_err(|e| Error::Output(format!("cannot create --out {}: {e}", out.display())))?;
     let mode = if ctl.shard.is_some() { Mode::Shared } else { Mode::Exclusive };
     let claim = folder::claim(out, mode)?;
     if mode == Mode::Exclusive && !ctl.resume && folder::holds_files(out)? {
@@ -619,6 +618,7 @@ fn claim_out(out: &Path, ctl: &Control) -> Result<folder::Claim> {
     if mode == Mode::Exclusive {
         folder::remove_leftovers(out, &|_| true);
     }
+    crate::util::probe_writable(out)?;
     Ok(claim)
 }
 
