@@ -34,7 +34,7 @@ fn main() {
                     "| {name} | {shape} | {} | {} | {n} | {} | {} |",
                     tok.name(),
                     t.len(),
-                    whole.len(),
+                    whole.ids.len(),
                     whole == pieces
                 );
                 same &= whole == pieces;

@@ -470,19 +470,8 @@ fn inspect_mapping(
         share(c[2])
     )];
     for (class, name) in [(Class::Exact, "exact"), (Class::Pieces, "pieces"), (Class::Fallback, "fallback")] {
-        let shown: Vec<String> = m
-            .examples(class, 6, &donor_tok)
-            .into_iter()
-            .map(
-                |(id, text, p)| {
-                    if p.is_empty() {
-                        format!("{id} {text:?}")
-                    } else {
-                        format!("{id} {text:?} -> {}", p.join(" "))
-                    }
-                },
-            )
-            .collect();
+        let ids = (0..m.class.len()).filter(|&i| m.class[i] == class).take(6);
+        let shown: Vec<String> = ids.map(|i| m.describe(i, &donor_tok)).collect();
         lines.push(format!("  {name}: {}", shown.join(", ")));
     }
     if let Some(o) = out {

@@ -15,6 +15,8 @@ pub enum Stream {
     Permute = 6,
     /// The windows sampled curve points score (`--eval-windows`).
     EvalSample = 7,
+    /// The random fallback rows of a vocabulary mapping (`--vocab-fallback random`).
+    VocabFallback = 8,
 }
 
 pub fn stream(seed: u64, which: Stream) -> ChaCha8Rng {

@@ -103,6 +103,11 @@ pub struct ConfigStats {
     /// test loss), if they were: verdicts on them are about early training.
     #[serde(default)]
     pub still_improving: Option<String>,
+    /// `final_test` and `best_test` in bits per byte (absent without byte counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_test_bpb: Option<Estimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_test_bpb: Option<Estimate>,
 }
 
 /// A paired difference of final test losses, `minuend − subtrahend`, over the seeds both ran.
@@ -113,6 +118,9 @@ pub struct Comparison {
     pub minuend: Letter,
     pub subtrahend: Letter,
     pub difference: Option<Estimate>,
+    /// The same paired difference in bits per byte (absent without byte counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference_bpb: Option<Estimate>,
     /// Two-sided paired t-test of "no difference" (None below two seeds).
     pub p_value: Option<f64>,
     /// Holm's step-down adjustment over every question this report asks: the verdict uses it,
@@ -164,9 +172,25 @@ fn final_test(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
     finished(runs, l, seed).and_then(|r| r.final_point()).map(|p| p.test_loss)
 }
 
+fn final_test_bpb(runs: &[RunResult], l: Letter, seed: u64) -> Option<f64> {
+    finished(runs, l, seed).and_then(|r| r.final_point()).and_then(|p| p.test_bpb)
+}
+
 /// (seed, `a`'s final test loss − `b`'s) for every seed of `seeds` where both runs finished.
 pub fn paired_final(runs: &[RunResult], a: Letter, b: Letter, seeds: &[u64]) -> Vec<(u64, f64)> {
     seeds.iter().filter_map(|&s| Some((s, final_test(runs, a, s)? - final_test(runs, b, s)?))).collect()
+}
+
+/// The same in bits per byte, for the seeds whose both final points have it.
+pub fn paired_final_bpb(runs: &[RunResult], a: Letter, b: Letter, seeds: &[u64]) -> Vec<(u64, f64)> {
+    seeds.iter().filter_map(|&s| Some((s, final_test_bpb(runs, a, s)? - final_test_bpb(runs, b, s)?))).collect()
+}
+
+/// The estimate of the differences in bits per byte, where every seed of the nats estimate has
+/// one (else None: an interval over fewer seeds would not be the same question's).
+fn bpb_estimate(nats: Option<&Estimate>, bpb: &[(u64, f64)]) -> Option<Estimate> {
+    nats.filter(|e| e.n == bpb.len())?;
+    Estimate::of(&bpb.iter().map(|d| d.1).collect::<Vec<_>>())
 }
 
 /// The family-wise error rate the verdicts keep.
@@ -295,6 +319,11 @@ pub fn analyse(runs: &[RunResult], steps_per_epoch: usize) -> Analysis {
             )
         })
         .collect();
+    let diffs_bpb: Vec<Option<Estimate>> = asked
+        .iter()
+        .zip(&diffs)
+        .map(|(q, d)| bpb_estimate(d.as_ref(), &paired_final_bpb(runs, q.minuend, q.subtrahend, &seeds)))
+        .collect();
     let p: Vec<Option<f64>> = diffs.iter().map(|d| d.as_ref().and_then(paired_p)).collect();
     let adjusted = adjust(&p);
     let tested = p.iter().filter(|p| p.is_some()).count();
@@ -317,8 +346,11 @@ pub fn analyse(runs: &[RunResult], steps_per_epoch: usize) -> Analysis {
         .iter()
         .zip(diffs)
         .zip(p.iter().zip(&adjusted))
-        .zip(over_time)
-        .map(|(((q, d), (&p, &pa)), over_time)| comparison(q, d, p, pa, tested, over_time))
+        .zip(over_time.into_iter().zip(diffs_bpb))
+        .map(|(((q, d), (&p, &pa)), (over_time, bpb))| Comparison {
+            difference_bpb: bpb,
+            ..comparison(q, d, p, pa, tested, over_time)
+        })
         .collect();
     let correction = if tested == 0 {
         "Holm's step-down over the questions with an interval; none has one here (one seed), so there is nothing to \
@@ -348,11 +380,12 @@ fn config_stats(runs: &[RunResult], l: Letter, steps_per_epoch: usize) -> Config
     let finals = |f: fn(&crate::train::results::Point) -> Option<f64>| {
         Estimate::of(&ok.iter().filter_map(|r| r.final_point()).filter_map(f).collect::<Vec<_>>())
     };
-    let best: Vec<(f64, usize)> = ok
-        .iter()
-        .filter_map(|r| r.points.iter().map(|p| (p.test_loss, p.step)).min_by(|a, b| a.0.total_cmp(&b.0)))
-        .collect();
+    let best_points: Vec<&crate::train::results::Point> =
+        ok.iter().filter_map(|r| r.points.iter().min_by(|a, b| a.test_loss.total_cmp(&b.test_loss))).collect();
+    let best: Vec<(f64, usize)> = best_points.iter().map(|p| (p.test_loss, p.step)).collect();
+    let best_bpb: Vec<f64> = best_points.iter().filter_map(|p| p.test_bpb).collect();
     let final_test = finals(|p| Some(p.test_loss));
+    let final_bpb = finals(|p| p.test_bpb);
     ConfigStats {
         config: l,
         runs: mine.len(),
@@ -363,6 +396,8 @@ fn config_stats(runs: &[RunResult], l: Letter, steps_per_epoch: usize) -> Config
         best_test: Estimate::of(&best.iter().map(|b| b.0).collect::<Vec<_>>()),
         best_step: (!best.is_empty()).then(|| best.iter().map(|b| b.1 as f64).sum::<f64>() / best.len() as f64),
         still_improving: still_improving(&ok, steps_per_epoch, final_test),
+        final_test_bpb: final_bpb.filter(|e| final_test.is_some_and(|f| f.n == e.n)),
+        best_test_bpb: Estimate::of(&best_bpb).filter(|e| e.n == best.len()),
     }
 }
 
@@ -429,6 +464,7 @@ fn comparison(
         minuend: a,
         subtrahend: b,
         difference,
+        difference_bpb: None,
         p_value,
         p_adjusted,
         outcome,
@@ -515,6 +551,8 @@ mod tests {
                 test_loss,
                 train_eval_loss: None,
                 eval_windows: None,
+                test_bpb: Some(test_loss * 0.25),
+                train_eval_bpb: None,
             }],
             graft: None,
             copy_check: None,
@@ -561,6 +599,14 @@ mod tests {
              Holm-adjusted p = 0.0033)"
         );
         assert_eq!((c.outcome.as_str(), c.finding.as_str()), ("positive", "the graft helped (trainable)"));
+        // In bits per byte (each run's BPB a quarter of its nats here): the same pairs, scaled.
+        let b = c.difference_bpb.unwrap();
+        assert!((b.mean - 0.25).abs() < 1e-12 && (b.ci95.unwrap() - 0.2484 / 4.0).abs() < 1e-4, "{b:?}");
+        assert!((an.configs[0].final_test_bpb.unwrap().mean - 5.1 / 4.0).abs() < 1e-12);
+        // A seed without BPB takes the BPB interval away rather than giving one over fewer seeds.
+        let mut partial = runs.clone();
+        partial[0].points[0].test_bpb = None;
+        assert!(analyse(&partial, 1).comparisons[0].difference_bpb.is_none());
 
         // Unpaired seeds are left out; a sign change inside the interval is no verdict.
         runs.push(run(Letter::A, 7, 9.0));
@@ -673,6 +719,8 @@ mod tests {
                     test_loss: t,
                     train_eval_loss: None,
                     eval_windows: None,
+                    test_bpb: None,
+                    train_eval_bpb: None,
                 })
                 .collect();
             r.steps = curve.last().unwrap().0;

@@ -27,14 +27,15 @@ pub struct Group {
     pub cfg: ExperimentConfig,
 }
 
-/// Every group, donor by donor, then corpus, then swept values (data size, layers, width).
-/// Pair folders are named after the corpus (one donor), the donor (one corpus) or both
-/// (`donor__corpus`), made unique with `-2`, `-3`, …; swept values add `tokens-20k`,
-/// `layers-2`, `dim-256`.
+/// Every group, donor by donor, then corpus, then vocabulary mapping, then swept values (data
+/// size, layers, width). Pair folders are named after the corpus (one donor), the donor (one
+/// corpus) or both (`donor__corpus`), made unique with `-2`, `-3`, …; several `--vocab-map`
+/// values add `map-exact`, swept values `tokens-20k`, `layers-2`, `dim-256`.
 pub fn groups(cfg: &ExperimentConfig) -> Vec<Group> {
     let donors: Vec<String> = if cfg.data.donor.is_empty() { vec!["gpt2".into()] } else { cfg.data.donor.clone() };
     let corpora: Vec<Option<String>> =
         if cfg.data.corpora.is_empty() { vec![None] } else { cfg.data.corpora.iter().cloned().map(Some).collect() };
+    let maps = &cfg.data.vocab_map.0;
     let mut pairs: Vec<(String, ExperimentConfig)> = Vec::new();
     for d in &donors {
         for c in &corpora {
@@ -47,14 +48,23 @@ pub fn groups(cfg: &ExperimentConfig) -> Vec<Group> {
             };
             let mut name = base.clone();
             let mut k = 2;
-            while pairs.iter().any(|(n, _)| *n == name) {
+            while pairs.iter().any(|(n, _)| n.split("__map-").next() == Some(name.as_str())) {
                 name = format!("{base}-{k}");
                 k += 1;
             }
-            let mut one = cfg.clone();
-            one.data.donor = vec![d.clone()];
-            one.data.corpora = c.iter().cloned().collect();
-            pairs.push((name, one));
+            // Several --vocab-map values: one group each, side by side like donors.
+            for &m in maps {
+                let mut one = cfg.clone();
+                one.data.donor = vec![d.clone()];
+                one.data.corpora = c.iter().cloned().collect();
+                one.data.vocab_map = crate::config::VocabMaps(vec![m]);
+                let named = match (maps.len() > 1, name.is_empty()) {
+                    (false, _) => name.clone(),
+                    (true, true) => format!("map-{}", m.name()),
+                    (true, false) => format!("{name}__map-{}", m.name()),
+                };
+                pairs.push((named, one));
+            }
         }
     }
     let mut out = Vec::new();
@@ -131,5 +141,13 @@ mod tests {
             ]
         );
         assert!(groups(&c).iter().all(|p| p.cfg.data.donor.len() == 1 && p.cfg.data.corpora.len() == 1));
+        c.data.donor.truncate(1);
+        c.data.vocab_map = "exact,pieces".parse().unwrap();
+        let names: Vec<String> = groups(&c).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["book__map-exact", "book__map-pieces", "book-2__map-exact", "book-2__map-pieces"]);
+        c.data.corpora.truncate(1);
+        let names: Vec<String> = groups(&c).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["map-exact", "map-pieces"]);
+        assert!(groups(&c).iter().all(|p| p.cfg.data.vocab_map.0.len() == 1));
     }
 }

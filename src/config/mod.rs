@@ -15,13 +15,16 @@ use clap::{Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
 use crate::data::corpus::Split;
+pub use crate::data::transplant::{VocabFallback, VocabMap};
 use crate::error::{Error, Result};
 
 pub use crate::config::table::{
     parse_letters, ConfigRow, Letter, Letters, ModelKind, ModelRow, Source, CONFIGS, MODELS,
 };
 use crate::config::values::finite;
-pub use crate::config::values::{Axis, CheckpointInterval, GraftScale, LrGroup, ReadCap, Sweep, TrainingPoint};
+pub use crate::config::values::{
+    Axis, CheckpointInterval, GraftScale, LrGroup, ReadCap, Sweep, TrainingPoint, VocabMaps,
+};
 
 /// Named presets of the protocol values (`--protocol`); not a setting of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -70,6 +73,15 @@ pub struct Data {
     /// or a device fails at once instead of filling memory
     #[arg(long, default_value = "1GiB", help_heading = "Data")]
     pub max_input_size: ReadCap,
+    /// With a donor read through another tokenizer than its own: how a model token with no
+    /// exact match gets its row, pieces (the mean of the rows of the pieces the donor's
+    /// tokenizer cuts it into) or exact (the fallback); exact,pieces runs both, as groups
+    #[arg(long, default_value = "pieces", help_heading = "Data")]
+    pub vocab_map: VocabMaps,
+    /// The row of a model token nothing maps: mean (of every donor row) or random (a seeded
+    /// draw from each column's mean and standard deviation)
+    #[arg(long, value_enum, default_value = "mean", help_heading = "Data")]
+    pub vocab_fallback: VocabFallback,
 }
 
 impl Data {
@@ -79,7 +91,7 @@ impl Data {
     }
 }
 
-/// A list written as one string (`donor = "gpt2"`, as config.toml files held before several
+/// A list written as one value (`donor = "gpt2"`, as config.toml files held before several
 /// donors) or as a list.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -296,6 +308,10 @@ pub struct ExperimentConfig {
 pub const FINGERPRINTS: &str = "fingerprints";
 
 pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size", "tensorboard", "max_memory"];
+
+/// Settings that came after run folders recorded fingerprints: recorded (and hashed) only
+/// where they differ from their default, so a folder made before them keeps its fingerprint.
+pub const SINCE_FINGERPRINTS: &[&str] = &["vocab_map", "vocab_fallback"];
 
 impl ExperimentConfig {
     /// A reduced budget that still gives a complete report, intervals included: 60 steps per
@@ -588,7 +604,7 @@ pub mod tests_support {
     /// small pool: the settings themselves come from the type. Empty for a switch.
     pub fn non_default_value(id: &str, flag: &str) -> Option<String> {
         let d = ExperimentConfig::default();
-        let pool = ["5", "5steps", "0.25", "x.txt", "A,C", "wte,wpe", "h.*=0.0003", "30s"];
+        let pool = ["5", "5steps", "0.25", "x.txt", "A,C", "wte,wpe", "h.*=0.0003", "30s", "exact"];
         let cmd = ExperimentConfig::augment_args(clap::Command::new("t"));
         let arg = cmd.get_arguments().find(|a| a.get_id() == id)?;
         if !arg.get_action().takes_values() {

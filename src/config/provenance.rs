@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ExperimentConfig, Letter, RESUMABLE};
+use crate::config::{ExperimentConfig, Letter, RESUMABLE, SINCE_FINGERPRINTS};
 use crate::error::{Error, Result};
 
 /// Content fingerprints of one group's inputs and settings: hex of BLAKE3's first 128 bits.
@@ -149,10 +149,14 @@ pub fn short(fp: &str) -> String {
 pub fn settings_of(cfg: &ExperimentConfig) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Ok(v) = serde_json::to_value(cfg) else { return out };
+    let defaults = serde_json::to_value(ExperimentConfig::default()).unwrap_or_default();
     for (section, values) in v.as_object().into_iter().flatten() {
         for (key, value) in values.as_object().into_iter().flatten() {
             if RESUMABLE.contains(&key.as_str()) || (section == "data" && ["corpora", "donor"].contains(&key.as_str()))
             {
+                continue;
+            }
+            if SINCE_FINGERPRINTS.contains(&key.as_str()) && defaults[section][key] == *value {
                 continue;
             }
             let text = match (key.as_str(), value.as_str()) {

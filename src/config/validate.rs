@@ -94,6 +94,10 @@ impl ExperimentConfig {
         if g.configs.0.is_empty() {
             return bad("--configs is empty; give letters from A,B,C,D".into());
         }
+        let maps = &self.data.vocab_map.0;
+        if maps.is_empty() {
+            return bad("--vocab-map is empty; give pieces, exact or exact,pieces".into());
+        }
         if g.thaw_every.is_some() && g.thaw_after.is_none() {
             return bad("--thaw-every needs --thaw-after (when the first group thaws)".into());
         }

@@ -28,7 +28,37 @@ macro_rules! serde_as_text {
     )*};
 }
 
-serde_as_text!(Letters, TrainingPoint, LrGroup, CheckpointInterval, ReadCap);
+serde_as_text!(Letters, TrainingPoint, LrGroup, CheckpointInterval, ReadCap, VocabMaps);
+
+/// `--vocab-map`: one way of mapping a foreign vocabulary, or several (`exact,pieces`), each
+/// run as a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct VocabMaps(pub Vec<crate::data::transplant::VocabMap>);
+
+impl FromStr for VocabMaps {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        use clap::ValueEnum;
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            let m = crate::data::transplant::VocabMap::from_str(part, true).map_err(|_| {
+                Error::Input(format!("'{part}' is no vocabulary mapping; give pieces, exact or exact,pieces"))
+            })?;
+            if out.contains(&m) {
+                return Err(Error::Input(format!("names {part} twice; give each mapping at most once")));
+            }
+            out.push(m);
+        }
+        Ok(VocabMaps(out))
+    }
+}
+
+impl std::fmt::Display for VocabMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.iter().map(|m| m.name()).collect::<Vec<_>>().join(","))
+    }
+}
 
 /// The scale the donor's embedding is grafted at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -98,6 +98,22 @@ pub fn cut_points(text: &str, piece: usize) -> Vec<usize> {
 /// GPT-2's vocabulary: 50 000 merges + 256 bytes + `<|endoftext|>` (id 50256).
 pub const GPT2_VOCAB: usize = 50257;
 
+/// A text's tokens and the bytes of the text each owns (they sum to the text's length): what
+/// bits per byte divide by.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub owned: Vec<u32>,
+}
+
+/// The byte length of every GPT-2 token, read once from the BPE.
+fn gpt2_lengths(bpe: &tiktoken_rs::CoreBPE) -> &'static [u8] {
+    static LENGTHS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LENGTHS.get_or_init(|| {
+        (0..GPT2_VOCAB as u32).map(|i| bpe.decode_bytes(&[i]).map_or(0, |b| b.len().min(255) as u8)).collect()
+    })
+}
+
 impl Tokenizer {
     pub fn gpt2() -> Result<Self> {
         let bpe = tiktoken_rs::r50k_base().map_err(|e| Error::Tokenizer(format!("GPT-2 BPE: {e}")))?;
@@ -154,32 +170,70 @@ impl Tokenizer {
     /// `<|endoftext|>` is encoded as ordinary text. Long text goes in pieces of about
     /// [`PIECE`] bytes where the tokenizer gives the same ids that way ([`cut_points`]).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_owning(text)?.ids)
+    }
+
+    /// [`Tokenizer::encode`], with the bytes of `text` each token owns.
+    pub fn encode_owning(&self, text: &str) -> Result<Encoded> {
         self.encode_in_pieces(text, PIECE)
     }
 
-    /// [`Tokenizer::encode`] with pieces of about `piece` bytes.
-    pub fn encode_in_pieces(&self, text: &str, piece: usize) -> Result<Vec<u32>> {
+    /// [`Tokenizer::encode_owning`] with pieces of about `piece` bytes.
+    pub fn encode_in_pieces(&self, text: &str, piece: usize) -> Result<Encoded> {
         let cuts = match self {
             Tokenizer::HuggingFace { in_pieces: false, .. } => Vec::new(),
             _ => cut_points(text, piece),
         };
-        let mut ids = Vec::with_capacity(text.len() / 4);
+        let mut out = Encoded { ids: Vec::with_capacity(text.len() / 4), owned: Vec::with_capacity(text.len() / 4) };
         let mut from = 0;
         for to in cuts.into_iter().chain(std::iter::once(text.len())) {
-            ids.extend(self.encode_whole(&text[from..to])?);
+            let (ids, ends) = self.encode_whole(&text[from..to])?;
+            // A token owns the bytes from the previous token's end to its own: the spaces a
+            // WordPiece tokenizer drops go with the token after them, and whatever follows the
+            // last token goes with it, so a text's tokens own exactly its bytes.
+            let mut prev = 0;
+            for (&id, &end) in ids.iter().zip(&ends) {
+                let end = end.clamp(prev, to - from);
+                out.ids.push(id);
+                out.owned.push((end - prev) as u32);
+                prev = end;
+            }
+            match out.owned.last_mut() {
+                Some(last) => *last += (to - from - prev) as u32,
+                None if to > from => {
+                    return Err(Error::Tokenizer(format!(
+                        "{} gives no token for {} bytes of text (from byte {from}); give a tokenizer that reads it",
+                        self.name(),
+                        to - from
+                    )))
+                }
+                None => {}
+            }
             from = to;
         }
-        Ok(ids)
+        Ok(out)
     }
 
-    fn encode_whole(&self, text: &str) -> Result<Vec<u32>> {
+    /// A piece's ids and the byte offset in it where each token ends.
+    fn encode_whole(&self, text: &str) -> Result<(Vec<u32>, Vec<usize>)> {
         match self {
-            Tokenizer::Gpt2(bpe) => Ok(bpe.encode_ordinary(text)),
+            Tokenizer::Gpt2(bpe) => {
+                // Byte-level BPE is lossless: each token is its own bytes, in order.
+                let ids = bpe.encode_ordinary(text);
+                let lengths = gpt2_lengths(bpe);
+                let mut end = 0;
+                let ends = ids.iter().map(|&i| {
+                    end += lengths.get(i as usize).copied().unwrap_or(0) as usize;
+                    end
+                });
+                let ends = ends.collect();
+                Ok((ids, ends))
+            }
             Tokenizer::HuggingFace { tok, .. } => {
                 // Pieces keep every character (a cut is before a space or newline, which goes
                 // with the next piece), so byte-level tokenizers keep their newline tokens.
                 let enc = tok.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
-                Ok(enc.get_ids().to_vec())
+                Ok((enc.get_ids().to_vec(), enc.get_offsets().iter().map(|o| o.1).collect()))
             }
         }
     }
@@ -274,6 +328,8 @@ impl std::fmt::Display for Split {
 /// `tokens[s+1..s+L+1]`. Windows are stored as start offsets, never copied.
 pub struct Dataset {
     pub tokens: Vec<u32>,
+    /// The bytes of the raw text each token owns ([`Encoded::owned`]); empty when unknown.
+    pub owned: Vec<u32>,
     pub seq_len: usize,
     pub train: Vec<usize>,
     pub test: Vec<usize>,
@@ -324,7 +380,34 @@ impl Dataset {
                 test.len()
             )));
         }
-        Ok(Dataset { tokens, seq_len, train, test, split })
+        Ok(Dataset { tokens, owned: Vec::new(), seq_len, train, test, split })
+    }
+
+    /// The token stream with the bytes each token owns, for bits per byte.
+    pub fn with_owned(mut self, owned: Vec<u32>) -> Result<Self> {
+        if owned.len() != self.tokens.len() {
+            return Err(Error::Input(format!("{} tokens but {} byte counts", self.tokens.len(), owned.len())));
+        }
+        self.owned = owned;
+        Ok(self)
+    }
+
+    /// (target positions, the raw bytes their tokens own) over `windows`, each position
+    /// counted once per window that scores it; None without byte counts.
+    pub fn target_bytes(&self, windows: &[usize]) -> Option<(u64, u64)> {
+        if self.owned.is_empty() {
+            return None;
+        }
+        let bytes =
+            windows.iter().map(|&w| self.owned[w + 1..=w + self.seq_len].iter().map(|&b| b as u64).sum::<u64>());
+        Some(((windows.len() * self.seq_len) as u64, bytes.sum()))
+    }
+
+    /// A mean loss in nats per target position over `windows` in bits per byte: the summed
+    /// loss over ln 2 times the bytes the targets own.
+    pub fn bits_per_byte(&self, loss: f64, windows: &[usize]) -> Option<f64> {
+        let (positions, bytes) = self.target_bytes(windows)?;
+        (bytes > 0).then(|| loss * positions as f64 / (std::f64::consts::LN_2 * bytes as f64))
     }
 
     pub fn inputs(&self, start: usize) -> &[u32] {
@@ -591,6 +674,45 @@ mod tests {
         .to_string()
     }
 
+    /// Bits per byte by hand, for a lossless tokenizer (GPT-2's BPE: each token owns its own
+    /// bytes) and a lossy one (uncased WordPiece drops spaces and case: the spaces go with the
+    /// token after them), on a text with a double space, a comma, a newline and a word spelled
+    /// in pieces.
+    #[test]
+    fn bits_per_byte_by_hand() {
+        let text = "The Time  Machine,\nok";
+        let gpt2 = Tokenizer::gpt2().unwrap().encode_owning(text).unwrap();
+        // "The", " Time", " ", " Machine", ",", "\n", "ok"
+        assert_eq!(gpt2.owned, [3, 5, 1, 8, 1, 1, 2]);
+        let dir = tempfile::tempdir().unwrap();
+        let bert = dir.path().join("bert.json");
+        std::fs::write(&bert, wordpiece_json(r#"{"type": "BertPreTokenizer"}"#)).unwrap();
+        let wp = Tokenizer::from_file(&bert, 1 << 20).unwrap().encode_owning(text).unwrap();
+        // "the", "time" (with the space before it), "machine" (with both), ",", "o" (with the
+        // newline), "##k"
+        assert_eq!(wp.owned, [3, 5, 9, 1, 2, 1]);
+        for e in [&gpt2, &wp] {
+            assert_eq!(e.owned.iter().sum::<u32>() as usize, text.len());
+        }
+        // Windows of 2 at 0 and 2 score the targets at positions 1, 2 and 3, 4.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let d =
+            Dataset::new(wp.ids.clone(), 2, 1, Split::Contiguous, 0.5, &mut rng).unwrap().with_owned(wp.owned).unwrap();
+        assert_eq!(d.target_bytes(&[0, 2]), Some((4, 5 + 9 + 1 + 2)));
+        let want = 1.5 * 4.0 / (std::f64::consts::LN_2 * 17.0);
+        assert!((d.bits_per_byte(1.5, &[0, 2]).unwrap() - want).abs() < 1e-15);
+        let g = Dataset::new(gpt2.ids.clone(), 2, 1, Split::Contiguous, 0.5, &mut rng)
+            .unwrap()
+            .with_owned(gpt2.owned)
+            .unwrap();
+        let want = 1.5 * 4.0 / (std::f64::consts::LN_2 * (5 + 1 + 8 + 1) as f64);
+        assert!((g.bits_per_byte(1.5, &[0, 2]).unwrap() - want).abs() < 1e-15);
+        // Without byte counts there is no BPB, and counts of the wrong length are refused.
+        let bare = Dataset::new(gpt2.ids.clone(), 2, 1, Split::Contiguous, 0.5, &mut rng).unwrap();
+        assert_eq!(bare.bits_per_byte(1.5, &[0]), None);
+        assert!(Dataset::new(gpt2.ids, 2, 1, Split::Contiguous, 0.5, &mut rng).unwrap().with_owned(vec![1]).is_err());
+    }
+
     /// Texts of every shape a corpus takes: prose with newlines, one long line with none,
     /// blank lines and runs of spaces, tabs, CRLF, digits, punctuation runs, accents and CJK.
     fn shapes() -> Vec<String> {
@@ -632,7 +754,8 @@ mod tests {
         assert!(matches!(whole_only, Tokenizer::HuggingFace { in_pieces: false, .. }), "Metaspace goes whole");
         for text in shapes() {
             for tok in &tokenizers {
-                let whole = tok.encode_whole(&text).unwrap();
+                let whole = tok.encode_in_pieces(&text, usize::MAX).unwrap();
+                assert_eq!(whole.owned.iter().map(|&b| b as usize).sum::<usize>(), text.len(), "{}", tok.name());
                 for piece in [97, 1000, 4096] {
                     let cuts = cut_points(&text, piece);
                     if text.contains(' ') || text.contains('\n') {

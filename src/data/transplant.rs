@@ -31,6 +31,24 @@ pub enum VocabMap {
     Exact,
 }
 
+impl VocabMap {
+    pub fn name(self) -> &'static str {
+        match self {
+            VocabMap::Pieces => "pieces",
+            VocabMap::Exact => "exact",
+        }
+    }
+}
+
+impl VocabFallback {
+    pub fn name(self) -> &'static str {
+        match self {
+            VocabFallback::Mean => "mean",
+            VocabFallback::Random => "random",
+        }
+    }
+}
+
 /// `--vocab-fallback`: the row of a token nothing maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -252,7 +270,7 @@ pub struct Mapping {
     /// The donor rows a token takes: one for an exact match, the pieces' for pieces, none for
     /// the fallback.
     pub sources: Vec<Vec<u32>>,
-    /// Each token's text as read (for examples), or why it has none.
+    /// Each token's text as read (for examples); for the fallback, quoted, with the reason.
     pub texts: Vec<String>,
 }
 
@@ -264,15 +282,26 @@ impl Mapping {
         c
     }
 
-    /// Up to `n` tokens of `class` as (model id, its text, the donor pieces it took).
-    pub fn examples(&self, class: Class, n: usize, donor: &Tokenizer) -> Vec<(u32, String, Vec<String>)> {
-        let show = |ids: &[u32]| ids.iter().map(|&i| donor.decode_piece(i)).collect();
-        (0..self.class.len())
-            .filter(|&i| self.class[i] == class)
-            .take(n)
-            .map(|i| (i as u32, self.texts[i].clone(), show(&self.sources[i])))
-            .collect()
+    /// Model token `id` as a person reads it: `"machine" → machine`, `"times" → time + ##s`,
+    /// `"Ċ" (white space)`.
+    pub fn describe(&self, id: usize, donor: &Tokenizer) -> String {
+        let pieces: Vec<String> = self.sources[id].iter().map(|&i| donor.decode_piece(i)).collect();
+        match self.class[id] {
+            Class::Fallback => format!("{id} {}", self.texts[id]),
+            _ => format!("{} {:?} → {}", id, self.texts[id], pieces.join(" + ")),
+        }
     }
+}
+
+/// Whether two tokenizers have one vocabulary: the same size, and every id the same text, word
+/// start or continuation (GPT-2's built-in BPE and its tokenizer.json, say). A donor's rows
+/// then follow either's ids as they are.
+pub fn same_vocabulary(a: &Tokenizer, b: &Tokenizer) -> Result<bool> {
+    if a.vocab_size() != b.vocab_size() {
+        return Ok(false);
+    }
+    let (sa, sb) = (Side::new(a)?, Side::new(b)?);
+    Ok((0..a.vocab_size() as u32).all(|id| sa.surface(id) == sb.surface(id)))
 }
 
 /// Maps every id of `model` to rows of `donor` (a tokenizer.json's, with `rows` rows).
@@ -290,8 +319,10 @@ pub fn map(model: &Tokenizer, donor: &Tokenizer, rows: usize, how: VocabMap) -> 
         Mapping { class: Vec::with_capacity(n), sources: Vec::with_capacity(n), texts: Vec::with_capacity(n) };
     for id in 0..n as u32 {
         let (class, sources, text) = match m.surface(id) {
-            Surface::None(why) => (Class::Fallback, Vec::new(), format!("({why})")),
-            Surface::Word(t) | Surface::Cont(t) if t.is_empty() => (Class::Fallback, Vec::new(), t),
+            Surface::None(why) => (Class::Fallback, Vec::new(), format!("{:?} ({why})", model.decode_piece(id))),
+            Surface::Word(t) | Surface::Cont(t) if t.is_empty() => {
+                (Class::Fallback, Vec::new(), format!("{t:?} (empty)"))
+            }
             s => {
                 let (text, word) = match &s {
                     Surface::Word(t) => (t.clone(), true),
@@ -304,7 +335,7 @@ pub fn map(model: &Tokenizer, donor: &Tokenizer, rows: usize, how: VocabMap) -> 
                 let exact = dtok.token_to_id(&d.form(&norm, word || punct)).filter(|&i| (i as usize) < rows);
                 match (exact, how) {
                     (Some(i), _) => (Class::Exact, vec![i], text),
-                    (None, VocabMap::Exact) => (Class::Fallback, Vec::new(), text),
+                    (None, VocabMap::Exact) => (Class::Fallback, Vec::new(), format!("{text:?} (no exact match)")),
                     (None, VocabMap::Pieces) => {
                         let spaced =
                             if word && d.style == Style::ByteLevel { format!(" {text}") } else { text.clone() };
@@ -312,7 +343,7 @@ pub fn map(model: &Tokenizer, donor: &Tokenizer, rows: usize, how: VocabMap) -> 
                         let usable = !ids.is_empty() && ids.iter().all(|&i| Some(i) != unk && (i as usize) < rows);
                         match usable {
                             true => (Class::Pieces, ids, text),
-                            false => (Class::Fallback, Vec::new(), text),
+                            false => (Class::Fallback, Vec::new(), format!("{text:?} (the donor cannot spell it)")),
                         }
                     }
                 }

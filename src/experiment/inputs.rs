@@ -11,10 +11,11 @@ use crate::config::{ExperimentConfig, Sweep};
 use crate::data::corpus::{self, Dataset, Tokenizer};
 use crate::data::counts::TokenCounts;
 use crate::data::donor::{self, Donor, Embedding};
+use crate::data::transplant::{self, Class, Mapping};
 use crate::error::{Error, Result};
 use crate::rng::{stream, Stream};
 use crate::train;
-use crate::train::results::InputSummary;
+use crate::train::results::{InputSummary, TextBytes, VocabMapSummary};
 
 /// Everything read from disk and derived before training.
 pub struct Inputs {
@@ -42,6 +43,11 @@ pub struct Inputs {
     pub init: crate::model::model1::InitCache,
     /// The corpus, donor and tokenizer by content (the settings' fingerprint is the config's).
     pub prints: Fingerprints,
+    /// The raw bytes behind each split's scored positions, for bits per byte.
+    pub text_bytes: TextBytes,
+    /// How the donor's rows were mapped onto the tokenizer's vocabulary, when it is not the
+    /// donor's own.
+    pub vocab_map: Option<VocabMapSummary>,
 }
 
 /// Reads the donor, tokenizer and corpus and cuts the windows. Nothing is written.
@@ -53,13 +59,35 @@ pub fn load_inputs(cfg: &ExperimentConfig) -> Result<Inputs> {
 /// `--donor` (whose value then only names it in the report).
 pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> Result<Inputs> {
     cfg.validate()?;
-    let (donor_files, donor, embedding) = open_donor(cfg, memory)?;
+    let (donor_files, donor, own_embedding) = open_donor(cfg, memory)?;
+    let (tokenizer, donor_tokenizer) = tokenizer_for(cfg, &donor_files, own_embedding.rows)?;
+    // Through another tokenizer than its own, the donor's rows are mapped onto its vocabulary
+    // first; everything after sees the mapped matrix as the donor's.
+    let (embedding, mapping) = match &donor_tokenizer {
+        Some(own) => {
+            let how = cfg.data.vocab_map.0[0];
+            let mapping = transplant::map(&tokenizer, own, own_embedding.rows, how)?;
+            let mut rng = stream(cfg.run.seed, Stream::VocabFallback);
+            let mapped = transplant::apply(&mapping, &own_embedding, cfg.data.vocab_fallback, &mut rng);
+            (mapped, Some(mapping))
+        }
+        None => {
+            if cfg.data.vocab_map.0 != [crate::config::VocabMap::Pieces]
+                || cfg.data.vocab_fallback != crate::config::VocabFallback::Mean
+            {
+                crate::util::say(
+                    "note: --vocab-map and --vocab-fallback apply to a donor read through another tokenizer than its \
+                     own; this one reads its own, so they change nothing",
+                );
+            }
+            (own_embedding.clone(), None)
+        }
+    };
     let model5 = match cfg.model.kind.row().sized {
         true => Some(model5_sizes(cfg, &donor_files, &embedding)?),
         false => None,
     };
 
-    let tokenizer = tokenizer_for(cfg, &donor_files)?;
     let cap = cfg.data.max_input_size.0;
     let ids = tokenizer.vocab_size();
     if ids > embedding.rows {
@@ -87,19 +115,20 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     let prints = Fingerprints {
         settings: String::new(),
         corpus: provenance::fingerprint(text.as_bytes()),
-        donor: donor_fingerprint(cfg, donor.as_ref(), &embedding),
+        donor: donor_fingerprint(cfg, donor.as_ref(), &own_embedding, donor_tokenizer.as_ref()),
         tokenizer: tokenizer.fingerprint(),
     };
     let words = text.split_whitespace().count();
-    let tokens = tokenizer.encode(&text)?;
+    let encoded = tokenizer.encode_owning(&text)?;
     let mut data = Dataset::new(
-        tokens,
+        encoded.ids,
         cfg.protocol.seq_len,
         cfg.protocol.stride,
         cfg.protocol.split,
         cfg.protocol.test_fraction,
         &mut stream(cfg.run.seed, Stream::Split),
-    )?;
+    )?
+    .with_owned(encoded.owned)?;
     if let Some(n) = cfg.protocol.train_tokens.as_ref().map(Sweep::first) {
         cut_training_part(cfg, &mut data, n, &corpus_path)?;
     }
@@ -117,6 +146,14 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         data.inputs(w).iter().for_each(|&t| input_freq[t as usize] += 1);
     }
     check_plan(cfg, donor.as_ref(), &embedding, model5.as_ref())?;
+    let (train_positions, train_bytes) = data.target_bytes(&data.train).unwrap_or_default();
+    let (test_positions, test_bytes) = data.target_bytes(&data.test).unwrap_or_default();
+    let text_bytes =
+        TextBytes { corpus_bytes: text.len() as u64, train_positions, train_bytes, test_positions, test_bytes };
+    let vocab_map = match (&mapping, &donor_tokenizer) {
+        (Some(m), Some(own)) => Some(map_summary(cfg, m, own, &own_embedding, &embedding, &data)?),
+        _ => None,
+    };
     Ok(Inputs {
         corpus_path,
         words,
@@ -134,16 +171,66 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         input_freq,
         bigram,
         prints,
+        text_bytes,
+        vocab_map,
+    })
+}
+
+/// The mapping proved (every exact row bit for bit, every pieces row the mean of its pieces,
+/// by code apart from the mapping's) and counted: over the vocabulary, over the training and
+/// test windows' target positions, with the corpus's most frequent tokens of each class as
+/// examples.
+fn map_summary(
+    cfg: &ExperimentConfig,
+    m: &Mapping,
+    own: &Tokenizer,
+    donor: &Embedding,
+    mapped: &Embedding,
+    data: &Dataset,
+) -> Result<VocabMapSummary> {
+    let proved = transplant::verify(m, donor, mapped)?;
+    let by_class = |windows: &[usize]| {
+        let mut c = [0u64; 3];
+        for &w in windows {
+            data.targets(w).iter().for_each(|&t| c[m.class[t as usize] as usize] += 1);
+        }
+        c
+    };
+    let mut freq = vec![0u64; m.class.len()];
+    data.tokens.iter().for_each(|&t| freq[t as usize] += 1);
+    let examples = [Class::Exact, Class::Pieces, Class::Fallback].map(|class| {
+        let mut ids: Vec<usize> = (0..m.class.len()).filter(|&i| m.class[i] == class && freq[i] > 0).collect();
+        ids.sort_by_key(|&i| (std::cmp::Reverse(freq[i]), i));
+        ids.iter().take(5).map(|&i| m.describe(i, own)).collect()
+    });
+    Ok(VocabMapSummary {
+        donor_tokenizer: own.name(),
+        map: cfg.data.vocab_map.0[0].name().into(),
+        fallback: cfg.data.vocab_fallback.name().into(),
+        tokens: m.counts(),
+        train_positions: by_class(&data.train),
+        test_positions: by_class(&data.test),
+        proved,
+        examples,
     })
 }
 
 /// The donor by content: the embedding's values; for Model 5, which grafts more of it, the
-/// whole weights file too.
-fn donor_fingerprint(cfg: &ExperimentConfig, donor: Option<&Donor>, emb: &Embedding) -> String {
+/// whole weights file too; read through another tokenizer, its own tokenizer too (the
+/// mapping follows it).
+fn donor_fingerprint(
+    cfg: &ExperimentConfig,
+    donor: Option<&Donor>,
+    emb: &Embedding,
+    own_tokenizer: Option<&Tokenizer>,
+) -> String {
     let mut h = provenance::Hasher::default();
     h.update(crate::util::f32_bytes(&emb.data));
     if let (true, Some(d)) = (cfg.model.kind.row().grafts_by_name, donor) {
         h.update(d.bytes());
+    }
+    if let Some(t) = own_tokenizer {
+        h.update(t.fingerprint().as_bytes());
     }
     h.finish()
 }
@@ -214,26 +301,49 @@ fn open_donor(
     })
 }
 
-/// `--tokenizer`: auto (the donor's own, else GPT-2's BPE), gpt2 (refused when the donor brings
-/// its own: its rows follow that tokenizer's ids), or a tokenizer.json path.
-fn tokenizer_for(cfg: &ExperimentConfig, donor_files: &donor::DonorFiles) -> Result<Tokenizer> {
-    Ok(match cfg.data.tokenizer.as_str() {
-        "auto" => match &donor_files.tokenizer {
-            Some(p) => Tokenizer::from_file(p, cfg.data.max_input_size.0)?,
+/// `--tokenizer`: auto (the donor's own, else GPT-2's BPE), gpt2, or a tokenizer.json path;
+/// with the donor's own tokenizer beside it when that is another one (its rows are then
+/// mapped onto the chosen tokenizer's vocabulary). A donor without a tokenizer of its own is
+/// taken to follow the chosen one's ids.
+fn tokenizer_for(
+    cfg: &ExperimentConfig,
+    files: &donor::DonorFiles,
+    rows: usize,
+) -> Result<(Tokenizer, Option<Tokenizer>)> {
+    let cap = cfg.data.max_input_size.0;
+    let own = files.tokenizer.as_ref().map(|p| Tokenizer::from_file(p, cap)).transpose()?;
+    let chosen = match cfg.data.tokenizer.as_str() {
+        "auto" => match own {
+            Some(t) => return Ok((t, None)),
             None => Tokenizer::gpt2()?,
         },
-        "gpt2" => {
-            if let Some(own) = &donor_files.tokenizer {
-                return Err(Error::Input(format!(
-                    "--tokenizer gpt2 but the donor brings its own tokenizer ({}); its rows are indexed by that \
-                     tokenizer's ids, so drop --tokenizer or use --tokenizer auto",
-                    own.display()
-                )));
-            }
-            Tokenizer::gpt2()?
+        "gpt2" => Tokenizer::gpt2()?,
+        path => Tokenizer::from_file(Path::new(path), cap)?,
+    };
+    if let Tokenizer::HuggingFace { tok, path, .. } = &chosen {
+        // Ids past the vocabulary's size would index past every matrix built for it.
+        let n = tok.get_vocab_size(true);
+        if let Some((t, id)) = tok.get_vocab(true).into_iter().find(|(_, id)| *id as usize >= n) {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer {} gives {t:?} id {id}, past its own vocabulary of {n}; give a tokenizer.json whose ids \
+                 run from 0 to its size",
+                path.display()
+            )));
         }
-        path => Tokenizer::from_file(Path::new(path), cfg.data.max_input_size.0)?,
-    })
+    }
+    match own {
+        Some(own) if own.fingerprint() == chosen.fingerprint() => Ok((own, None)),
+        Some(own) if transplant::same_vocabulary(&chosen, &own)? => Ok((chosen, None)),
+        Some(own) => Ok((chosen, Some(own))),
+        None if chosen.vocab_size() > rows => Err(Error::Input(format!(
+            "tokenizer {} has {} ids but the donor has {rows} rows and no tokenizer of its own to map them through; \
+             put the donor's tokenizer.json beside its weights (or give a model folder that has one), or use the \
+             tokenizer its rows follow",
+            chosen.name(),
+            chosen.vocab_size()
+        ))),
+        None => Ok((chosen, None)),
+    }
 }
 
 /// Every pattern of every configuration names something, and every graft fits: found in the
@@ -384,6 +494,8 @@ impl Inputs {
             distinct_train_tokens,
             test_targets_unseen_in_training: self.data.test_unseen_in_training(),
             fingerprints: Some(Fingerprints { settings: provenance::settings_fingerprint(cfg), ..self.prints.clone() }),
+            text_bytes: Some(self.text_bytes.clone()),
+            vocab_map: self.vocab_map.clone(),
         }
     }
 }

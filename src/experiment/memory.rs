@@ -40,7 +40,8 @@ pub fn check(need: u64, what: &str, fix: &str, max: Option<u64>) -> Result<()> {
 }
 
 /// Reading and tokenizing a corpus file of `bytes`, and cutting it into windows: the text,
-/// its ids (about one per 3 bytes of English, on the high side), the windows' start offsets,
+/// its ids and the bytes each owns (about one token per 3 bytes of English, on the high side),
+/// the windows' start offsets,
 /// one counting pass over the text (16 bytes a position, see `TokenCounts::from_windows`),
 /// and the tokenizer's own working memory, about 100 bytes per byte of text it encodes at once
 /// (measured: a 100 MB corpus peaked at 13.5 GB encoded whole by a WordPiece tokenizer.json,
@@ -49,7 +50,7 @@ pub fn corpus(bytes: u64, whole: bool, stride: usize) -> u64 {
     let tokens = bytes / 3;
     let at_once = if whole { bytes } else { bytes.min(crate::data::corpus::PIECE as u64) };
     let windows = tokens / stride.max(1) as u64 * 8;
-    bytes + tokens * 4 + windows + tokens * 17 + at_once.saturating_mul(100)
+    bytes + tokens * 8 + windows + tokens * 17 + at_once.saturating_mul(100)
 }
 
 /// A donor matrix of `elements` read into f32.

@@ -24,6 +24,7 @@ pub(crate) fn markdown(cfg: &ExperimentConfig, s: &Summary, drift: &DriftTable) 
     [
         answers_section(cfg, s),
         configs_section(cfg, s),
+        vocab_map_section(s),
         runs_section(cfg, s),
         drift_section(drift),
         controls_section(cfg, s),
@@ -65,19 +66,30 @@ fn answers_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     md
 }
 
+/// `+0.0123 (95 % CI +0.0045 to +0.0201)`, or the bare signed mean without an interval.
+pub fn show_difference(e: &crate::analysis::stats::Estimate) -> String {
+    match e.ci95 {
+        Some(_) => format!("{:+.4} (95 % CI {:+.4} to {:+.4})", e.mean, e.low(), e.high()),
+        None => format!("{:+.4}", e.mean),
+    }
+}
+
 /// Each configuration's final losses over seeds, against the count-based references.
 fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     let mut md = String::new();
     let i = &s.inputs;
     push_line(&mut md, "## Configurations (mean ± 95 % CI over seeds)\n".into());
     let refs = &i.bigram;
+    let bpb = s.analysis.configs.iter().any(|c| c.final_test_bpb.is_some());
     push_line(
         &mut md,
-        "| config | copied? | frozen? | seeds | final train loss | final train loss, evaluated as test | final test \
-         loss | best test loss (mean step) | train-eval − floor | test − bigram |"
-            .into(),
+        format!(
+            "| config | copied? | frozen? | seeds | final train loss | final train loss, evaluated as test | final \
+             test loss | best test loss (mean step) | train-eval − floor | test − bigram |{}",
+            if bpb { " final test BPB | best test BPB |" } else { "" }
+        ),
     );
-    push_line(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
+    push_line(&mut md, format!("|---|---|---|---|---|---|---|---|---|---|{}", if bpb { "---|---|" } else { "" }));
     for c in &s.analysis.configs {
         let show = |e: &Option<crate::analysis::stats::Estimate>| e.map_or("–".to_string(), |e| e.show());
         let above = |e: &Option<crate::analysis::stats::Estimate>, floor: f64| {
@@ -102,7 +114,11 @@ fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
                 },
                 above(&c.final_train_eval, refs.train_entropy),
                 above(&c.final_test, refs.test_loss)
-            ),
+            ) + &if bpb {
+                format!(" {} | {} |", show(&c.final_test_bpb), show(&c.best_test_bpb))
+            } else {
+                String::new()
+            },
         );
     }
     push_line(&mut md, String::new());
@@ -115,6 +131,75 @@ fn configs_section(cfg: &ExperimentConfig, s: &Summary) -> String {
             floor.replace("{:.4}", &format!("{:.4}", refs.train_entropy)),
             refs.k,
             refs.test_loss
+        ),
+    );
+    if let Some(b) = &i.text_bytes {
+        push_line(
+            &mut md,
+            format!(
+                "In bits per byte (BPB: the loss summed over the scored positions, over ln 2 times the {} raw bytes \
+                 of the corpus their target tokens own, so tokenizers compare): floor {:.4}, bigram {:.4}; the \
+                 test positions' targets own {:.3} bytes each on average.\n",
+                b.corpus_bytes,
+                b.train_bpb(refs.train_entropy),
+                b.test_bpb(refs.test_loss),
+                b.test_bytes as f64 / b.test_positions.max(1) as f64
+            ),
+        );
+    }
+    md
+}
+
+/// How the donor's rows were mapped onto this tokenizer's vocabulary (empty on the donor's own
+/// tokenizer): each class over the vocabulary and over the positions the experiment scores.
+fn vocab_map_section(s: &Summary) -> String {
+    let mut md = String::new();
+    let Some(v) = &s.inputs.vocab_map else { return md };
+    push_line(&mut md, "## The donor on this tokenizer's vocabulary\n".into());
+    push_line(
+        &mut md,
+        format!(
+            "The donor's rows follow its own tokenizer ({}); this experiment reads the corpus with {}, so each of \
+             its tokens took donor rows (`--vocab-map {}`, `--vocab-fallback {}`): *exact*, the donor has that very \
+             piece and its row is copied bit for bit; *pieces*, the mean of the rows of the pieces the donor's \
+             tokenizer cuts its text into; *fallback*, {} (white space, part of a character, special tokens, or text \
+             the donor cannot spell without its unknown token{}).\n",
+            v.donor_tokenizer,
+            s.inputs.tokenizer,
+            v.map,
+            v.fallback,
+            match v.fallback.as_str() {
+                "random" => "a seeded draw from each donor column's mean and standard deviation",
+                _ => "the mean of every donor row",
+            },
+            if v.map == "exact" { "; with `exact`, every token without an exact match" } else { "" }
+        ),
+    );
+    push_line(&mut md, "| class | vocabulary tokens | training target positions | test target positions | examples (most frequent in the corpus) |".into());
+    push_line(&mut md, "|---|---|---|---|---|".into());
+    let share = |c: &[u64; 3], k: usize| format!("{:.1} %", 100.0 * c[k] as f64 / c.iter().sum::<u64>().max(1) as f64);
+    let vocab: u64 = v.tokens.iter().map(|&n| n as u64).sum();
+    for (k, name) in ["exact", "pieces", "fallback"].iter().enumerate() {
+        let examples: Vec<String> =
+            v.examples[k].iter().map(|e| format!("`{}`", e.replace('`', "'").replace('|', "\\|"))).collect();
+        push_line(
+            &mut md,
+            format!(
+                "| {name} | {} ({:.1} %) | {} | {} | {} |",
+                v.tokens[k],
+                100.0 * v.tokens[k] as f64 / vocab.max(1) as f64,
+                share(&v.train_positions, k),
+                share(&v.test_positions, k),
+                if examples.is_empty() { "–".to_string() } else { examples.join(", ") }
+            ),
+        );
+    }
+    push_line(
+        &mut md,
+        format!(
+            "\nProved before training, by code apart from the mapping's: {} exact rows bit for bit the donor's, {} \
+             pieces rows each the mean of its pieces' rows (summed in f64, rounded once).\n",
+            v.proved[0], v.proved[1]
         ),
     );
     md
@@ -414,7 +499,15 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
 
 /// Plain-language answers: the paired comparisons' verdicts, then anything that went wrong.
 fn answers(s: &Summary) -> Vec<String> {
-    let mut out: Vec<String> = s.analysis.comparisons.iter().map(|c| c.verdict.clone()).collect();
+    let mut out: Vec<String> = s
+        .analysis
+        .comparisons
+        .iter()
+        .map(|c| match &c.difference_bpb {
+            Some(b) => format!("{} In bits per byte: {}.", c.verdict, show_difference(b)),
+            None => c.verdict.clone(),
+        })
+        .collect();
     if out.is_empty() {
         out.push("Run both configurations of a pair (B and C, A and C, D and B) to answer these questions.".into());
     }

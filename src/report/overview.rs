@@ -39,6 +39,65 @@ fn domain_cells(i: &crate::train::results::InputSummary) -> String {
     )
 }
 
+/// Each configuration's final test loss per group, in nats per token and, where measured, in
+/// bits per byte (the column that compares groups on different token streams).
+fn configs_table(done: &[(String, Summary)], in_bpb: bool) -> String {
+    let mut letters: Vec<crate::config::Letter> =
+        done.iter().flat_map(|(_, s)| s.analysis.configs.iter().map(|c| c.config)).collect();
+    letters.sort();
+    letters.dedup();
+    let mut md = String::from("\n## Final test loss by group (mean ± 95 % CI over seeds)\n\n| config |");
+    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
+    md.push_str("\n|---|");
+    done.iter().for_each(|_| md.push_str("---|"));
+    md.push('\n');
+    for l in letters {
+        md.push_str(&format!("| {l} |"));
+        for (_, s) in done {
+            let cell = s.analysis.configs.iter().find(|c| c.config == l).map_or("–".to_string(), |c| {
+                let nats = c.final_test.map_or("–".to_string(), |e| e.show());
+                match c.final_test_bpb {
+                    Some(b) => format!("{nats} nats; {} BPB", b.show()),
+                    None => nats,
+                }
+            });
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    md.push_str(match in_bpb {
+        true => {
+            "\nNats are per token of each group's own tokenizer and do not compare across these groups; bits per \
+                 byte (BPB) do: the summed loss over ln 2 times the raw bytes the scored tokens own.\n"
+        }
+        false => "\nBPB: the summed loss over ln 2 times the raw bytes of the corpus the scored tokens own.\n",
+    });
+    md
+}
+
+/// The donor questions: for each grafting configuration two groups on one token stream ran,
+/// whether one's graft helped more than the other's, or why nothing is asked.
+fn donors_section(q: &crate::analysis::donors::DonorQuestions) -> String {
+    let mut md = String::from("\n## Donors compared, paired by seed\n\n");
+    if let Some(why) = &q.not_asked {
+        md.push_str(&format!("Not asked: {why}.\n"));
+        return md;
+    }
+    md.push_str(
+        "Groups on one token stream share every token id, window, split and batch per seed, so a graft's benefit \
+         pairs across them: each line is (reference − graft) under the first group minus the same under the second, \
+         positive when the first group's graft helped more.\n\n",
+    );
+    for d in &q.questions {
+        let bpb = d
+            .difference_bpb
+            .map_or(String::new(), |b| format!(" In bits per byte: {}.", crate::report::markdown::show_difference(&b)));
+        md.push_str(&format!("- {}.{bpb}\n", d.verdict));
+    }
+    md.push_str(&format!("\nError control: {}.\n\n![donor questions](donor-questions.png)\n", q.correction));
+    md
+}
+
 /// Text sampled from every trained model.
 /// The top-level report of an experiment with several groups (donors, corpora, swept
 /// values): the sweep's answers against size (when a setting is swept), each group's inputs
@@ -94,6 +153,12 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
         ));
     }
     md.push_str(&domain_table(done));
+    let streams: std::collections::BTreeSet<String> = done
+        .iter()
+        .map(|(_, s)| s.inputs.fingerprints.as_ref().map_or(s.inputs.tokenizer.clone(), |f| f.tokenizer.clone()))
+        .collect();
+    let in_bpb = streams.len() > 1 && done.iter().all(|(_, s)| s.inputs.text_bytes.is_some());
+    md.push_str(&configs_table(done, in_bpb));
     let mut keys: Vec<(String, String)> = Vec::new();
     for (_, s) in done {
         for c in &s.analysis.comparisons {
@@ -112,17 +177,31 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
         md.push_str(&format!("| {label} |"));
         for (_, s) in done {
             let cell = s.analysis.comparisons.iter().find(|c| &c.key == key).map_or("–".to_string(), |c| {
-                let d = c.difference.map_or("–".to_string(), |e| e.show());
-                format!("{d}: {}", c.finding)
+                let d = match in_bpb {
+                    true => c.difference_bpb,
+                    false => c.difference,
+                };
+                format!("{}: {}", d.map_or("–".to_string(), |e| e.show()), c.finding)
             });
             md.push_str(&format!(" {cell} |"));
         }
         md.push('\n');
     }
-    md.push_str(
-        "\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's \
-                 correction over that group's questions; see each group's report for the full sentence.\n",
-    );
+    md.push_str(&format!(
+        "\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over \
+         that group's questions; see each group's report for the full sentence.{}\n",
+        match in_bpb {
+            true =>
+                " The groups read different token streams (their tokenizers differ), so the differences here are \
+                     in bits per byte, which do not depend on how a text is cut into tokens.",
+            false => "",
+        }
+    ));
+    let donors = crate::analysis::donors::analyse(done);
+    md.push_str(&donors_section(&donors));
+    if !donors.questions.is_empty() {
+        crate::report::plots::write_donor_plots(out, &donors.questions)?;
+    }
     let pairs: Vec<serde_json::Value> = done
         .iter()
         .map(|(name, s)| serde_json::json!({"name": name, "inputs": &s.inputs, "analysis": &s.analysis}))
@@ -131,6 +210,7 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
         "embgraft_version": env!("CARGO_PKG_VERSION"),
         "pairs": pairs,
         "sweep": sweep,
+        "donor_questions": donors,
     });
     write_atomic(
         &out.join("summary.json"),

@@ -388,3 +388,54 @@ pub(crate) fn plot_svg(curves: &Curves, refs: &Bigram, cfg: &ExperimentConfig, t
     draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), curves, refs, cfg, thaws)?;
     Ok(svg)
 }
+
+/// The donor questions as a forest plot: one row per question, each seed's difference as a
+/// dot, the mean with its 95 % interval as a bar, and zero marked.
+fn draw_donors<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    qs: &[crate::analysis::donors::DonorQuestion],
+) -> Result<()> {
+    let err = drawing_error::<DB::ErrorType>("donor questions plot");
+    root.fill(&WHITE).map_err(err)?;
+    let values = qs.iter().flat_map(|q| {
+        let e = q.difference.iter().flat_map(|e| [e.low(), e.high()]);
+        q.per_seed.iter().map(|d| d.1).chain(e).collect::<Vec<_>>()
+    });
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((0f64, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let pad = ((hi - lo) * 0.1).max(1e-3);
+    let n = qs.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("graft benefit under the first group − under the second (nats)", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(10)
+        .build_cartesian_2d((lo - pad)..(hi + pad), -0.5..(n - 0.5))
+        .map_err(err)?;
+    chart.configure_mesh().disable_y_mesh().y_labels(0).max_light_lines(0).draw().map_err(err)?;
+    chart.draw_series(LineSeries::new([(0.0, -0.5), (0.0, n - 0.5)], BLACK.stroke_width(1))).map_err(err)?;
+    for (k, q) in qs.iter().enumerate() {
+        let y = n - 1.0 - k as f64;
+        let c = colour(q.config);
+        chart.draw_series(q.per_seed.iter().map(|d| Circle::new((d.1, y), 3, c.mix(0.5).filled()))).map_err(err)?;
+        if let Some(e) = q.difference {
+            chart.draw_series([PathElement::new(vec![(e.low(), y), (e.high(), y)], c.stroke_width(3))]).map_err(err)?;
+            chart.draw_series([Circle::new((e.mean, y), 5, c.filled())]).map_err(err)?;
+        }
+        let label = format!("{}: {} vs {}", q.config, q.first, q.second);
+        chart
+            .draw_series([Text::new(label, (lo - pad * 0.9, y + 0.3), ("sans-serif", 13).into_font())])
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// donor-questions.png and .svg beside the overview.
+pub(crate) fn write_donor_plots(out: &Path, qs: &[crate::analysis::donors::DonorQuestion]) -> Result<()> {
+    register_font();
+    let size = (720, 90 + 46 * qs.len() as u32);
+    let mut svg = String::new();
+    draw_donors(SVGBackend::with_string(&mut svg, size).into_drawing_area(), qs)?;
+    write_atomic(&out.join("donor-questions.svg"), svg.as_bytes())?;
+    png_atomic(&out.join("donor-questions.png"), size, |area| draw_donors(area, qs))
+}

@@ -222,6 +222,8 @@ mod tests {
                 test_loss: std::f64::consts::PI,
                 train_eval_loss: Some(2.5),
                 eval_windows: None,
+                test_bpb: Some(1.0 / 7.0),
+                train_eval_bpb: None,
             }],
             loss_since_point: (0.1 + 0.7, 3),
             last_finite_loss: Some(1.0 / 3.0),

@@ -441,13 +441,17 @@ impl State {
             Some(e) => ((&e.test.0[..], &e.test.1), (&e.train_eval.0[..], &e.train_eval.1)),
             None => ((&sh.data.test[..], sh.test), (sh.train_eval_windows, sh.train_eval)),
         };
+        let (test_loss, train_eval_loss) =
+            (net.eval(sh.data, test_counts, test_windows)?, net.eval(sh.data, train_counts, train_windows)?);
         let p = Point {
             epoch,
             step: self.step,
             train_loss: self.acc.0 / self.acc.1 as f64,
-            test_loss: net.eval(sh.data, test_counts, test_windows)?,
-            train_eval_loss: Some(net.eval(sh.data, train_counts, train_windows)?),
+            test_loss,
+            train_eval_loss: Some(train_eval_loss),
             eval_windows: sample.map(|e| e.test.0.len()),
+            test_bpb: sh.data.bits_per_byte(test_loss, test_windows),
+            train_eval_bpb: sh.data.bits_per_byte(train_eval_loss, train_windows),
         };
         obs.on_point(run, &p)?;
         self.points.push(p);

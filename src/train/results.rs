@@ -24,6 +24,13 @@ pub struct Point {
     /// when it scored every window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_windows: Option<usize>,
+    /// `test_loss` and `train_eval_loss` in bits per byte: the loss summed over the scored
+    /// positions over ln 2 times the raw bytes their target tokens own (absent in folders
+    /// written before bits per byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_bpb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_eval_bpb: Option<f64>,
 }
 
 /// Where a run stopped because its loss stopped being a number.
@@ -156,6 +163,61 @@ pub struct InputSummary {
     /// before fingerprints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprints: Option<crate::config::provenance::Fingerprints>,
+    /// The raw bytes behind the scored positions, for bits per byte (absent in folders written
+    /// before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_bytes: Option<TextBytes>,
+    /// How the donor's rows were mapped onto this tokenizer's vocabulary, when it is not the
+    /// donor's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_map: Option<VocabMapSummary>,
+}
+
+/// Target positions and the raw bytes their tokens own, per split, counted as the losses
+/// count them (a position once per window that scores it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TextBytes {
+    pub corpus_bytes: u64,
+    pub train_positions: u64,
+    pub train_bytes: u64,
+    pub test_positions: u64,
+    pub test_bytes: u64,
+}
+
+impl TextBytes {
+    fn bpb(nats: f64, positions: u64, bytes: u64) -> f64 {
+        nats * positions as f64 / (std::f64::consts::LN_2 * bytes.max(1) as f64)
+    }
+
+    /// A mean loss over the training windows' positions in bits per byte.
+    pub fn train_bpb(&self, nats: f64) -> f64 {
+        Self::bpb(nats, self.train_positions, self.train_bytes)
+    }
+
+    /// A mean loss over the test windows' positions in bits per byte.
+    pub fn test_bpb(&self, nats: f64) -> f64 {
+        Self::bpb(nats, self.test_positions, self.test_bytes)
+    }
+}
+
+/// A vocabulary mapping as the report gives it: the donor's tokenizer, the settings, how many
+/// model tokens took each class, the share of training and test target positions of each
+/// class (what the experiment sees), and a few examples of each.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VocabMapSummary {
+    pub donor_tokenizer: String,
+    pub map: String,
+    pub fallback: String,
+    /// exact, pieces, fallback: tokens of the model's vocabulary.
+    pub tokens: [usize; 3],
+    /// The same over the training and the test windows' target positions.
+    pub train_positions: [u64; 3],
+    pub test_positions: [u64; 3],
+    /// Rows the independent proof checked: every exact row bit for bit, every pieces row as
+    /// the mean of its pieces.
+    pub proved: [usize; 2],
+    /// Up to five per class: "model token → donor pieces".
+    pub examples: [Vec<String>; 3],
 }
 
 impl InputSummary {

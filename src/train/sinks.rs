@@ -96,14 +96,21 @@ pub fn checkpoint_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
     out.join(format!("checkpoint-{letter}-{seed}.safetensors"))
 }
 
-pub const METRICS_HEADER: &str = "config,seed,epoch,step,split,loss\n";
+/// `loss` in nats per token; `bpb` the same loss in bits per byte where it is measured (the
+/// test and train-eval splits; the train loss, a mean over batches, has none).
+pub const METRICS_HEADER: &str = "config,seed,epoch,step,split,loss,bpb\n";
 
 pub fn csv_rows(letter: Letter, seed: u64, p: &Point) -> String {
     let (e, s) = (p.epoch, p.step);
-    let mut rows =
-        format!("{letter},{seed},{e},{s},train,{:.6}\n{letter},{seed},{e},{s},test,{:.6}\n", p.train_loss, p.test_loss);
+    let bpb = |b: Option<f64>| b.map_or(String::new(), |b| format!("{b:.6}"));
+    let mut rows = format!(
+        "{letter},{seed},{e},{s},train,{:.6},\n{letter},{seed},{e},{s},test,{:.6},{}\n",
+        p.train_loss,
+        p.test_loss,
+        bpb(p.test_bpb)
+    );
     if let Some(l) = p.train_eval_loss {
-        rows.push_str(&format!("{letter},{seed},{e},{s},train_eval,{l:.6}\n"));
+        rows.push_str(&format!("{letter},{seed},{e},{s},train_eval,{l:.6},{}\n", bpb(p.train_eval_bpb)));
     }
     rows
 }

@@ -16,6 +16,9 @@ use crate::train::{Observer, RunStart};
 pub const TRAIN: &str = "loss/train";
 pub const TEST: &str = "loss/test";
 pub const TRAIN_EVAL: &str = "loss/train_eval";
+/// The same losses in bits per byte, where measured.
+pub const TEST_BPB: &str = "bpb/test";
+pub const TRAIN_EVAL_BPB: &str = "bpb/train_eval";
 
 pub fn run_folder(root: &Path, letter: Letter, seed: u64) -> PathBuf {
     root.join(format!("{letter}-{seed}"))
@@ -70,6 +73,8 @@ fn point_events(t: f64, p: &Point) -> Event {
     if let Some(l) = p.train_eval_loss {
         values.push((TRAIN_EVAL, l));
     }
+    values.extend(p.test_bpb.map(|b| (TEST_BPB, b)));
+    values.extend(p.train_eval_bpb.map(|b| (TRAIN_EVAL_BPB, b)));
     tfevents::scalars(t, p.step, &values)
 }
 
