@@ -106,13 +106,7 @@ pub fn analyse(done: &[(String, Summary)]) -> DonorQuestions {
         if q.p_value.is_some() {
             q.p_adjusted = next.next();
         }
-        q.outcome = match (q.difference, q.p_adjusted) {
-            (None, _) => Outcome::NoData,
-            (Some(e), _) if e.ci95.is_none() => Outcome::OneSeed,
-            (Some(e), Some(p)) if p < ALPHA && e.mean > 0.0 => Outcome::Positive,
-            (Some(e), Some(p)) if p < ALPHA && e.mean < 0.0 => Outcome::Negative,
-            _ => Outcome::NotDistinguishable,
-        };
+        q.outcome = crate::analysis::stats::adjusted_outcome(q.difference, q.p_adjusted);
         q.verdict = verdict(q, family);
     }
     let correction = match family {

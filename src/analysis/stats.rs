@@ -253,7 +253,7 @@ fn interval_outcome(e: Option<Estimate>) -> Outcome {
 }
 
 /// Outcome after the adjustment: a sign only when the adjusted p-value is below α.
-fn adjusted_outcome(e: Option<Estimate>, p_adj: Option<f64>) -> Outcome {
+pub(crate) fn adjusted_outcome(e: Option<Estimate>, p_adj: Option<f64>) -> Outcome {
     match (e, p_adj) {
         (None, _) => Outcome::NoData,
         (Some(e), _) if e.ci95.is_none() => Outcome::OneSeed,

@@ -538,6 +538,47 @@ mod tests {
         assert!(verify(&m, &donor, &bad).unwrap_err().to_string().contains("token 4"));
     }
 
+    /// GPT-2's built-in BPE and a tokenizer.json with its vocabulary are one vocabulary (a
+    /// donor's rows follow either as they are); two ids swapped are not.
+    #[test]
+    fn the_same_vocabulary_is_told_apart_from_another() {
+        let gpt2 = Tokenizer::gpt2().unwrap();
+        let Tokenizer::Gpt2(bpe) = &gpt2 else { unreachable!() };
+        let write = |swap: bool| {
+            let mut vocab = serde_json::Map::new();
+            for id in 0..crate::data::corpus::GPT2_VOCAB as u32 - 1 {
+                let at = match (swap, id) {
+                    (true, 262) => 11,
+                    (true, 11) => 262,
+                    _ => id,
+                };
+                let bytes = bpe.decode_bytes(&[at]).unwrap();
+                vocab.insert(bytes.iter().map(|&b| byte_tables().0[b as usize]).collect::<String>(), id.into());
+            }
+            vocab.insert("<|endoftext|>".into(), 50256.into());
+            let json = serde_json::json!({
+                "version": "1.0", "truncation": null, "padding": null,
+                "added_tokens": [{"id": 50256, "content": "<|endoftext|>", "single_word": false, "lstrip": false,
+                                  "rstrip": false, "normalized": false, "special": true}],
+                "normalizer": null,
+                "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+                "post_processor": null,
+                "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+                "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                          "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "vocab": vocab,
+                          "merges": []}
+            });
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("tokenizer.json");
+            std::fs::write(&p, json.to_string()).unwrap();
+            (Tokenizer::from_file(&p, 1 << 24).unwrap(), dir)
+        };
+        let (same, _d1) = write(false);
+        assert!(same_vocabulary(&gpt2, &same).unwrap());
+        let (swapped, _d2) = write(true);
+        assert!(!same_vocabulary(&gpt2, &swapped).unwrap());
+    }
+
     #[test]
     fn gpt2_onto_a_wordpiece_donor_copies_exact_rows_and_averages_pieces() {
         let dir = tempfile::tempdir().unwrap();

@@ -504,7 +504,7 @@ fn answers(s: &Summary) -> Vec<String> {
         .comparisons
         .iter()
         .map(|c| match &c.difference_bpb {
-            Some(b) => format!("{} In bits per byte: {}.", c.verdict, show_difference(b)),
+            Some(b) => format!("{}; in bits per byte {}", c.verdict, show_difference(b)),
             None => c.verdict.clone(),
         })
         .collect();

@@ -67,7 +67,7 @@ fn configs_table(done: &[(String, Summary)], in_bpb: bool) -> String {
     }
     md.push_str(match in_bpb {
         true => {
-            "\nNats are per token of each group's own tokenizer and do not compare across these groups; bits per \
+            "\nNats are per token of each group's own token stream and do not compare across these groups; bits per \
                  byte (BPB) do: the summed loss over ln 2 times the raw bytes the scored tokens own.\n"
         }
         false => "\nBPB: the summed loss over ln 2 times the raw bytes of the corpus the scored tokens own.\n",
@@ -91,8 +91,8 @@ fn donors_section(q: &crate::analysis::donors::DonorQuestions) -> String {
     for d in &q.questions {
         let bpb = d
             .difference_bpb
-            .map_or(String::new(), |b| format!(" In bits per byte: {}.", crate::report::markdown::show_difference(&b)));
-        md.push_str(&format!("- {}.{bpb}\n", d.verdict));
+            .map_or(String::new(), |b| format!("; in bits per byte {}", crate::report::markdown::show_difference(&b)));
+        md.push_str(&format!("- {}{bpb}\n", d.verdict));
     }
     md.push_str(&format!("\nError control: {}.\n\n![donor questions](donor-questions.png)\n", q.correction));
     md
@@ -153,9 +153,14 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
         ));
     }
     md.push_str(&domain_table(done));
-    let streams: std::collections::BTreeSet<String> = done
+    // A token stream is a corpus read by a tokenizer: where groups read more than one, nats per
+    // token do not compare across them and bits per byte do.
+    let streams: std::collections::BTreeSet<(String, String)> = done
         .iter()
-        .map(|(_, s)| s.inputs.fingerprints.as_ref().map_or(s.inputs.tokenizer.clone(), |f| f.tokenizer.clone()))
+        .map(|(_, s)| match &s.inputs.fingerprints {
+            Some(f) => (f.corpus.clone(), f.tokenizer.clone()),
+            None => (s.inputs.corpus.clone(), s.inputs.tokenizer.clone()),
+        })
         .collect();
     let in_bpb = streams.len() > 1 && done.iter().all(|(_, s)| s.inputs.text_bytes.is_some());
     md.push_str(&configs_table(done, in_bpb));
@@ -192,7 +197,7 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
          that group's questions; see each group's report for the full sentence.{}\n",
         match in_bpb {
             true =>
-                " The groups read different token streams (their tokenizers differ), so the differences here are \
+                " The groups read different token streams (their tokenizers or corpora differ), so the differences here are \
                      in bits per byte, which do not depend on how a text is cut into tokens.",
             false => "",
         }
