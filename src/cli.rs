@@ -104,8 +104,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Batches shared with bench/model1_bench.py; written from --corpus (GPT-2 BPE) when missing
+    #[arg(long, required_unless_present = "gemm")]
+    pub batches: Option<PathBuf>,
+    /// Time the matrix products of both models' steps at their shapes instead (one JSON line
+    /// per shape and backend; bench/gemm_compare.sh adds numpy's and PyTorch's), --steps
+    /// timed calls each
     #[arg(long)]
-    pub batches: PathBuf,
+    pub gemm: bool,
+    /// With --gemm: only the shapes whose name contains this (`head.`, `d768`, `16x64`)
+    #[arg(long, requires = "gemm")]
+    pub only: Option<String>,
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     /// Also write --corpus's GPT-2 token ids here (an I64 safetensors tensor `tokens`), for
@@ -313,6 +321,13 @@ fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
 }
 
 fn bench(a: &BenchArgs) -> anyhow::Result<()> {
+    if a.gemm {
+        crate::bench::gemm::run(a.steps.max(1), a.only.as_deref(), |r| {
+            say(&serde_json::to_string(r).unwrap_or_default())
+        })?;
+        return Ok(());
+    }
+    let batches_path = a.batches.as_deref().context("--batches FILE is needed (or --gemm)")?;
     let (b, t) = a
         .shape
         .split_once('x')
@@ -332,7 +347,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     });
     bench_fits(a, (b, t), spec5.as_ref().map(|s| s.config()).as_ref())?;
     let tokens = match &a.corpus {
-        Some(corpus) if !a.batches.exists() || a.tokens_out.is_some() => Some(
+        Some(corpus) if !batches_path.exists() || a.tokens_out.is_some() => Some(
             crate::data::corpus::Tokenizer::gpt2()?
                 .encode(&crate::data::corpus::read_text(corpus, crate::config::Data::default().max_input_size.0)?)?,
         ),
@@ -342,20 +357,20 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         let tokens = tokens.as_ref().context("--tokens-out needs --corpus")?;
         crate::bench::save_tokens(out, tokens)?;
     }
-    if !a.batches.exists() {
+    if !batches_path.exists() {
         let tokens = tokens.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
         let batches = crate::bench::make_batches(tokens, a.steps + a.warmup, b, t, 0)?;
-        crate::bench::save_batches(&a.batches, &batches, b, t)?;
+        crate::bench::save_batches(batches_path, &batches, b, t)?;
     }
-    let (batches, fb, ft) = crate::bench::load_batches(&a.batches)?;
+    let (batches, fb, ft) = crate::bench::load_batches(batches_path)?;
     if (fb, ft) != (b, t) {
-        anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", a.batches.display());
+        anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", batches_path.display());
     }
     if let Some(&top) = batches.iter().flatten().max().filter(|&&top| top as usize >= a.vocab) {
         anyhow::bail!(
             "--vocab {} is too small for {}: it holds token id {top}; give --vocab {} or more",
             a.vocab,
-            a.batches.display(),
+            batches_path.display(),
             top as u64 + 1
         );
     }

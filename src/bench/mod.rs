@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::model1::Model1;
 use crate::ops::adamw::{AdamW, AdamWConfig};
 
+pub mod gemm;
 pub mod model5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
