@@ -61,28 +61,8 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     cfg.validate()?;
     let (donor_files, donor, own_embedding) = open_donor(cfg, memory)?;
     let (tokenizer, donor_tokenizer) = tokenizer_for(cfg, &donor_files, own_embedding.rows)?;
-    // Through another tokenizer than its own, the donor's rows are mapped onto its vocabulary
-    // first; everything after sees the mapped matrix as the donor's.
-    let (embedding, mapping) = match &donor_tokenizer {
-        Some(own) => {
-            let how = cfg.data.vocab_map.0[0];
-            let mapping = transplant::map(&tokenizer, own, own_embedding.rows, how)?;
-            let mut rng = stream(cfg.run.seed, Stream::VocabFallback);
-            let mapped = transplant::apply(&mapping, &own_embedding, cfg.data.vocab_fallback, &mut rng);
-            (mapped, Some(mapping))
-        }
-        None => {
-            if cfg.data.vocab_map.0 != [crate::config::VocabMap::Pieces]
-                || cfg.data.vocab_fallback != crate::config::VocabFallback::Mean
-            {
-                crate::util::say(
-                    "note: --vocab-map and --vocab-fallback apply to a donor read through another tokenizer than its \
-                     own; this one reads its own, so they change nothing",
-                );
-            }
-            (own_embedding.clone(), None)
-        }
-    };
+    let donor_print = donor_fingerprint(cfg, donor.as_ref(), &own_embedding, donor_tokenizer.as_ref());
+    let (embedding, mapping) = graft_matrix(cfg, &tokenizer, donor_tokenizer.as_ref(), own_embedding)?;
     let model5 = match cfg.model.kind.row().sized {
         true => Some(model5_sizes(cfg, &donor_files, &embedding)?),
         false => None,
@@ -115,7 +95,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     let prints = Fingerprints {
         settings: String::new(),
         corpus: provenance::fingerprint(text.as_bytes()),
-        donor: donor_fingerprint(cfg, donor.as_ref(), &own_embedding, donor_tokenizer.as_ref()),
+        donor: donor_print,
         tokenizer: tokenizer.fingerprint(),
     };
     let words = text.split_whitespace().count();
@@ -151,7 +131,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     let text_bytes =
         TextBytes { corpus_bytes: text.len() as u64, train_positions, train_bytes, test_positions, test_bytes };
     let vocab_map = match (&mapping, &donor_tokenizer) {
-        (Some(m), Some(own)) => Some(map_summary(cfg, m, own, &own_embedding, &embedding, &data)?),
+        (Some((m, proved)), Some(own)) => Some(map_summary(cfg, m, *proved, own, &data)),
         _ => None,
     };
     Ok(Inputs {
@@ -176,19 +156,46 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     })
 }
 
-/// The mapping proved (every exact row bit for bit, every pieces row the mean of its pieces,
-/// by code apart from the mapping's) and counted: over the vocabulary, over the training and
-/// test windows' target positions, with the corpus's most frequent tokens of each class as
-/// examples.
+/// A vocabulary mapping and the rows its proof checked (exact, pieces).
+type Proved = (Mapping, [usize; 2]);
+
+/// The matrix the configurations graft: the donor's own, or, read through another tokenizer
+/// than its own, its rows mapped onto that vocabulary and proved (every exact row bit for bit,
+/// every pieces row the mean of its pieces, by code apart from the mapping's), with the
+/// mapping and the rows the proof checked. Everything after sees the result as the donor's.
+fn graft_matrix(
+    cfg: &ExperimentConfig,
+    tokenizer: &Tokenizer,
+    donor_tokenizer: Option<&Tokenizer>,
+    own: Embedding,
+) -> Result<(Embedding, Option<Proved>)> {
+    let Some(donor_tok) = donor_tokenizer else {
+        if cfg.data.vocab_map.0 != [crate::config::VocabMap::Pieces]
+            || cfg.data.vocab_fallback != crate::config::VocabFallback::Mean
+        {
+            crate::util::say(
+                "note: --vocab-map and --vocab-fallback apply to a donor read through another tokenizer than its \
+                 own; this one reads its own, so they change nothing",
+            );
+        }
+        return Ok((own, None));
+    };
+    let mapping = transplant::map(tokenizer, donor_tok, own.rows, cfg.data.vocab_map.0[0])?;
+    let mut rng = stream(cfg.run.seed, Stream::VocabFallback);
+    let mapped = transplant::apply(&mapping, &own, cfg.data.vocab_fallback, &mut rng);
+    let proved = transplant::verify(&mapping, &own, &mapped)?;
+    Ok((mapped, Some((mapping, proved))))
+}
+
+/// The mapping counted: over the vocabulary, over the training and test windows' target
+/// positions, with the corpus's most frequent tokens of each class as examples.
 fn map_summary(
     cfg: &ExperimentConfig,
     m: &Mapping,
+    proved: [usize; 2],
     own: &Tokenizer,
-    donor: &Embedding,
-    mapped: &Embedding,
     data: &Dataset,
-) -> Result<VocabMapSummary> {
-    let proved = transplant::verify(m, donor, mapped)?;
+) -> VocabMapSummary {
     let by_class = |windows: &[usize]| {
         let mut c = [0u64; 3];
         for &w in windows {
@@ -203,7 +210,7 @@ fn map_summary(
         ids.sort_by_key(|&i| (std::cmp::Reverse(freq[i]), i));
         ids.iter().take(5).map(|&i| m.describe(i, own)).collect()
     });
-    Ok(VocabMapSummary {
+    VocabMapSummary {
         donor_tokenizer: own.name(),
         map: cfg.data.vocab_map.0[0].name().into(),
         fallback: cfg.data.vocab_fallback.name().into(),
@@ -212,7 +219,7 @@ fn map_summary(
         test_positions: by_class(&data.test),
         proved,
         examples,
-    })
+    }
 }
 
 /// The donor by content: the embedding's values; for Model 5, which grafts more of it, the

@@ -39,6 +39,50 @@ fn domain_cells(i: &crate::train::results::InputSummary) -> String {
     )
 }
 
+/// Each question's verdict per group, side by side: the paired difference in nats, or in bits
+/// per byte where the groups read different token streams.
+fn verdicts_table(done: &[(String, Summary)], in_bpb: bool) -> String {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for (_, s) in done {
+        for c in &s.analysis.comparisons {
+            let label = format!("{} ({} − {})", c.key, c.minuend, c.subtrahend);
+            if !keys.iter().any(|(k, _)| k == &c.key) {
+                keys.push((c.key.clone(), label));
+            }
+        }
+    }
+    let mut md = String::from("\n## Verdicts side by side\n\n| question |");
+    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
+    md.push_str("\n|---|");
+    done.iter().for_each(|_| md.push_str("---|"));
+    md.push('\n');
+    for (key, label) in &keys {
+        md.push_str(&format!("| {label} |"));
+        for (_, s) in done {
+            let cell = s.analysis.comparisons.iter().find(|c| &c.key == key).map_or("–".to_string(), |c| {
+                let d = match in_bpb {
+                    true => c.difference_bpb,
+                    false => c.difference,
+                };
+                format!("{}: {}", d.map_or("–".to_string(), |e| e.show()), c.finding)
+            });
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over \
+         that group's questions; see each group's report for the full sentence.{}\n",
+        match in_bpb {
+            true =>
+                " The groups read different token streams (their tokenizers or corpora differ), so the differences here are \
+                     in bits per byte, which do not depend on how a text is cut into tokens.",
+            false => "",
+        }
+    ));
+    md
+}
+
 /// Each configuration's final test loss per group, in nats per token and, where measured, in
 /// bits per byte (the column that compares groups on different token streams).
 fn configs_table(done: &[(String, Summary)], in_bpb: bool) -> String {
@@ -164,44 +208,7 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
         .collect();
     let in_bpb = streams.len() > 1 && done.iter().all(|(_, s)| s.inputs.text_bytes.is_some());
     md.push_str(&configs_table(done, in_bpb));
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for (_, s) in done {
-        for c in &s.analysis.comparisons {
-            let label = format!("{} ({} − {})", c.key, c.minuend, c.subtrahend);
-            if !keys.iter().any(|(k, _)| k == &c.key) {
-                keys.push((c.key.clone(), label));
-            }
-        }
-    }
-    md.push_str("\n## Verdicts side by side\n\n| question |");
-    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
-    md.push_str("\n|---|");
-    done.iter().for_each(|_| md.push_str("---|"));
-    md.push('\n');
-    for (key, label) in &keys {
-        md.push_str(&format!("| {label} |"));
-        for (_, s) in done {
-            let cell = s.analysis.comparisons.iter().find(|c| &c.key == key).map_or("–".to_string(), |c| {
-                let d = match in_bpb {
-                    true => c.difference_bpb,
-                    false => c.difference,
-                };
-                format!("{}: {}", d.map_or("–".to_string(), |e| e.show()), c.finding)
-            });
-            md.push_str(&format!(" {cell} |"));
-        }
-        md.push('\n');
-    }
-    md.push_str(&format!(
-        "\nEach cell: the paired difference (mean ± unadjusted 95 % CI) and the verdict after Holm's correction over \
-         that group's questions; see each group's report for the full sentence.{}\n",
-        match in_bpb {
-            true =>
-                " The groups read different token streams (their tokenizers or corpora differ), so the differences here are \
-                     in bits per byte, which do not depend on how a text is cut into tokens.",
-            false => "",
-        }
-    ));
+    md.push_str(&verdicts_table(done, in_bpb));
     let donors = crate::analysis::donors::analyse(done);
     md.push_str(&donors_section(&donors));
     if !donors.questions.is_empty() {
