@@ -106,6 +106,12 @@ pub struct Encoded {
     pub owned: Vec<u32>,
 }
 
+/// A mean loss in nats over `positions` target positions in bits per byte of the `bytes` their
+/// tokens own: the summed loss over ln 2 times the bytes.
+pub fn per_byte(nats: f64, positions: u64, bytes: u64) -> f64 {
+    nats * positions as f64 / (std::f64::consts::LN_2 * bytes as f64)
+}
+
 /// The byte length of every GPT-2 token, read once from the BPE.
 fn gpt2_lengths(bpe: &tiktoken_rs::CoreBPE) -> &'static [u8] {
     static LENGTHS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -407,7 +413,7 @@ impl Dataset {
     /// loss over ln 2 times the bytes the targets own.
     pub fn bits_per_byte(&self, loss: f64, windows: &[usize]) -> Option<f64> {
         let (positions, bytes) = self.target_bytes(windows)?;
-        (bytes > 0).then(|| loss * positions as f64 / (std::f64::consts::LN_2 * bytes as f64))
+        (bytes > 0).then(|| per_byte(loss, positions, bytes))
     }
 
     pub fn inputs(&self, start: usize) -> &[u32] {

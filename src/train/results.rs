@@ -186,7 +186,7 @@ pub struct TextBytes {
 
 impl TextBytes {
     fn bpb(nats: f64, positions: u64, bytes: u64) -> f64 {
-        nats * positions as f64 / (std::f64::consts::LN_2 * bytes.max(1) as f64)
+        crate::data::corpus::per_byte(nats, positions, bytes.max(1))
     }
 
     /// A mean loss over the training windows' positions in bits per byte.
