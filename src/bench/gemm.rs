@@ -109,8 +109,8 @@ fn view(data: &[f32], r: usize, c: usize, layout: Layout) -> View<'_> {
     }
 }
 
-/// Times `s` through embgraft's matmul door (the output split over rayon's threads, as the
-/// models call it for the big products; attention's per-head products one per thread, as the
+/// Times `s` through embgraft's matmul door as the models call it (the output split over rayon's
+/// threads for the big products, a long-inner-dimension projection through a copy of wᵀ; attention's per-head products one per thread, as the
 /// decoder runs them) and through candle's matmul on contiguous tensors, `reps` timed calls
 /// after one untimed.
 pub fn time(s: &Shape, reps: usize) -> Result<Vec<GemmResult>> {
@@ -120,6 +120,12 @@ pub fn time(s: &Shape, reps: usize) -> Result<Vec<GemmResult>> {
     let mut door = || -> Result<()> {
         let (av, bv) = (view(&a, s.m, s.k, s.a), view(&b, s.k, s.n, s.b));
         match s.repeat {
+            // As `decoder::linear` runs a projection whose inner dimension is the longer one:
+            // through a row-major copy of the stored transpose, the copy timed with it.
+            1 if s.b == Layout::T && s.k > s.n => {
+                let bt = crate::ops::decoder::transpose(&b, s.n, s.k);
+                matmul(&mut c, av, View::row_major(&bt, s.k, s.n), true)
+            }
             1 => matmul(&mut c, av, bv, true),
             _ => c.par_chunks_mut(s.m * s.n).try_for_each(|c| matmul(c, av, bv, false)),
         }
