@@ -4,7 +4,8 @@
 #
 #   bench/gemm_compare.sh [--only head.] [--steps 5]    (PYTHON=..., default python3)
 #
-# Needs a Python with numpy and torch (CPU wheels).
+# Needs a Python with numpy and torch (CPU wheels). ISA=avx2 runs every backend on its AVX2
+# kernels (bench/isa.sh), as an AVX2-only CPU would.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"
@@ -12,6 +13,7 @@ threads="${THREADS:-$(nproc)}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$root"
-cargo build --release --quiet --bin embgraft
-RAYON_NUM_THREADS="$threads" target/release/embgraft bench --gemm "$@" > "$work/embgraft.jsonl"
+. bench/isa.sh
+embgraft_for_isa
+RAYON_NUM_THREADS="$threads" "$EMBGRAFT" bench --gemm "$@" > "$work/embgraft.jsonl"
 "$python" bench/gemm_bench.py "$work/embgraft.jsonl" --threads "$threads"

@@ -7,29 +7,34 @@
 #   bench/model5_compare.sh CORPUS.txt [--plain]   (needs: cargo, python3 with torch and
 #                                                   transformers; PYTHON=path/to/python to pick
 #                                                   one; STEPS=N timed steps; SHAPES, WIDTHS,
-#                                                   LAYERS to narrow the grid)
+#                                                   LAYERS to narrow the grid; NO_PYTORCH=1
+#                                                   for embgraft's rows alone; ISA=avx2 for
+#                                                   AVX2 kernels everywhere: bench/isa.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus=${1:?usage: bench/model5_compare.sh CORPUS.txt [--plain]}
 plain=${2:-}
 steps=${STEPS:-4}
 PY=${PYTHON:-python3}
-cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. bench/isa.sh
+embgraft_for_isa
 results="$work/results.jsonl"
 for dim in ${WIDTHS:-384 768}; do
     for layers in ${LAYERS:-2 4}; do
         for shape in ${SHAPES:-64x8 16x64 8x256}; do
             batches="$work/batches-$shape.safetensors"
             common=(--batches "$batches" --layers "$layers" --dim "$dim" --warmup 1)
-            ./target/release/embgraft bench --model model5 --shape "$shape" --steps "$steps" --corpus "$corpus" \
+            "$EMBGRAFT" bench --model model5 --shape "$shape" --steps "$steps" --corpus "$corpus" \
                 --profile "${common[@]}" >> "$results"
-            $PY bench/model5_bench.py "${common[@]}" >> "$results"
-            $PY bench/model5_bench.py "${common[@]}" --compile >> "$results" \
-                || echo "torch.compile failed at $dim/$layers/$shape" >&2
+            if [ -z "${NO_PYTORCH:-}" ]; then
+                $PY bench/model5_bench.py "${common[@]}" >> "$results"
+                $PY bench/model5_bench.py "${common[@]}" --compile >> "$results" \
+                    || echo "torch.compile failed at $dim/$layers/$shape" >&2
+            fi
             if [ "$plain" = --plain ]; then
-                ./target/release/embgraft bench --model model5 --shape "$shape" --impl plain "${common[@]}" \
+                "$EMBGRAFT" bench --model model5 --shape "$shape" --impl plain "${common[@]}" \
                     >> "$results"
             fi
         done

@@ -7,6 +7,7 @@ ratio to PyTorch; then any per-part step timings (`embgraft bench --profile`).
 """
 import argparse
 import json
+import os
 import statistics
 
 
@@ -18,6 +19,8 @@ def main():
     rows = [json.loads(line) for line in open(a.results) if line.strip()]
     field, title = {"rss": ("peak_rss_mb", "peak RSS MB"), "gpu": ("peak_gpu_mb", "peak GPU MiB")}[a.memory]
     key = lambda r: (r["batch"], r["seq_len"], r["trainable"], r.get("tf32", False))
+    kernels = ", ".join(sorted({r["kernels"] for r in rows if "kernels" in r})) or "?"
+    print(f"embgraft's gemm kernels: {kernels}; ISA={os.environ.get('ISA', 'native')}")
     print(f"{'shape':>7} {'mode':>14} {'implementation':>22} {'tokens/s':>11} {'ms/step':>8} {title:>13} {'vs PyTorch':>10}")
     for k in sorted({key(r) for r in rows}):
         group = [r for r in rows if key(r) == k]

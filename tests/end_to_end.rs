@@ -291,6 +291,28 @@ fn cli_bad_input_is_one_line_and_writes_nothing() {
     }
     assert_eq!(std::fs::read_to_string(r.join("full/old.txt")).unwrap(), "keep me");
     assert_eq!(std::fs::read_dir(r.join("full")).unwrap().count(), 1);
+    // A matrix-product backend the environment asks for and cannot have: refused before anything
+    // is written.
+    let missing_blas = p("missing-libopenblas.so");
+    for (env, want) in [
+        (vec![("EMBGRAFT_GEMM", "fastest")], "EMBGRAFT_GEMM=fastest is not auto, blas or gemm"),
+        (vec![("EMBGRAFT_GEMM", "blas"), ("EMBGRAFT_BLAS", missing_blas.as_str())], "no BLAS could be loaded ("),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+            .arg("compare")
+            .args(with(&["--out", out.to_str().unwrap()]))
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{env:?}: {err}");
+        let last = err.trim().lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("error: ") && last.contains(want) && err.trim().lines().count() == 1,
+            "{env:?}: {err}"
+        );
+        assert!(!out.exists(), "{env:?} left {}", out.display());
+    }
     // The hub error names the cache and the way out.
     let o = Command::new(env!("CARGO_BIN_EXE_embgraft"))
         .args(["compare", "--corpus", &corpus, "--out", out.to_str().unwrap()])

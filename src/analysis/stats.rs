@@ -567,6 +567,7 @@ mod tests {
             frozen_checks: Vec::new(),
             thaws: Vec::new(),
             notes: Vec::new(),
+            matmul: None,
             made_under: None,
             cell: None,
             blake3: None,

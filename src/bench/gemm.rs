@@ -81,6 +81,8 @@ pub struct GemmResult {
     pub backend: &'static str,
     pub median_s: f64,
     pub gflops: f64,
+    /// The `gemm` crate's kernels in this build on this CPU ([`crate::ops::gemm::kernels`]).
+    pub kernels: String,
 }
 
 /// Deterministic operand values in [-0.5, 0.5).
@@ -109,7 +111,8 @@ fn view(data: &[f32], r: usize, c: usize, layout: Layout) -> View<'_> {
     }
 }
 
-/// Times `s` through embgraft's matmul door as the models call it (the output split over rayon's
+/// Times `s` through embgraft's matmul door as the models call it (a BLAS where one is chosen,
+/// then also the `gemm` crate alone) (the output split over rayon's
 /// threads for the big products, a long-inner-dimension projection through a copy of wᵀ; attention's per-head products one per thread, as the
 /// decoder runs them) and through candle's matmul on contiguous tensors, `reps` timed calls
 /// after one untimed.
@@ -131,6 +134,19 @@ pub fn time(s: &Shape, reps: usize) -> Result<Vec<GemmResult>> {
         }
     };
     let mut out = vec![result(s, "embgraft", timed(reps, &mut door)?)];
+    // Where the door runs a BLAS, the `gemm` crate it would otherwise run, timed the same way.
+    if crate::ops::blas::chosen()?.is_some() {
+        let mut own = || -> Result<()> {
+            let (av, bv) = (view(&a, s.m, s.k, s.a), view(&b, s.k, s.n, s.b));
+            match s.repeat {
+                1 => crate::ops::gemm::crate_matmul(&mut c, av, bv, false, true),
+                _ => c
+                    .par_chunks_mut(s.m * s.n)
+                    .try_for_each(|c| crate::ops::gemm::crate_matmul(c, av, bv, false, false)),
+            }
+        };
+        out.push(result(s, "gemm-crate", timed(reps, &mut own)?));
+    }
     // candle: the stored operands as tensors, transposed where stored so (a lazy view).
     let dev = Device::Cpu;
     let operand = |data: &[f32], r: usize, c: usize, l: Layout| -> Result<Tensor> {
@@ -152,7 +168,13 @@ pub fn time(s: &Shape, reps: usize) -> Result<Vec<GemmResult>> {
 }
 
 fn result(s: &Shape, backend: &'static str, median_s: f64) -> GemmResult {
-    GemmResult { shape: s.clone(), backend, median_s, gflops: s.flops() / median_s / 1e9 }
+    GemmResult {
+        shape: s.clone(),
+        backend,
+        median_s,
+        gflops: s.flops() / median_s / 1e9,
+        kernels: crate::ops::gemm::kernels(),
+    }
 }
 
 /// Every shape (those whose name contains `only`, when given), each backend, one JSON line

@@ -51,6 +51,8 @@ pub struct BenchResult {
     pub phases_ms: Option<std::collections::BTreeMap<&'static str, f64>>,
     /// GEMMs in TF32 on a GPU (--tf32): faster, less exact than the default full f32.
     pub tf32: bool,
+    /// The CPU matrix-product kernels this build runs here ([`crate::ops::gemm::kernels`]).
+    pub kernels: String,
 }
 
 /// Batches of `steps` x `batch` windows of `seq_len + 1` tokens, from `tokens` at random places.
@@ -197,6 +199,7 @@ pub fn run(batches: &[Vec<u32>], spec: Spec, dev: &Device) -> Result<BenchResult
         final_loss: loss,
         phases_ms,
         tf32,
+        kernels: crate::ops::gemm::kernels(),
     })
 }
 

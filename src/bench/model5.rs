@@ -56,6 +56,8 @@ pub struct Bench5Result {
     /// part holds shows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_phases_ms: Option<BTreeMap<&'static str, f64>>,
+    /// The CPU matrix-product kernels this build runs here ([`crate::ops::gemm::kernels`]).
+    pub kernels: String,
 }
 
 impl Spec5 {
@@ -170,5 +172,6 @@ pub fn run(batches: &[Vec<u32>], s: Spec5) -> Result<Bench5Result> {
         final_loss: loss,
         phases_ms: s.profile.then_some(phases),
         eval_phases_ms: s.profile.then_some(eval_phases),
+        kernels: crate::ops::gemm::kernels(),
     })
 }

@@ -490,6 +490,10 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
     let all = groups(cfg);
     let started = Instant::now();
     let dev = device(&cfg.run.device)?;
+    // EMBGRAFT_GEMM / EMBGRAFT_BLAS that cannot be met stop the run here, before anything is written.
+    if dev.is_cpu() {
+        crate::ops::blas::chosen()?;
+    }
     if ctl.resume && !out.join("config.toml").is_file() {
         return Err(Error::Input(format!(
             "--resume {}: no config.toml there; give the folder of an earlier compare",

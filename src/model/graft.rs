@@ -216,15 +216,7 @@ pub fn is_conv1d(name: &str) -> bool {
 }
 
 /// Row-major (r, c) -> (c, r).
-pub fn transpose(data: &[f32], r: usize, c: usize) -> Vec<f32> {
-    let mut out = vec![0f32; data.len()];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = data[i * c + j];
-        }
-    }
-    out
-}
+pub use crate::ops::decoder::transpose;
 
 /// One check standing for several tensors: passes only if every one does.
 pub fn sum_copy_checks(checks: &[CopyCheck]) -> Option<CopyCheck> {

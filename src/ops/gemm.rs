@@ -54,6 +54,32 @@ impl<'a> View<'a> {
     }
 }
 
+/// The kernels the `gemm` crate runs on this machine in this build: "avx512" where the CPU has it
+/// and the `avx512` feature is on, else "avx2" (with FMA), else "baseline".
+pub fn crate_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "avx512") && std::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return "avx2";
+        }
+    }
+    "baseline"
+}
+
+/// What computes the door's products here: the loaded BLAS by its own name, or the `gemm`
+/// crate with its kernels. Benchmarks and reports record it: the same CPU runs either,
+/// depending on the build and on `EMBGRAFT_GEMM` / `EMBGRAFT_BLAS` ([`crate::ops::blas`]).
+pub fn kernels() -> String {
+    match crate::ops::blas::chosen() {
+        Ok(Some(b)) => b.name.clone(),
+        Ok(None) => format!("gemm crate, {} kernels", crate_kernels()),
+        Err(e) => format!("none ({e})"),
+    }
+}
+
 /// `dst = lhs · rhs` with `dst` row-major (lhs.rows, rhs.cols). `parallel` spreads the product
 /// over rayon's threads; without it, one thread computes it, so callers that parallelise
 /// themselves get sums that do not depend on the thread count.
@@ -63,8 +89,33 @@ pub fn matmul(dst: &mut [f32], lhs: View, rhs: View, parallel: bool) -> Result<(
 
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate` is set; otherwise as [`matmul`].
 /// The output is split among threads, never the inner dimension, so the sums are the same at
-/// any thread count.
+/// any thread count. A BLAS computes it where one is chosen ([`crate::ops::blas`]), the `gemm`
+/// crate otherwise.
 pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, parallel: bool) -> Result<()> {
+    if !prepare(dst, &lhs, &rhs, accumulate)? {
+        return Ok(());
+    }
+    if let Some(blas) = crate::ops::blas::chosen()? {
+        if blas.matmul(dst, &lhs, &rhs, accumulate, parallel) {
+            return Ok(());
+        }
+    }
+    gemm_crate(dst, lhs, rhs, accumulate, parallel);
+    Ok(())
+}
+
+/// As [`matmul_into`], through the `gemm` crate whatever the BLAS setting: what another
+/// backend is compared against.
+pub(crate) fn crate_matmul(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, parallel: bool) -> Result<()> {
+    if prepare(dst, &lhs, &rhs, accumulate)? {
+        gemm_crate(dst, lhs, rhs, accumulate, parallel);
+    }
+    Ok(())
+}
+
+/// Checks that both views lie inside their slices and that the shapes and `dst` agree, and
+/// settles the empty products; true when a product is left to compute.
+fn prepare(dst: &mut [f32], lhs: &View, rhs: &View, accumulate: bool) -> Result<bool> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     lhs.check("left")?;
     rhs.check("right")?;
@@ -75,15 +126,15 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, para
             dst.len()
         )));
     }
-    if m == 0 || n == 0 {
-        return Ok(());
+    if k == 0 && !accumulate {
+        dst.fill(0.0);
     }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return Ok(());
-    }
+    Ok(m > 0 && n > 0 && k > 0)
+}
+
+/// The `gemm` crate's product, for views and a `dst` [`prepare`] accepted.
+fn gemm_crate(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, parallel: bool) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let par = if parallel { gemm::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm::Parallelism::None };
     // SAFETY: `check` proved that every (i, j) of both views indexes inside its slice, and dst
     // holds exactly m x n values written with row stride n; dst's old values are read only when
@@ -112,7 +163,6 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, para
             par,
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]

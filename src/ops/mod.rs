@@ -1,6 +1,6 @@
 //! The numerical kernels under the models: the cross-entropy ([`loss`]), the optimizer
 //! ([`adamw`]), Model 5's decoder pieces on the CPU ([`decoder`]), the raw GEMM the fused CPU
-//! passes call ([`gemm`]) and, with `--features cuda`, the device side of the same ops ([`cuda`]). Each fused op is one type whose CPU and CUDA
+//! passes call ([`gemm`]; a BLAS loaded at run time where it is faster, [`blas`]) and, with `--features cuda`, the device side of the same ops ([`cuda`]). Each fused op is one type whose CPU and CUDA
 //! halves sit together, beside the plain tensor-op path it is tested against.
 
 use candle_core::{DType, Device, Tensor};
@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::error::Result;
 
 pub mod adamw;
+pub mod blas;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod decoder;

@@ -474,6 +474,7 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
         ("model", i.model.clone()),
         ("seeds", format!("{}..{}", cfg.run.seed, cfg.run.seed + cfg.run.seeds as u64 - 1)),
         ("device", cfg.run.device.clone()),
+        ("matrix products", matmul_line(s)),
         ("wall time", format!("{:.1} s", s.wall_seconds)),
         (
             "start-up",
@@ -495,6 +496,24 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
             .into(),
     );
     md
+}
+
+/// What computed the runs' matrix products, and a warning where runs of this folder were made
+/// with different ones (a resume on another machine, shards on other CPUs): their numbers agree
+/// to rounding, not bit for bit.
+fn matmul_line(s: &Summary) -> String {
+    let mut seen: Vec<&str> = s.runs.iter().filter_map(|r| r.matmul.as_deref()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    match seen.as_slice() {
+        [] => "not recorded".into(),
+        [one] => one.to_string(),
+        many => format!(
+            "**mixed**: {} (runs computed by different backends agree to rounding, not bit for bit; see each \
+             run's `matmul` in summary.json)",
+            many.join("; ")
+        ),
+    }
 }
 
 /// Plain-language answers: the paired comparisons' verdicts, then anything that went wrong.

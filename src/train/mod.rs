@@ -534,6 +534,10 @@ fn finish(
         frozen_checks: s.frozen_checks,
         thaws: s.thaws,
         notes: grafted.notes,
+        matmul: Some(match shared.device.is_cpu() {
+            true => crate::ops::gemm::kernels(),
+            false => format!("{:?}", shared.device.location()),
+        }),
         made_under: None,
         cell: None,
         blake3: None,

@@ -83,6 +83,11 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// What the cell was made under: written in its run file, so a file from another
     /// experiment is refused (summary.json states it once, in its inputs).
+    /// What computed the run's matrix products: on the CPU a BLAS by its own name or the `gemm`
+    /// crate with its kernels ([`crate::ops::gemm::kernels`]), else the device. Runs made with
+    /// different ones agree to rounding, not bit for bit; absent in runs of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matmul: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made_under: Option<crate::config::provenance::MadeUnder>,
     /// Which cell this is (its group, configuration and seed), so a run file under another

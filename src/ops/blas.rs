@@ -1,0 +1,392 @@
+//! A BLAS loaded at run time for the matrix products where it beats the `gemm` crate: on CPUs
+//! without AVX-512 the crate's AVX2 kernels reach about 70 % of OpenBLAS's at the models'
+//! shapes (README, "The matrix products"), on AVX-512 they match or beat it. Nothing is linked:
+//! a build, the wheel and the tests need no BLAS, and where none loads the `gemm` crate runs.
+//!
+//! Which library: `EMBGRAFT_BLAS` (a path), else a system OpenBLAS (`libopenblas.so.0`). The
+//! Python package points `EMBGRAFT_BLAS` at numpy's own OpenBLAS, which every numpy wheel
+//! ships. Its `cblas_sgemm` is found under the names OpenBLAS builds use: plain (32-bit
+//! integers), `…64_` (64-bit integers, Debian's libopenblas64) and `scipy_…` (numpy's copy).
+//!
+//! When it is used: `EMBGRAFT_GEMM=auto` (the default) where the `gemm` crate has no AVX-512
+//! kernels to run and the library runs AVX2-wide kernels on this CPU; `blas` always (an error
+//! where none loads); `gemm` never.
+//!
+//! Sums that do not depend on the thread count: OpenBLAS's own threads do not keep them (numpy's
+//! 0.3.31 gave 1 and 2 threads different bits in up to 45 % of a product's elements, Debian's
+//! 0.3.21 too), so the library never threads here. Each call runs on one thread
+//! (`openblas_set_num_threads_local` where the library has it, OpenBLAS 0.3.27 on; otherwise its
+//! one global setting), and a parallel product is cut into blocks whose size depends on the shape
+//! alone, one rayon task each: every output element is the same one-thread sum at any thread
+//! count (`blas_products_do_not_depend_on_the_thread_count` below, and the end-to-end
+//! thread-count test under `EMBGRAFT_GEMM=blas` in CI).
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::ops::gemm::View;
+
+type Sgemm32 =
+    unsafe extern "C" fn(i32, i32, i32, i32, i32, i32, f32, *const f32, i32, *const f32, i32, f32, *mut f32, i32);
+type Sgemm64 =
+    unsafe extern "C" fn(i32, i32, i32, i64, i64, i64, f32, *const f32, i64, *const f32, i64, f32, *mut f32, i64);
+type SetThreads = unsafe extern "C" fn(i32);
+type SetThreadsLocal = unsafe extern "C" fn(i32) -> i32;
+type GetString = unsafe extern "C" fn() -> *const std::ffi::c_char;
+
+const ROW_MAJOR: i32 = 101;
+const NO_TRANS: i32 = 111;
+const TRANS: i32 = 112;
+
+enum Sgemm {
+    Lp64(Sgemm32),
+    Ilp64(Sgemm64),
+}
+
+/// A loaded BLAS: its `cblas_sgemm`, how to set its thread count, and what it says it is.
+pub struct Blas {
+    sgemm: Sgemm,
+    set_threads_local: Option<SetThreadsLocal>,
+    /// What the library says it is (`OpenBLAS 0.3.31 … Haswell`), for benchmarks and reports.
+    pub name: String,
+    /// The kernels it picked for this CPU, lower case (`haswell`), where it says.
+    pub core: String,
+    // Kept loaded for the life of the process: the functions above point into it.
+    _lib: libloading::Library,
+}
+
+/// Where the gemm-crate-or-BLAS choice comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    Blas,
+    Gemm,
+}
+
+impl Choice {
+    fn from_env() -> Result<Choice> {
+        match std::env::var("EMBGRAFT_GEMM").ok().as_deref().map(str::trim) {
+            None | Some("") | Some("auto") => Ok(Choice::Auto),
+            Some("blas") => Ok(Choice::Blas),
+            Some("gemm") => Ok(Choice::Gemm),
+            Some(other) => Err(Error::Input(format!(
+                "EMBGRAFT_GEMM={other} is not auto, blas or gemm; unset it for the fastest choice on this CPU"
+            ))),
+        }
+    }
+}
+
+/// The names `cblas_sgemm` goes by in the OpenBLAS builds users have, with their integer width.
+const SGEMM_NAMES: &[(&str, bool)] =
+    &[("cblas_sgemm", false), ("cblas_sgemm64_", true), ("scipy_cblas_sgemm64_", true), ("scipy_cblas_sgemm", false)];
+
+impl Blas {
+    /// Opens the library at `path` (a file path, or a name the dynamic loader searches for).
+    pub fn open(path: &str) -> std::result::Result<Blas, String> {
+        // SAFETY: loading a shared library runs its initialisers; OpenBLAS's only start its
+        // thread pool. The symbols are looked up by their documented C names and called with the
+        // CBLAS signatures declared above.
+        unsafe {
+            let lib = libloading::Library::new(path).map_err(|e| format!("{path}: {e}"))?;
+            let mut sgemm = None;
+            for &(name, wide) in SGEMM_NAMES {
+                if wide {
+                    if let Ok(f) = lib.get::<Sgemm64>(name.as_bytes()) {
+                        sgemm = Some(Sgemm::Ilp64(*f));
+                        break;
+                    }
+                } else if let Ok(f) = lib.get::<Sgemm32>(name.as_bytes()) {
+                    sgemm = Some(Sgemm::Lp64(*f));
+                    break;
+                }
+            }
+            let sgemm = sgemm.ok_or_else(|| format!("{path} has no cblas_sgemm"))?;
+            let set_threads_local = lib.get::<SetThreadsLocal>(b"openblas_set_num_threads_local").ok().map(|f| *f);
+            // The library never threads (see `matmul`): per call where it can say so for one
+            // thread, else for the whole process.
+            if set_threads_local.is_none() {
+                for name in
+                    ["openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_"]
+                {
+                    if let Ok(f) = lib.get::<SetThreads>(name.as_bytes()) {
+                        f(1);
+                        break;
+                    }
+                }
+            }
+            let mut name = String::from("BLAS");
+            for (config, core) in [
+                ("openblas_get_config", "openblas_get_corename"),
+                ("openblas_get_config64_", "openblas_get_corename64_"),
+                ("scipy_openblas_get_config64_", "scipy_openblas_get_corename64_"),
+            ] {
+                let text = |sym: &str| {
+                    lib.get::<GetString>(sym.as_bytes()).ok().and_then(|f| {
+                        let p = f();
+                        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+                    })
+                };
+                if let Some(c) = text(config) {
+                    name = format!("{} ({})", c.trim(), text(core).unwrap_or_default().trim());
+                    break;
+                }
+            }
+            let core = core_of(&name);
+            Ok(Blas { sgemm, set_threads_local, name, core, _lib: lib })
+        }
+    }
+
+    /// `dst = lhs · rhs` (or `+=` when `accumulate`), or false (nothing done) where a view is
+    /// not one CBLAS can read (neither stride 1) or a size does not fit the library's integers.
+    /// The library never threads: `parallel` cuts the product along its longer output side
+    /// into blocks whose size depends only on the shape, one rayon task each, so every output
+    /// element is the same one-thread sum at any thread count. `check`ed views and `dst`'s size
+    /// are the caller's promise, as for the `gemm` crate.
+    pub fn matmul(&self, dst: &mut [f32], lhs: &View, rhs: &View, accumulate: bool, parallel: bool) -> bool {
+        use rayon::prelude::*;
+        let (m, n) = (lhs.rows, rhs.cols);
+        let (Some(a), Some(b)) = (layout(lhs), layout(rhs)) else { return false };
+        let ints_fit = [m, n, lhs.cols, a.1, b.1].into_iter().all(|x| i32::try_from(x).is_ok());
+        if matches!(self.sgemm, Sgemm::Lp64(_)) && !ints_fit {
+            return false;
+        }
+        if !parallel {
+            // SAFETY: dst holds m x n values at leading dimension n, as `call` asks.
+            unsafe { self.call(dst.as_mut_ptr(), n, lhs, rhs, accumulate) };
+            return true;
+        }
+        if m >= n {
+            // Blocks of rows: each a contiguous slice of dst and the same rows of lhs.
+            let rows = block(m);
+            dst.par_chunks_mut(rows * n).enumerate().for_each(|(i, d)| {
+                let sub = View { data: &lhs.data[i * rows * lhs.row_stride..], rows: d.len() / n, ..*lhs };
+                // SAFETY: d holds sub.rows x n values at leading dimension n.
+                unsafe { self.call(d.as_mut_ptr(), n, &sub, rhs, accumulate) };
+            });
+        } else {
+            // Blocks of columns: disjoint strided parts of dst, written through its pointer.
+            let cols = block(n);
+            let out = SendPtr(dst.as_mut_ptr());
+            (0..n.div_ceil(cols)).into_par_iter().for_each(|i| {
+                let (c0, w) = (i * cols, cols.min(n - i * cols));
+                let sub = View { data: &rhs.data[c0 * rhs.col_stride..], cols: w, ..*rhs };
+                let at = out;
+                // SAFETY: columns c0..c0 + w of every row of dst, at leading dimension n: inside
+                // dst, and no other task writes them.
+                unsafe { self.call(at.0.add(c0), n, lhs, &sub, accumulate) };
+            });
+        }
+        true
+    }
+
+    /// One CBLAS call on the calling thread, with the library held to one thread.
+    ///
+    /// # Safety
+    /// `dst` must point to lhs.rows rows of rhs.cols writable values at leading dimension
+    /// `ldc`, not written by anyone else during the call; both views must lie inside their
+    /// slices and be readable by CBLAS (`layout`).
+    unsafe fn call(&self, dst: *mut f32, ldc: usize, lhs: &View, rhs: &View, accumulate: bool) {
+        let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+        let ((ta, lda), (tb, ldb)) = (layout(lhs).unwrap_or_default(), layout(rhs).unwrap_or_default());
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        let previous = self.set_threads_local.map(|local| local(1));
+        match self.sgemm {
+            Sgemm::Lp64(f) => f(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m as i32,
+                n as i32,
+                k as i32,
+                1.0,
+                lhs.data.as_ptr(),
+                lda as i32,
+                rhs.data.as_ptr(),
+                ldb as i32,
+                beta,
+                dst,
+                ldc as i32,
+            ),
+            Sgemm::Ilp64(f) => f(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m as i64,
+                n as i64,
+                k as i64,
+                1.0,
+                lhs.data.as_ptr(),
+                lda as i64,
+                rhs.data.as_ptr(),
+                ldb as i64,
+                beta,
+                dst,
+                ldc as i64,
+            ),
+        }
+        if let (Some(p), Some(local)) = (previous, self.set_threads_local) {
+            local(p);
+        }
+    }
+}
+
+/// dst's pointer, handed to the tasks that write disjoint columns of it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each task writes only its own columns (see `Blas::matmul`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// The block a parallel product is cut into along an output side of `len`: about a 16th of it
+/// (tasks enough to balance the core counts users have), at least 64, a multiple of 16 (whole
+/// micro-tiles of OpenBLAS's kernels). It depends on the shape alone, never the thread count.
+/// Larger blocks re-read the other operand less often; on the head's products (AVX2, 2 cores)
+/// a quarter per block ran no faster than this, within the machine's noise.
+fn block(len: usize) -> usize {
+    len.div_ceil(16).max(64).next_multiple_of(16)
+}
+
+/// The core name at the end of the library's own description, `… (Haswell)`, lower case.
+fn core_of(name: &str) -> String {
+    name.rsplit_once('(').map_or("", |(_, c)| c.trim_end_matches(')')).trim().to_lowercase()
+}
+
+/// OpenBLAS's kernels of AVX2 width or more, the ones that beat the `gemm` crate's AVX2 kernels.
+/// An OpenBLAS older than the CPU falls back to older ones (Debian 12's 0.3.21 runs Prescott's
+/// SSE3 kernels on a current Xeon): `auto` leaves such a library alone.
+const WIDE_CORES: &[&str] = &["haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"];
+
+/// How CBLAS reads a view in row-major order: as stored (NoTrans, leading dimension its row
+/// stride) or as the transpose of what is stored (Trans, leading dimension its column stride).
+fn layout(v: &View) -> Option<(i32, usize)> {
+    if v.col_stride == 1 && v.row_stride >= v.cols.max(1) {
+        Some((NO_TRANS, v.row_stride))
+    } else if v.row_stride == 1 && v.col_stride >= v.rows.max(1) {
+        Some((TRANS, v.col_stride))
+    } else {
+        None
+    }
+}
+
+/// The BLAS the door uses, chosen once per process (None: the `gemm` crate), or why the
+/// setting cannot be met.
+static CHOSEN: OnceLock<std::result::Result<Option<Blas>, String>> = OnceLock::new();
+
+fn choose() -> std::result::Result<Option<Blas>, String> {
+    let choice = Choice::from_env().map_err(|e| e.to_string())?;
+    let wanted = match choice {
+        Choice::Gemm => return Ok(None),
+        Choice::Auto => crate::ops::gemm::crate_kernels() != "avx512",
+        Choice::Blas => true,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let given = std::env::var("EMBGRAFT_BLAS").ok().filter(|p| !p.trim().is_empty());
+    let tried: Vec<String> = match &given {
+        Some(p) => vec![p.clone()],
+        None => vec!["libopenblas.so.0".into(), "libopenblas.so".into()],
+    };
+    let mut why = Vec::new();
+    for path in &tried {
+        match Blas::open(path) {
+            Ok(b) if choice == Choice::Blas || WIDE_CORES.contains(&b.core.as_str()) => return Ok(Some(b)),
+            Ok(b) => why.push(format!("{path} runs {} kernels, slower than the gemm crate's AVX2", b.core)),
+            Err(e) => why.push(e),
+        }
+    }
+    match choice {
+        // Auto falls back quietly where no fast BLAS is installed, or the one named (by the
+        // Python package: numpy's) runs narrow kernels; one named that cannot be opened is
+        // worth a line, since somebody asked for it.
+        Choice::Auto if given.is_none() || why.iter().all(|w| w.contains(" kernels, slower")) => Ok(None),
+        _ => Err(format!(
+            "no BLAS could be loaded ({}); install OpenBLAS (Debian: apt-get install libopenblas0), point \
+             EMBGRAFT_BLAS at a libopenblas.so, or set EMBGRAFT_GEMM=gemm",
+            why.join("; ")
+        )),
+    }
+}
+
+/// The BLAS in use, if any; an error when `EMBGRAFT_GEMM` or `EMBGRAFT_BLAS` asks for one that
+/// cannot be had (the same error at every call, so the first product stops the run).
+pub fn chosen() -> Result<Option<&'static Blas>> {
+    match CHOSEN.get_or_init(choose) {
+        Ok(b) => Ok(b.as_ref()),
+        Err(e) => Err(Error::Input(e.clone())),
+    }
+}
+
+// SAFETY: the handle and the function pointers are plain code addresses into a library that
+// stays loaded for the process's life, valid on every thread; OpenBLAS's functions may be called
+// from several threads at once (its pthreads builds lock what they share).
+unsafe impl Send for Blas {}
+unsafe impl Sync for Blas {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_core_is_read_from_the_library_description() {
+        assert_eq!(
+            core_of("OpenBLAS 0.3.31.188.0  USE64BITINT DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64 (Haswell)"),
+            "haswell"
+        );
+        assert_eq!(core_of("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH (Prescott)"), "prescott");
+        assert_eq!(core_of("BLAS"), "");
+        assert!(WIDE_CORES.contains(&"haswell") && !WIDE_CORES.contains(&"prescott"));
+    }
+
+    #[test]
+    fn views_map_to_cblas_layouts() {
+        let a = vec![0f32; 12];
+        assert_eq!(layout(&View::row_major(&a, 3, 4)), Some((NO_TRANS, 4)));
+        assert_eq!(layout(&View::transposed(&a, 3, 4)), Some((TRANS, 3)));
+        assert_eq!(layout(&View { data: &a, rows: 2, cols: 2, row_stride: 2, col_stride: 2 }), None);
+    }
+
+    /// Where a BLAS loads here (a system OpenBLAS, or EMBGRAFT_BLAS): it computes the products
+    /// the door asks for, in every layout, bit for bit the same at 1 and at 2 threads, and
+    /// within rounding of the `gemm` crate. CI installs one, so this runs there.
+    #[test]
+    fn blas_products_do_not_depend_on_the_thread_count() {
+        let path = std::env::var("EMBGRAFT_BLAS").unwrap_or_else(|_| "libopenblas.so.0".into());
+        let b = match Blas::open(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(std::env::var_os("EMBGRAFT_REQUIRE_BLAS").is_none(), "EMBGRAFT_REQUIRE_BLAS is set: {e}");
+                eprintln!("no BLAS here ({e}): skipped");
+                return;
+            }
+        };
+        let values = |n: usize, salt: usize| -> Vec<f32> {
+            (0..n).map(|i| (((i + salt) * 2_654_435_761) % 4096) as f32 / 4096.0 - 0.5).collect()
+        };
+        // Cut by rows, by columns, and too small to cut; the long inner dimension of the head's
+        // gradients, where OpenBLAS's own threads differed most.
+        for (m, k, n) in [(1030, 301, 129), (67, 301, 1290), (512, 3000, 700), (5, 30, 17)] {
+            let (a, bb) = (values(m * k, 1), values(k * n, 7));
+            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+                let av = if ta { View::transposed(&a, m, k) } else { View::row_major(&a, m, k) };
+                let bv = if tb { View::transposed(&bb, k, n) } else { View::row_major(&bb, k, n) };
+                let mut got = Vec::new();
+                for threads in [1, 2] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.install(|| assert!(b.matmul(&mut c, &av, &bv, false, true)));
+                    got.push(c);
+                }
+                assert!(got[0].iter().zip(&got[1]).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n} {ta} {tb}");
+                let mut want = vec![0f32; m * n];
+                crate::ops::gemm::crate_matmul(&mut want, av, bv, false, false).unwrap();
+                let worst = got[0].iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                assert!(worst < 1e-3, "{m}x{k}x{n}: {worst}");
+                // Accumulating adds to what dst holds.
+                let mut acc = got[0].clone();
+                assert!(b.matmul(&mut acc, &av, &bv, true, true));
+                assert!(acc.iter().zip(&got[0]).all(|(x, y)| (x - 2.0 * y).abs() < 1e-3));
+            }
+        }
+    }
+}
