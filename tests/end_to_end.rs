@@ -752,6 +752,43 @@ fn several_seeds_give_intervals_bands_and_verdicts() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["analysis"]["comparisons"][0]["key"], "freeze_cost");
     assert!(json["analysis"]["configs"][0]["final_test"]["ci95"].as_f64().unwrap() > 0.0);
+
+    // The paper's tables: the same numbers as summary.json, rounded as report.md rounds them.
+    let q = common::read_csv(&out.join("tables/questions.csv"));
+    assert_eq!(
+        q[0][..10],
+        ["question", "minuend", "subtrahend", "difference", "ci_low", "ci_high", "p", "p_holm", "verdict", "seeds"]
+    );
+    assert_eq!(q.len(), 1 + 3);
+    for (row, cmp) in q[1..].iter().zip(&s.analysis.comparisons) {
+        let d = cmp.difference.unwrap();
+        assert_eq!(row[0], cmp.key);
+        assert_eq!(row[3], format!("{:+.4}", d.mean));
+        assert_eq!(
+            (row[4].as_str(), row[5].as_str()),
+            (format!("{:+.4}", d.low()).as_str(), format!("{:+.4}", d.high()).as_str())
+        );
+        let p = cmp.p_adjusted.unwrap();
+        assert_eq!(row[7], if p < 1e-4 { "<0.0001".to_string() } else { format!("{p:.4}") });
+        assert_eq!((row[8].as_str(), row[9].as_str()), (cmp.finding.as_str(), "3"));
+        assert!(report.contains(&format!("{:+.4}", d.mean)), "report.md shows {}", row[3]);
+    }
+    let c = common::read_csv(&out.join("tables/configs.csv"));
+    assert_eq!(c.len(), 1 + 4);
+    let final_b = s.analysis.configs.iter().find(|c| c.config == Letter::B).unwrap().final_test.unwrap();
+    let row_b = c.iter().find(|r| r[0] == "B").unwrap();
+    assert_eq!(
+        (row_b[3].clone(), row_b[4].clone()),
+        (format!("{:.4}", final_b.mean), format!("{:.4}", final_b.ci95.unwrap()))
+    );
+    assert!(report.contains(&final_b.show()));
+    for name in ["questions", "configs"] {
+        let tex = std::fs::read_to_string(out.join(format!("tables/{name}.tex"))).unwrap();
+        assert!(tex.starts_with("% Made by embgraft ") && tex.contains("\\toprule") && tex.contains("\\bottomrule"));
+        let rows = tex.lines().filter(|l| l.ends_with(" \\\\")).count();
+        assert_eq!(rows, 1 + if name == "questions" { 3 } else { 4 }, "{tex}");
+        common::compiles_with_latex(&out.join(format!("tables/{name}.tex")));
+    }
 }
 
 #[test]

@@ -258,9 +258,22 @@ fn hub_donors_download_resume_cache_and_fail_in_one_line() {
     let o = embgraft(&[&args[..], &more[..]].concat(), &with_token, &cache);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains(TOKEN));
-    for f in std::fs::read_dir(&out).unwrap() {
-        let bytes = std::fs::read(f.unwrap().path()).unwrap();
-        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token was saved in the run folder");
+    // Every file of the run folder, its subfolders (tables/) included.
+    let mut folders = vec![out.clone()];
+    while let Some(d) = folders.pop() {
+        for f in std::fs::read_dir(&d).unwrap() {
+            let path = f.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+                "the token was saved in {}",
+                path.display()
+            );
+        }
     }
 
     // Neither a repository that does not exist nor one without safetensors is read.

@@ -10,6 +10,8 @@ use std::process::Command;
 use embgraft::config::{ExperimentConfig, Letter};
 use embgraft::experiment::{compare_groups, groups, rebuild_report, Control, Shard};
 
+mod common;
+
 /// Words `w0`..`w99` in ten clusters of ten. The next word is, half the time, the current
 /// word's own successor (a fixed permutation), else a uniform word of the next cluster: a
 /// model must learn every word's own row, but the cluster alone already predicts half of it.
@@ -134,6 +136,14 @@ fn a_synthetic_sweep_finds_the_trends_built_into_it() {
         "{report}"
     );
     assert!(report.contains("![data size](sweep-tokens.png)") && out.join("sweep-tokens.png").is_file());
+    // The trends as a paper's table: one row per series, its slope and verdict as summary.json has them.
+    let t = common::read_csv(&out.join("tables/trends.csv"));
+    let series = v["sweep"]["series"].as_array().unwrap();
+    assert_eq!(t.len(), 1 + series.len());
+    let row = t.iter().find(|r| r[0] == "freeze_cost").unwrap();
+    assert_eq!(row[6], format!("{:+.4}", cost["trend"]["slope"]["mean"].as_f64().unwrap()));
+    assert_eq!(row[12], "grows");
+    common::compiles_with_latex(&out.join("tables/trends.tex"));
     // The domain table: the smallest size leaves test words unseen, the largest none.
     let unseen: Vec<f64> = ["tokens-500", "tokens-5k", "tokens-50k"]
         .iter()

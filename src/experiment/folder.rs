@@ -427,9 +427,8 @@ pub fn clear_previous(dir: &Path) -> Result<Cleared> {
 }
 
 /// One folder's share of [`clear_previous`]: its report files, the cells of `cells`, the
-/// leftovers of interrupted writes of either, and its event files.
+/// leftovers of interrupted writes of either, its event files and its paper tables.
 fn clear_folder(dir: &Path, prefix: &str, cells: &[(u64, Letter)], cleared: &mut Cleared) -> Result<()> {
-    let fail = |p: &Path, e: std::io::Error| Error::Output(format!("--force: cannot remove {}: {e}", p.display()));
     let names: Vec<String> = cells
         .iter()
         .flat_map(|&(seed, l)| {
@@ -442,6 +441,21 @@ fn clear_folder(dir: &Path, prefix: &str, cells: &[(u64, Letter)], cleared: &mut
         .collect();
     let ours = |name: &str| is_report_file(name) || names.iter().any(|n| n == name);
     cleared.events += crate::tfevents::clear(&dir.join("tensorboard"))?;
+    remove_files(dir, prefix, &ours, cleared)?;
+    // The paper tables, and their folder once nothing of the user's is left in it.
+    let tables = dir.join(crate::report::tables::DIR);
+    if tables.is_dir() && !tables.is_symlink() {
+        let prefix = format!("{prefix}{}/", crate::report::tables::DIR);
+        remove_files(&tables, &prefix, &crate::report::tables::is_table_file, cleared)?;
+        let _ = std::fs::remove_dir(&tables);
+    }
+    Ok(())
+}
+
+/// Removes the files (and links) of `dir` that `ours` names, and the leftovers of interrupted
+/// writes of them, listing each in `cleared` under `prefix`.
+fn remove_files(dir: &Path, prefix: &str, ours: &dyn Fn(&str) -> bool, cleared: &mut Cleared) -> Result<()> {
+    let fail = |p: &Path, e: std::io::Error| Error::Output(format!("--force: cannot remove {}: {e}", p.display()));
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     let mut doomed: Vec<(String, PathBuf)> = entries
         .flatten()
@@ -525,6 +539,13 @@ mod tests {
                 std::fs::write(d.join(g).join(f), b"x").unwrap();
             }
         }
+        // The paper tables under each group's tables/, and a user's file beside the second's.
+        for g in &names {
+            std::fs::create_dir(d.join(g).join("tables")).unwrap();
+            std::fs::write(d.join(g).join("tables/questions.csv"), b"x").unwrap();
+        }
+        std::fs::write(d.join(&names[0]).join("tables/configs.tex"), b"x").unwrap();
+        std::fs::write(d.join(&names[1]).join("tables/mine.tex"), b"x").unwrap();
         // Beside them: a cell the experiment never had, a user's file, a backup of another run.
         std::fs::write(d.join(&names[1]).join("run-C-2.json"), b"x").unwrap();
         std::fs::write(d.join(&names[1]).join("mine.txt"), b"x").unwrap();
@@ -533,7 +554,8 @@ mod tests {
             std::fs::write(d.join("backup").join(f), b"keep").unwrap();
         }
         let cleared = clear_previous(d).unwrap();
-        assert_eq!(cleared.files.len(), 2 + 2 * 5, "{cleared:?}");
+        assert_eq!(cleared.files.len(), 2 + 2 * 5 + 3, "{cleared:?}");
+        assert!(cleared.files.contains(&format!("{}/tables/configs.tex", names[0])), "{cleared:?}");
         assert_eq!(cleared.groups, [names[0].clone()], "the group holding a user's files stays");
         let mut left: Vec<String> =
             std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -543,8 +565,10 @@ mod tests {
         assert_eq!(left, want);
         assert_eq!(std::fs::read_dir(d.join("backup")).unwrap().count(), 2);
         assert!(d.join(&names[1]).join("mine.txt").exists() && d.join(&names[1]).join("run-C-2.json").exists());
+        assert!(d.join(&names[1]).join("tables/mine.tex").exists());
+        assert!(!d.join(&names[1]).join("tables/questions.csv").exists());
         assert!(
-            cleared.describe().starts_with("12 files (config.toml, overview.md, book/checkpoint-B-0"),
+            cleared.describe().starts_with("15 files (config.toml, overview.md, book/checkpoint-B-0"),
             "{}",
             cleared.describe()
         );

@@ -63,6 +63,12 @@ fn answers_section(cfg: &ExperimentConfig, s: &Summary) -> String {
             ),
         );
     }
+    push_line(
+        &mut md,
+        "For a paper: [tables/questions.tex](tables/questions.tex) and [tables/configs.tex](tables/configs.tex) \
+         (booktabs `tabular`s to `\\input`), with the same numbers as CSV beside them.\n"
+            .into(),
+    );
     md
 }
 

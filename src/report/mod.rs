@@ -9,6 +9,7 @@ pub mod markdown;
 pub mod overview;
 pub mod plots;
 pub mod sweep;
+pub mod tables;
 
 pub use crate::report::overview::write_overview;
 
@@ -46,6 +47,7 @@ pub fn write_all_with(out: &Path, cfg: &ExperimentConfig, s: &Summary, extra: &s
     if s.analysis.comparisons.iter().any(|c| c.over_time.len() > 1) {
         write_answer_plots(out, &s.analysis.comparisons)?;
     }
+    crate::report::tables::write(out, cfg, s)?;
     write_atomic(&out.join("report.md"), format!("{}{extra}", markdown(cfg, s, &drift)).as_bytes())?;
     if cfg.run.tensorboard {
         write_verdict_events(&out.join("tensorboard").join("verdicts"), s)?;

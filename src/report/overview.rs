@@ -178,6 +178,7 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
     ));
     if let Some(a) = &sweep {
         crate::report::sweep::write_plots(out, a)?;
+        crate::report::tables::write_trends(out, a)?;
         md.push_str(&crate::report::sweep::markdown(a, cfg));
     }
     md.push_str(
