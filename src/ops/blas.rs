@@ -190,39 +190,30 @@ impl Blas {
         let ((ta, lda), (tb, ldb)) = (layout(lhs).unwrap_or_default(), layout(rhs).unwrap_or_default());
         let beta = if accumulate { 1.0 } else { 0.0 };
         let previous = self.set_threads_local.map(|local| local(1));
+        // The one CBLAS call, with the library's integer width.
+        macro_rules! sgemm {
+            ($f:expr, $int:ty) => {
+                $f(
+                    ROW_MAJOR,
+                    ta,
+                    tb,
+                    m as $int,
+                    n as $int,
+                    k as $int,
+                    1.0,
+                    lhs.data.as_ptr(),
+                    lda as $int,
+                    rhs.data.as_ptr(),
+                    ldb as $int,
+                    beta,
+                    dst,
+                    ldc as $int,
+                )
+            };
+        }
         match self.sgemm {
-            Sgemm::Lp64(f) => f(
-                ROW_MAJOR,
-                ta,
-                tb,
-                m as i32,
-                n as i32,
-                k as i32,
-                1.0,
-                lhs.data.as_ptr(),
-                lda as i32,
-                rhs.data.as_ptr(),
-                ldb as i32,
-                beta,
-                dst,
-                ldc as i32,
-            ),
-            Sgemm::Ilp64(f) => f(
-                ROW_MAJOR,
-                ta,
-                tb,
-                m as i64,
-                n as i64,
-                k as i64,
-                1.0,
-                lhs.data.as_ptr(),
-                lda as i64,
-                rhs.data.as_ptr(),
-                ldb as i64,
-                beta,
-                dst,
-                ldc as i64,
-            ),
+            Sgemm::Lp64(f) => sgemm!(f, i32),
+            Sgemm::Ilp64(f) => sgemm!(f, i64),
         }
         if let (Some(p), Some(local)) = (previous, self.set_threads_local) {
             local(p);
