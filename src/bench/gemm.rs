@@ -135,7 +135,7 @@ pub fn time(s: &Shape, reps: usize) -> Result<Vec<GemmResult>> {
     };
     let mut out = vec![result(s, "embgraft", timed(reps, &mut door)?)];
     // Where the door runs a BLAS, the `gemm` crate it would otherwise run, timed the same way.
-    if crate::ops::blas::chosen()?.is_some() {
+    if crate::ops::gemm::blas()?.is_some() {
         let mut own = || -> Result<()> {
             let (av, bv) = (view(&a, s.m, s.k, s.a), view(&b, s.k, s.n, s.b));
             match s.repeat {

@@ -492,7 +492,7 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
     let dev = device(&cfg.run.device)?;
     // EMBGRAFT_GEMM / EMBGRAFT_BLAS that cannot be met stop the run here, before anything is written.
     if dev.is_cpu() {
-        crate::ops::blas::chosen()?;
+        crate::ops::gemm::blas()?;
     }
     if ctl.resume && !out.join("config.toml").is_file() {
         return Err(Error::Input(format!(

@@ -18,13 +18,13 @@
 //! (`openblas_set_num_threads_local` where the library has it, OpenBLAS 0.3.27 on; otherwise its
 //! one global setting), and a parallel product is cut into blocks whose size depends on the shape
 //! alone, one rayon task each: every output element is the same one-thread sum at any thread
-//! count (`blas_products_do_not_depend_on_the_thread_count` below, and the end-to-end
+//! count (`ops::gemm`'s `blas_products_do_not_depend_on_the_thread_count`, and the end-to-end
 //! thread-count test under `EMBGRAFT_GEMM=blas` in CI).
 
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
-use crate::ops::gemm::View;
+use crate::ops::view::View;
 
 type Sgemm32 =
     unsafe extern "C" fn(i32, i32, i32, i32, i32, i32, f32, *const f32, i32, *const f32, i32, f32, *mut f32, i32);
@@ -263,11 +263,11 @@ fn layout(v: &View) -> Option<(i32, usize)> {
 /// setting cannot be met.
 static CHOSEN: OnceLock<std::result::Result<Option<Blas>, String>> = OnceLock::new();
 
-fn choose() -> std::result::Result<Option<Blas>, String> {
+fn choose(wide_kernels: bool) -> std::result::Result<Option<Blas>, String> {
     let choice = Choice::from_env().map_err(|e| e.to_string())?;
     let wanted = match choice {
         Choice::Gemm => return Ok(None),
-        Choice::Auto => crate::ops::gemm::crate_kernels() != "avx512",
+        Choice::Auto => !wide_kernels,
         Choice::Blas => true,
     };
     if !wanted {
@@ -301,8 +301,10 @@ fn choose() -> std::result::Result<Option<Blas>, String> {
 
 /// The BLAS in use, if any; an error when `EMBGRAFT_GEMM` or `EMBGRAFT_BLAS` asks for one that
 /// cannot be had (the same error at every call, so the first product stops the run).
-pub fn chosen() -> Result<Option<&'static Blas>> {
-    match CHOSEN.get_or_init(choose) {
+/// `wide_kernels`: the `gemm` crate runs AVX-512 kernels here, so `auto` wants no BLAS (the
+/// door says so, the same at every call; the first call decides for the process).
+pub fn chosen(wide_kernels: bool) -> Result<Option<&'static Blas>> {
+    match CHOSEN.get_or_init(|| choose(wide_kernels)) {
         Ok(b) => Ok(b.as_ref()),
         Err(e) => Err(Error::Input(e.clone())),
     }
@@ -335,49 +337,5 @@ mod tests {
         assert_eq!(layout(&View::row_major(&a, 3, 4)), Some((NO_TRANS, 4)));
         assert_eq!(layout(&View::transposed(&a, 3, 4)), Some((TRANS, 3)));
         assert_eq!(layout(&View { data: &a, rows: 2, cols: 2, row_stride: 2, col_stride: 2 }), None);
-    }
-
-    /// Where a BLAS loads here (a system OpenBLAS, or EMBGRAFT_BLAS): it computes the products
-    /// the door asks for, in every layout, bit for bit the same at 1 and at 2 threads, and
-    /// within rounding of the `gemm` crate. CI installs one, so this runs there.
-    #[test]
-    fn blas_products_do_not_depend_on_the_thread_count() {
-        let path = std::env::var("EMBGRAFT_BLAS").unwrap_or_else(|_| "libopenblas.so.0".into());
-        let b = match Blas::open(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                assert!(std::env::var_os("EMBGRAFT_REQUIRE_BLAS").is_none(), "EMBGRAFT_REQUIRE_BLAS is set: {e}");
-                eprintln!("no BLAS here ({e}): skipped");
-                return;
-            }
-        };
-        let values = |n: usize, salt: usize| -> Vec<f32> {
-            (0..n).map(|i| (((i + salt) * 2_654_435_761) % 4096) as f32 / 4096.0 - 0.5).collect()
-        };
-        // Cut by rows, by columns, and too small to cut; the long inner dimension of the head's
-        // gradients, where OpenBLAS's own threads differed most.
-        for (m, k, n) in [(1030, 301, 129), (67, 301, 1290), (512, 3000, 700), (5, 30, 17)] {
-            let (a, bb) = (values(m * k, 1), values(k * n, 7));
-            for (ta, tb) in [(false, false), (false, true), (true, false)] {
-                let av = if ta { View::transposed(&a, m, k) } else { View::row_major(&a, m, k) };
-                let bv = if tb { View::transposed(&bb, k, n) } else { View::row_major(&bb, k, n) };
-                let mut got = Vec::new();
-                for threads in [1, 2] {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                    let mut c = vec![f32::NAN; m * n];
-                    pool.install(|| assert!(b.matmul(&mut c, &av, &bv, false, true)));
-                    got.push(c);
-                }
-                assert!(got[0].iter().zip(&got[1]).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n} {ta} {tb}");
-                let mut want = vec![0f32; m * n];
-                crate::ops::gemm::crate_matmul(&mut want, av, bv, false, false).unwrap();
-                let worst = got[0].iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-                assert!(worst < 1e-3, "{m}x{k}x{n}: {worst}");
-                // Accumulating adds to what dst holds.
-                let mut acc = got[0].clone();
-                assert!(b.matmul(&mut acc, &av, &bv, true, true));
-                assert!(acc.iter().zip(&got[0]).all(|(x, y)| (x - 2.0 * y).abs() < 1e-3));
-            }
-        }
     }
 }

@@ -3,56 +3,7 @@
 
 use crate::error::{Error, Result};
 
-/// A read-only matrix view: element (i, j) is `data[i * row_stride + j * col_stride]`.
-#[derive(Clone, Copy)]
-pub struct View<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// A row-major (rows, cols) matrix.
-    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    /// The transpose of a row-major (cols, rows) matrix, without copying.
-    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View { data, rows, cols, row_stride: 1, col_stride: rows }
-    }
-
-    /// The same values read as the transpose, without copying.
-    pub fn t(self) -> Self {
-        View { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-
-    /// The largest index the view reads, or None for an empty view or one past `usize`.
-    fn last_index(&self) -> Option<usize> {
-        if self.rows == 0 || self.cols == 0 {
-            return None;
-        }
-        (self.rows - 1).checked_mul(self.row_stride)?.checked_add((self.cols - 1).checked_mul(self.col_stride)?)
-    }
-
-    fn check(&self, what: &str) -> Result<()> {
-        let fits = self.rows == 0 || self.cols == 0 || self.last_index().is_some_and(|i| i < self.data.len());
-        let strides_fit = isize::try_from(self.row_stride).is_ok() && isize::try_from(self.col_stride).is_ok();
-        if !(fits && strides_fit) {
-            return Err(Error::Input(format!(
-                "matrix product: {what} view ({} x {}, strides {} and {}) reaches past its {} values",
-                self.rows,
-                self.cols,
-                self.row_stride,
-                self.col_stride,
-                self.data.len()
-            )));
-        }
-        Ok(())
-    }
-}
+pub use crate::ops::view::View;
 
 /// The kernels the `gemm` crate runs on this machine in this build: "avx512" where the CPU has it
 /// and the `avx512` feature is on, else "avx2" (with FMA), else "baseline".
@@ -69,11 +20,22 @@ pub fn crate_kernels() -> &'static str {
     "baseline"
 }
 
+/// Whether the `gemm` crate runs AVX-512 kernels here, where no BLAS beats it (`EMBGRAFT_GEMM=auto`).
+fn wide_kernels() -> bool {
+    crate_kernels() == "avx512"
+}
+
+/// The BLAS the door uses here, if any (None: the `gemm` crate); an error where
+/// `EMBGRAFT_GEMM` / `EMBGRAFT_BLAS` ask for one that cannot be had.
+pub fn blas() -> Result<Option<&'static crate::ops::blas::Blas>> {
+    crate::ops::blas::chosen(wide_kernels())
+}
+
 /// What computes the door's products here: the loaded BLAS by its own name, or the `gemm`
 /// crate with its kernels. Benchmarks and reports record it: the same CPU runs either,
 /// depending on the build and on `EMBGRAFT_GEMM` / `EMBGRAFT_BLAS` ([`crate::ops::blas`]).
 pub fn kernels() -> String {
-    match crate::ops::blas::chosen() {
+    match crate::ops::blas::chosen(wide_kernels()) {
         Ok(Some(b)) => b.name.clone(),
         Ok(None) => format!("gemm crate, {} kernels", crate_kernels()),
         Err(e) => format!("none ({e})"),
@@ -95,7 +57,7 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, para
     if !prepare(dst, &lhs, &rhs, accumulate)? {
         return Ok(());
     }
-    if let Some(blas) = crate::ops::blas::chosen()? {
+    if let Some(blas) = crate::ops::blas::chosen(wide_kernels())? {
         if blas.matmul(dst, &lhs, &rhs, accumulate, parallel) {
             return Ok(());
         }
@@ -204,5 +166,49 @@ mod tests {
         assert!(matmul(&mut d[..3], View::row_major(&a, 2, 3), View::row_major(&a, 3, 2), false).is_err());
         let huge = View { data: &a, rows: 2, cols: 2, row_stride: usize::MAX, col_stride: 1 };
         assert!(matmul(&mut d, huge, View::row_major(&a, 2, 2), false).is_err());
+    }
+
+    /// Where a BLAS loads here (a system OpenBLAS, or EMBGRAFT_BLAS): it computes the products
+    /// the door asks for, in every layout, bit for bit the same at 1 and at 2 threads, and
+    /// within rounding of the `gemm` crate. CI installs one, so this runs there.
+    #[test]
+    fn blas_products_do_not_depend_on_the_thread_count() {
+        let path = std::env::var("EMBGRAFT_BLAS").unwrap_or_else(|_| "libopenblas.so.0".into());
+        let b = match crate::ops::blas::Blas::open(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(std::env::var_os("EMBGRAFT_REQUIRE_BLAS").is_none(), "EMBGRAFT_REQUIRE_BLAS is set: {e}");
+                eprintln!("no BLAS here ({e}): skipped");
+                return;
+            }
+        };
+        let values = |n: usize, salt: usize| -> Vec<f32> {
+            (0..n).map(|i| (((i + salt) * 2_654_435_761) % 4096) as f32 / 4096.0 - 0.5).collect()
+        };
+        // Cut by rows, by columns, and too small to cut; the long inner dimension of the head's
+        // gradients, where OpenBLAS's own threads differed most.
+        for (m, k, n) in [(1030, 301, 129), (67, 301, 1290), (512, 3000, 700), (5, 30, 17)] {
+            let (a, bb) = (values(m * k, 1), values(k * n, 7));
+            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+                let av = if ta { View::transposed(&a, m, k) } else { View::row_major(&a, m, k) };
+                let bv = if tb { View::transposed(&bb, k, n) } else { View::row_major(&bb, k, n) };
+                let mut got = Vec::new();
+                for threads in [1, 2] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.install(|| assert!(b.matmul(&mut c, &av, &bv, false, true)));
+                    got.push(c);
+                }
+                assert!(got[0].iter().zip(&got[1]).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n} {ta} {tb}");
+                let mut want = vec![0f32; m * n];
+                crate_matmul(&mut want, av, bv, false, false).unwrap();
+                let worst = got[0].iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                assert!(worst < 1e-3, "{m}x{k}x{n}: {worst}");
+                // Accumulating adds to what dst holds.
+                let mut acc = got[0].clone();
+                assert!(b.matmul(&mut acc, &av, &bv, true, true));
+                assert!(acc.iter().zip(&got[0]).all(|(x, y)| (x - 2.0 * y).abs() < 1e-3));
+            }
+        }
     }
 }

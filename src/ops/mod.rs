@@ -14,6 +14,7 @@ pub mod cuda;
 pub mod decoder;
 pub mod gemm;
 pub mod loss;
+pub mod view;
 
 /// A gradient: dense, only some rows (the embedding's gradient touches only the rows of
 /// tokens in the batch; the optimizer treats the other rows as zero gradient), or an outer
