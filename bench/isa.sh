@@ -38,12 +38,10 @@ embgraft_for_isa() {
             ;;
     esac
     # embgraft's door loads a BLAS where the gemm crate has no AVX-512 kernels (src/ops/blas.rs):
-    # the one numpy ships, so it and numpy run the same library (EMBGRAFT_BLAS overrides it;
+    # the one numpy ships (found as the Python package finds it), so it and numpy run the same library (EMBGRAFT_BLAS overrides it;
     # EMBGRAFT_GEMM=gemm times the gemm crate alone).
     if [ -z "${EMBGRAFT_BLAS:-}" ]; then
-        EMBGRAFT_BLAS=$("${PYTHON:-python3}" -c 'import glob, os, numpy
-d = os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs")
-print(next(iter(sorted(glob.glob(os.path.join(d, "libscipy_openblas*.so*")))), ""))' 2>/dev/null || true)
+        EMBGRAFT_BLAS=$("${PYTHON:-python3}" python/embgraft/_blas.py 2>/dev/null || true)
         [ -n "$EMBGRAFT_BLAS" ] && export EMBGRAFT_BLAS
     fi
     echo "ISA=$ISA: embgraft $EMBGRAFT${OPENBLAS_CORETYPE:+, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}${MKL_ENABLE_INSTRUCTIONS:+, MKL_ENABLE_INSTRUCTIONS=$MKL_ENABLE_INSTRUCTIONS}${EMBGRAFT_BLAS:+, EMBGRAFT_BLAS=$EMBGRAFT_BLAS}" >&2

@@ -12,23 +12,12 @@ The engine is embgraft's Rust core; keyword arguments are its command-line flags
 ``donor=`` also takes a 2-D array (numpy, or a torch tensor on the CPU).
 """
 
-import glob as _glob
 import os as _os
 
+from ._blas import numpy_openblas as _numpy_openblas
 
-def _numpy_openblas():
-    """The OpenBLAS numpy's wheel ships (numpy.libs/libscipy_openblas*.so), or None. The engine
-    loads it for its matrix products on CPUs without AVX-512, where it beats the engine's own
-    kernels; EMBGRAFT_BLAS set by the user wins, and EMBGRAFT_GEMM=gemm turns it off."""
-    try:
-        import numpy
-    except ImportError:
-        return None
-    libs = _os.path.join(_os.path.dirname(numpy.__file__), _os.pardir, "numpy.libs")
-    found = sorted(_glob.glob(_os.path.join(libs, "libscipy_openblas*.so*")))
-    return _os.path.normpath(found[0]) if found else None
-
-
+# The engine loads this OpenBLAS for its matrix products on CPUs without AVX-512, where it beats
+# the engine's own kernels; EMBGRAFT_BLAS set by the user wins, and EMBGRAFT_GEMM=gemm turns it off.
 if not _os.environ.get("EMBGRAFT_BLAS"):
     _blas = _numpy_openblas()
     if _blas:

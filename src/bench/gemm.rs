@@ -111,11 +111,11 @@ fn view(data: &[f32], r: usize, c: usize, layout: Layout) -> View<'_> {
     }
 }
 
-/// Times `s` through embgraft's matmul door as the models call it (a BLAS where one is chosen,
-/// then also the `gemm` crate alone) (the output split over rayon's
-/// threads for the big products, a long-inner-dimension projection through a copy of wᵀ; attention's per-head products one per thread, as the
-/// decoder runs them) and through candle's matmul on contiguous tensors, `reps` timed calls
-/// after one untimed.
+/// Times `s` through embgraft's matmul door as the models call it (the output split over rayon's
+/// threads for the big products, a long-inner-dimension projection through a copy of wᵀ;
+/// attention's per-head products one per thread, as the decoder runs them), then, where the door
+/// runs a BLAS, through the `gemm` crate alone, and through candle's matmul on contiguous
+/// tensors: `reps` timed calls after one untimed each.
 pub fn time(s: &Shape, reps: usize) -> Result<Vec<GemmResult>> {
     use rayon::prelude::*;
     let (a, b) = (values(s.m * s.k, 1), values(s.k * s.n, 7));

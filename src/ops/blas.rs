@@ -150,9 +150,10 @@ impl Blas {
         if matches!(self.sgemm, Sgemm::Lp64(_)) && !ints_fit {
             return false;
         }
+        // Blocks keep their view's strides, so every call below reads with these layouts.
         if !parallel {
-            // SAFETY: dst holds m x n values at leading dimension n, as `call` asks.
-            unsafe { self.call(dst.as_mut_ptr(), n, lhs, rhs, accumulate) };
+            // SAFETY: dst holds m x n values at leading dimension n; the views were checked.
+            unsafe { self.call(dst.as_mut_ptr(), n, (lhs, a), (rhs, b), accumulate) };
             return true;
         }
         if m >= n {
@@ -160,8 +161,8 @@ impl Blas {
             let rows = block(m);
             dst.par_chunks_mut(rows * n).enumerate().for_each(|(i, d)| {
                 let sub = View { data: &lhs.data[i * rows * lhs.row_stride..], rows: d.len() / n, ..*lhs };
-                // SAFETY: d holds sub.rows x n values at leading dimension n.
-                unsafe { self.call(d.as_mut_ptr(), n, &sub, rhs, accumulate) };
+                // SAFETY: d holds sub.rows x n values at leading dimension n; sub is rows of lhs.
+                unsafe { self.call(d.as_mut_ptr(), n, (&sub, a), (rhs, b), accumulate) };
             });
         } else {
             // Blocks of columns: disjoint strided parts of dst, written through its pointer.
@@ -172,22 +173,29 @@ impl Blas {
                 let sub = View { data: &rhs.data[c0 * rhs.col_stride..], cols: w, ..*rhs };
                 let at = out;
                 // SAFETY: columns c0..c0 + w of every row of dst, at leading dimension n: inside
-                // dst, and no other task writes them.
-                unsafe { self.call(at.0.add(c0), n, lhs, &sub, accumulate) };
+                // dst, and no other task writes them; sub is columns of rhs.
+                unsafe { self.call(at.0.add(c0), n, (lhs, a), (&sub, b), accumulate) };
             });
         }
         true
     }
 
-    /// One CBLAS call on the calling thread, with the library held to one thread.
+    /// One CBLAS call on the calling thread, with the library held to one thread; each view
+    /// with its [`layout`].
     ///
     /// # Safety
     /// `dst` must point to lhs.rows rows of rhs.cols writable values at leading dimension
     /// `ldc`, not written by anyone else during the call; both views must lie inside their
-    /// slices and be readable by CBLAS (`layout`).
-    unsafe fn call(&self, dst: *mut f32, ldc: usize, lhs: &View, rhs: &View, accumulate: bool) {
+    /// slices, and each layout must be what `layout` gives for its view.
+    unsafe fn call(
+        &self,
+        dst: *mut f32,
+        ldc: usize,
+        (lhs, (ta, lda)): (&View, (i32, usize)),
+        (rhs, (tb, ldb)): (&View, (i32, usize)),
+        accumulate: bool,
+    ) {
         let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-        let ((ta, lda), (tb, ldb)) = (layout(lhs).unwrap_or_default(), layout(rhs).unwrap_or_default());
         let beta = if accumulate { 1.0 } else { 0.0 };
         let previous = self.set_threads_local.map(|local| local(1));
         // The one CBLAS call, with the library's integer width.
@@ -301,10 +309,10 @@ fn choose(wide_kernels: bool) -> std::result::Result<Option<Blas>, String> {
 
 /// The BLAS in use, if any; an error when `EMBGRAFT_GEMM` or `EMBGRAFT_BLAS` asks for one that
 /// cannot be had (the same error at every call, so the first product stops the run).
-/// `wide_kernels`: the `gemm` crate runs AVX-512 kernels here, so `auto` wants no BLAS (the
-/// door says so, the same at every call; the first call decides for the process).
-pub fn chosen(wide_kernels: bool) -> Result<Option<&'static Blas>> {
-    match CHOSEN.get_or_init(|| choose(wide_kernels)) {
+/// `wide_kernels` says whether the `gemm` crate runs AVX-512 kernels here, so that `auto` wants
+/// no BLAS; it is asked once, by the first call, which decides for the process.
+pub fn chosen(wide_kernels: impl FnOnce() -> bool) -> Result<Option<&'static Blas>> {
+    match CHOSEN.get_or_init(|| choose(wide_kernels())) {
         Ok(b) => Ok(b.as_ref()),
         Err(e) => Err(Error::Input(e.clone())),
     }

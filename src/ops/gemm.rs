@@ -28,14 +28,14 @@ fn wide_kernels() -> bool {
 /// The BLAS the door uses here, if any (None: the `gemm` crate); an error where
 /// `EMBGRAFT_GEMM` / `EMBGRAFT_BLAS` ask for one that cannot be had.
 pub fn blas() -> Result<Option<&'static crate::ops::blas::Blas>> {
-    crate::ops::blas::chosen(wide_kernels())
+    crate::ops::blas::chosen(wide_kernels)
 }
 
 /// What computes the door's products here: the loaded BLAS by its own name, or the `gemm`
 /// crate with its kernels. Benchmarks and reports record it: the same CPU runs either,
 /// depending on the build and on `EMBGRAFT_GEMM` / `EMBGRAFT_BLAS` ([`crate::ops::blas`]).
 pub fn kernels() -> String {
-    match crate::ops::blas::chosen(wide_kernels()) {
+    match blas() {
         Ok(Some(b)) => b.name.clone(),
         Ok(None) => format!("gemm crate, {} kernels", crate_kernels()),
         Err(e) => format!("none ({e})"),
@@ -57,7 +57,7 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool, para
     if !prepare(dst, &lhs, &rhs, accumulate)? {
         return Ok(());
     }
-    if let Some(blas) = crate::ops::blas::chosen(wide_kernels())? {
+    if let Some(blas) = blas()? {
         if blas.matmul(dst, &lhs, &rhs, accumulate, parallel) {
             return Ok(());
         }
