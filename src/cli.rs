@@ -55,6 +55,28 @@ pub enum Command {
         #[arg(long)]
         complete: bool,
     },
+    /// Write one finished run's saved weights (made with --save-weights) as a folder PyTorch loads:
+    /// Model 5 as a Hugging Face GPT-2 folder for transformers' GPT2LMHeadModel.from_pretrained,
+    /// Model 1 as model.safetensors for embgraft.torch_model1; with the run's test windows
+    Export {
+        /// The --out folder of a compare (or one group's folder in it)
+        dir: PathBuf,
+        /// The configuration (A-H)
+        #[arg(long = "config")]
+        letter: String,
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        /// The folder to write (new or empty)
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an earlier export's files in a non-empty --out
+        #[arg(long)]
+        force: bool,
+        /// Where the run's donor file is now, if it moved (frozen tensors equal to the donor's are
+        /// read from it)
+        #[arg(long, value_name = "FILE")]
+        donor: Option<PathBuf>,
+    },
     /// List a safetensors file's tensors and the embedding that would be grafted
     Inspect {
         /// A .safetensors file, a model folder, or gpt2
@@ -160,7 +182,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
     /// Continue an interrupted experiment in DIR (its config.toml; only --device, --checkpoint-every,
-    /// --max-input-size, --tensorboard and --max-memory may change)
+    /// --max-input-size, --tensorboard, --save-weights and --max-memory may change)
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Run only the K-th of N slices of the grid (cells balanced by planned steps) into an --out
@@ -195,7 +217,7 @@ impl RunArgs {
             if let Some(id) = ids.into_iter().find(|i| !["resume", "letter"].contains(i) && !RESUMABLE.contains(i)) {
                 return Err(Error::Input(format!(
                     "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device, \
-                     --checkpoint-every, --max-input-size, --tensorboard and --max-memory may change)",
+                     --checkpoint-every, --max-input-size, --tensorboard, --save-weights and --max-memory may change)",
                     p.display(),
                     flag_of(id)
                 )));
@@ -318,6 +340,33 @@ fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
         r.cells
     ));
     Ok(())
+}
+
+/// `embgraft export`: one line naming what was written, and the notes on what could not be.
+pub fn export(
+    dir: &std::path::Path,
+    letter: &str,
+    seed: u64,
+    (out, force): (&std::path::Path, bool),
+    donor: Option<&std::path::Path>,
+) -> Result<crate::experiment::export::Exported> {
+    let letter: crate::config::Letter = letter.parse()?;
+    let req = crate::experiment::export::Request { dir, letter, seed, out, force, donor };
+    let done = crate::experiment::export::export(&req)?;
+    for n in &done.notes {
+        say(&format!("note: {n}"));
+    }
+    let load = match done.model {
+        crate::config::ModelKind::Model5 => "transformers.GPT2LMHeadModel.from_pretrained",
+        crate::config::ModelKind::Model1 => "embgraft.torch_model1",
+    };
+    let loss = done.final_test_loss.map_or(String::new(), |l| format!("; the run's final test loss was {l:.4}"));
+    say(&format!(
+        "exported {letter} seed {seed} to {} ({}): load it with {load}{loss}",
+        out.display(),
+        done.files.join(", ")
+    ));
+    Ok(done)
 }
 
 fn bench(a: &BenchArgs) -> anyhow::Result<()> {
@@ -510,6 +559,9 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Train { letter, args } => run_experiment(&args, &train_config(&args, sub, &letter)?)?,
         Command::Bench(args) => bench(&args)?,
         Command::Report { dir, complete } => report(&dir, complete)?,
+        Command::Export { dir, letter, seed, out, force, donor } => {
+            export(&dir, &letter, seed, (&out, force), donor.as_deref())?;
+        }
         Command::Inspect { path, tensor, tokenizer, vocab_map, write_mapped } => {
             if tokenizer.is_none() && write_mapped.is_some() {
                 anyhow::bail!("--write-mapped needs --tokenizer: the vocabulary to map the donor's rows onto");

@@ -25,6 +25,7 @@ if not _os.environ.get("EMBGRAFT_BLAS"):
 
 from ._embgraft import DonorError, DownloadError, Error, InputError, OutputError  # noqa: E402
 from ._api import Result, compare, inspect, report, settings, train  # noqa: E402
+from ._torch import read_safetensors, torch_model1  # noqa: E402
 
 __all__ = [
     "compare",
@@ -33,6 +34,8 @@ __all__ = [
     "report",
     "settings",
     "Result",
+    "torch_model1",
+    "read_safetensors",
     "Error",
     "InputError",
     "DonorError",

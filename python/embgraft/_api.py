@@ -311,6 +311,54 @@ class Result:
         except ImportError:
             return rows
 
+    def _cell_dir(self, pair):
+        if pair is None:
+            return self.run_dir
+        return self.run_dir / pair
+
+    def weights(self, config, seed=0, pair=None, donor=None):
+        """A finished run's trained parameters (the run made with ``save_weights=True``), by
+        name, as read-only numpy arrays mapped from the run folder (frozen tensors equal to the
+        donor's are mapped from the donor file, checked against the hash the run saved). Names
+        and layouts are the model's: ``wte``, ``lm_head`` for Model 1; GPT-2's names for Model 5
+        with every projection (out, in), as ``nn.Linear`` holds it. ``pair=`` picks a group of a
+        run of several donors, corpora or sizes; ``donor=`` the donor file's new place if it moved."""
+        import numpy as np
+
+        _, located = _embgraft.weights(str(self._cell_dir(pair)), str(config), int(seed),
+                                       None if donor is None else str(donor))
+        return {name: np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=tuple(shape))
+                for name, shape, path, offset in located}
+
+    def logits(self, config, ids, seed=0, pair=None, donor=None):
+        """The logits of a finished run's saved weights (``save_weights=True``) for token ids of
+        shape (windows, length), computed by the engine: a float32 array (windows, length, vocab)."""
+        import numpy as np
+
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None, :]
+        if ids.ndim != 2 or ids.size == 0 or ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= 2**32:
+            raise _embgraft.InputError("ids= takes non-negative token ids of shape (windows, length)")
+        raw = _embgraft.logits(str(self._cell_dir(pair)), str(config), int(seed),
+                               np.ascontiguousarray(ids, dtype="<u4").tobytes(), ids.shape[0],
+                               None if donor is None else str(donor))
+        z = np.frombuffer(raw, dtype="<f4")
+        return z.reshape(ids.shape[0], ids.shape[1], -1)
+
+    def export(self, config, seed=0, out=None, force=False, pair=None, donor=None):
+        """Writes a finished run's saved weights as a folder PyTorch loads (``embgraft export``):
+        Model 5 for ``transformers.GPT2LMHeadModel.from_pretrained(out)``, Model 1 for
+        :func:`embgraft.torch_model1`; with the run's test windows (``test-windows.safetensors``)
+        and ``embgraft.json`` (its final test loss). Returns the folder."""
+        if out is None:
+            raise _embgraft.InputError("export needs out=, the folder to write")
+        files, notes = _embgraft.export(str(self._cell_dir(pair)), str(config), int(seed), str(out), bool(force),
+                                        None if donor is None else str(donor))
+        for n in notes:
+            _say(f"note: {n}")
+        return Path(out)
+
     def _png(self):
         """The picture that sums the run up: a sweep's answers against size, else the loss curves."""
         p = self.run_dir / "loss-curves.png"

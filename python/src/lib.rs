@@ -199,6 +199,81 @@ fn inspect(path: &str) -> PyResult<String> {
     Ok(json.to_string())
 }
 
+/// A finished run's saved weights (`save_weights=True`): the model ("model1" or "model5"), and
+/// for each tensor (name, shape, file, byte offset) of its f32 values, for numpy to map: the
+/// weights file, or the donor file for frozen tensors stored as a reference to it. Every file
+/// is verified first (checksum, cell, experiment, donor tensor hashes).
+#[pyfunction]
+#[pyo3(signature = (run_dir, config, seed, donor=None))]
+fn weights(
+    py: Python<'_>,
+    run_dir: std::path::PathBuf,
+    config: &str,
+    seed: u64,
+    donor: Option<std::path::PathBuf>,
+) -> PyResult<(String, Vec<(String, Vec<usize>, String, usize)>)> {
+    let letter: embgraft::config::Letter = config.parse().map_err(to_py)?;
+    py.detach(|| {
+        let cell = embgraft::experiment::export::open_cell(&run_dir, letter, seed)?;
+        let located = cell.weights.locate(donor.as_deref())?;
+        let kind = format!("{:?}", cell.weights.model.kind).to_lowercase();
+        Ok((kind, located.into_iter().map(|l| (l.name, l.shape, l.file.display().to_string(), l.offset)).collect()))
+    })
+    .map_err(to_py)
+}
+
+/// The logits of a finished run's saved weights for `windows` rows of token ids (`ids`, u32
+/// little-endian bytes, row-major), as f32 little-endian bytes of (windows · length, vocabulary).
+#[pyfunction]
+#[pyo3(signature = (run_dir, config, seed, ids, windows, donor=None))]
+fn logits<'py>(
+    py: Python<'py>,
+    run_dir: std::path::PathBuf,
+    config: &str,
+    seed: u64,
+    ids: Bound<'py, PyBytes>,
+    windows: usize,
+    donor: Option<std::path::PathBuf>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let letter: embgraft::config::Letter = config.parse().map_err(to_py)?;
+    let ids: Vec<u32> = ids.as_bytes().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let z = py
+        .detach(|| {
+            let cell = embgraft::experiment::export::open_cell(&run_dir, letter, seed)?;
+            cell.logits(&ids, windows, donor.as_deref())
+        })
+        .map_err(to_py)?;
+    Ok(PyBytes::new(py, embgraft::util::f32_bytes(&z)))
+}
+
+/// `embgraft export`: writes one finished run's weights as a PyTorch / transformers folder;
+/// returns the files written and the notes on what could not be.
+#[pyfunction]
+#[pyo3(signature = (run_dir, config, seed, out, force=false, donor=None))]
+fn export(
+    py: Python<'_>,
+    run_dir: std::path::PathBuf,
+    config: &str,
+    seed: u64,
+    out: std::path::PathBuf,
+    force: bool,
+    donor: Option<std::path::PathBuf>,
+) -> PyResult<(Vec<String>, Vec<String>)> {
+    let letter: embgraft::config::Letter = config.parse().map_err(to_py)?;
+    py.detach(|| {
+        let req = embgraft::experiment::export::Request {
+            dir: &run_dir,
+            letter,
+            seed,
+            out: &out,
+            force,
+            donor: donor.as_deref(),
+        };
+        embgraft::experiment::export::export(&req).map(|d| (d.files, d.notes))
+    })
+    .map_err(to_py)
+}
+
 /// Every setting: (keyword, flag, default, help), from the engine's settings types.
 #[pyfunction]
 fn settings() -> Vec<(String, String, String, String)> {
@@ -211,6 +286,9 @@ fn _embgraft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
+    m.add_function(wrap_pyfunction!(weights, m)?)?;
+    m.add_function(wrap_pyfunction!(export, m)?)?;
+    m.add_function(wrap_pyfunction!(logits, m)?)?;
     let py = m.py();
     m.add("Error", py.get_type::<Error>())?;
     m.add("InputError", py.get_type::<InputError>())?;

@@ -276,6 +276,11 @@ pub struct Run {
     /// step, thaws, the copy and frozen checks, the verdicts): `tensorboard --logdir DIR`
     #[arg(long, help_heading = "Run")]
     pub tensorboard: bool,
+    /// Also keep each finished run's trained parameters in DIR/weights-<config>-<seed>.safetensors
+    /// (`embgraft export` turns them into a PyTorch or transformers folder); frozen tensors equal
+    /// to the donor's are stored as a reference to it
+    #[arg(long, help_heading = "Run")]
+    pub save_weights: bool,
     /// Memory the run may use (8GiB, 500MB); a run estimated to need more is refused before it
     /// starts [default: what the system has available: MemAvailable, or the cgroup's limit]
     #[arg(long, value_name = "SIZE", help_heading = "Run")]
@@ -307,7 +312,8 @@ pub struct ExperimentConfig {
 /// The table of config.toml that records what a run folder's experiment was made from.
 pub const FINGERPRINTS: &str = "fingerprints";
 
-pub const RESUMABLE: &[&str] = &["device", "checkpoint_every", "max_input_size", "tensorboard", "max_memory"];
+pub const RESUMABLE: &[&str] =
+    &["device", "checkpoint_every", "max_input_size", "tensorboard", "save_weights", "max_memory"];
 
 /// Settings that came after run folders recorded fingerprints: recorded (and hashed) only
 /// where they differ from their default, so a folder made before them keeps its fingerprint.

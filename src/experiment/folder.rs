@@ -339,10 +339,10 @@ pub fn remove_leftovers(dir: &Path, owned: &dyn Fn(&str) -> bool) -> u64 {
     freed
 }
 
-/// Result files a cell writes (its run file and checkpoint); shards write only these.
+/// Result files a cell writes (its run file, checkpoint and weights); shards write only these.
 pub fn is_cell_file(name: &str) -> bool {
     (name.starts_with("run-") && name.ends_with(".json"))
-        || (name.starts_with("checkpoint-") && name.ends_with(".safetensors"))
+        || ((name.starts_with("checkpoint-") || name.starts_with("weights-")) && name.ends_with(".safetensors"))
 }
 
 /// The report files an experiment writes into a folder (a group's or the overview), by name.
@@ -435,6 +435,7 @@ fn clear_folder(dir: &Path, prefix: &str, cells: &[(u64, Letter)], cleared: &mut
             [
                 format!("run-{l}-{seed}.json"),
                 format!("checkpoint-{l}-{seed}.safetensors"),
+                format!("weights-{l}-{seed}.safetensors"),
                 format!(".cell-{l}-{seed}.lock"),
             ]
         })

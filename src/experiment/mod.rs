@@ -1,6 +1,7 @@
 //! The whole experiment: read every input (so bad input fails before anything is written), run
 //! the grid of configurations x seeds, stream metrics, and write the report.
 
+pub mod export;
 pub mod folder;
 pub mod inputs;
 pub mod memory;
@@ -25,7 +26,7 @@ pub use crate::experiment::rebuild::{rebuild_report, Rebuilt};
 use crate::rng::{stream, Stream};
 use crate::train::results::{InputSummary, RunResult};
 pub use crate::train::sinks::Progress;
-use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, FanOut};
+use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, weights_file, FanOut};
 use crate::train::{self, Observer};
 use crate::util::say;
 
@@ -134,7 +135,7 @@ fn take_up(
     let file_name = |p: std::path::PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned());
     let mine: Vec<String> = grid
         .iter()
-        .flat_map(|&(seed, l)| [run_file(out, l, seed), checkpoint_file(out, l, seed)])
+        .flat_map(|&(seed, l)| [run_file(out, l, seed), checkpoint_file(out, l, seed), weights_file(out, l, seed)])
         .filter_map(file_name)
         .collect();
     folder::remove_leftovers(out, &|name: &str| !shard || mine.iter().any(|m| m == name));
@@ -178,7 +179,12 @@ enum Prior {
 fn prior(out: &Path, letter: Letter, seed: u64, expected: &rebuild::Expected, legacy: &mut bool) -> Result<Prior> {
     let done = run_file(out, letter, seed);
     if done.exists() {
-        return Ok(Prior::Finished(Box::new(expected.run_file(&done, letter, seed, legacy)?)));
+        let r = expected.run_file(&done, letter, seed, legacy)?;
+        let w = weights_file(out, letter, seed);
+        if w.exists() {
+            expected.weights(&w, letter, seed)?;
+        }
+        return Ok(Prior::Finished(Box::new(r)));
     }
     let ckpt = checkpoint_file(out, letter, seed);
     if ckpt.exists() {
@@ -253,6 +259,13 @@ fn run_grid(
         let resume = match prior {
             Prior::Finished(r) => {
                 say(&format!("{label} kept from the earlier run"));
+                if cfg.run.save_weights && !weights_file(out, letter, seed).exists() {
+                    say(&format!(
+                        "note: {label} finished without --save-weights, so it has no weights file; rerun it (delete \
+                         {}) to keep them",
+                        run_file(out, letter, seed).display()
+                    ));
+                }
                 sinks.on_kept((letter, seed), &r)?;
                 results.push(*r);
                 continue;
@@ -349,6 +362,19 @@ fn run_cell(
     let done = resume.as_ref().map_or(0, |c| c.step);
     sinks.on_start((letter, seed), &train::RunStart { label, done, steps, earlier_points, earlier_thaws });
     let (mut result, model) = train::run(cfg, letter, seed, shared, resume, sinks)?;
+    if !result.interrupted {
+        let params = model.params();
+        let trained = crate::train::weights::Trained {
+            params: &params,
+            model: crate::train::weights::ModelRecord {
+                kind: cfg.model.kind,
+                describe: model.describe(),
+                model5: shared.model5.cloned(),
+            },
+            donor: shared.donor_file.map(|d| (d, shared.donor.tensor.as_str())),
+        };
+        sinks.on_trained((letter, seed), &trained)?;
+    }
     result.sample = sample_text(model.as_ref(), &inputs.tokenizer, cfg, seed, letter)?;
     sinks.on_finish((letter, seed), &result)?;
     Ok(result)
@@ -368,7 +394,7 @@ fn open_sinks<'a>(
     guard: folder::Guard,
     shared_folder: bool,
 ) -> Result<FanOut<'a>> {
-    use crate::train::sinks::{CellFiles, Checkpointer, Display, MetricsCsv, StopSwitch};
+    use crate::train::sinks::{CellFiles, Checkpointer, Display, MetricsCsv, StopSwitch, WeightsFiles};
     let out = place.dir;
     // The locks are checked before any other sink writes.
     let mut sinks: Vec<Box<dyn Observer + 'a>> = vec![Box::new(guard)];
@@ -387,6 +413,9 @@ fn open_sinks<'a>(
         sinks.push(Box::new(MetricsCsv::start(out.join("metrics.csv"), &head)?));
     }
     let group = place.group.to_string();
+    if cfg.run.save_weights {
+        sinks.push(Box::new(WeightsFiles { out: out.to_path_buf(), made: made.clone(), group: group.clone() }));
+    }
     sinks.push(Box::new(CellFiles { out: out.to_path_buf(), made: made.clone(), group: group.clone() }));
     sinks.push(Box::new(Checkpointer::new(out.to_path_buf(), made, group, cfg.run.checkpoint_every.0)));
     if cfg.run.tensorboard {

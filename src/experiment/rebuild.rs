@@ -11,7 +11,7 @@ use crate::config::{ExperimentConfig, Letter};
 use crate::error::{Error, Result};
 use crate::experiment::folder::{self, Mode};
 use crate::train::results::{InputSummary, RunResult};
-use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, METRICS_HEADER};
+use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, weights_file, METRICS_HEADER};
 
 /// A cell's run file, read with bounds and its checksum verified; a damaged one is named with
 /// what to do.
@@ -90,6 +90,13 @@ impl Expected<'_> {
         .check(&want, &file)?;
         self.accept(stamp, &want, &file, false, legacy)?;
         Ok(r)
+    }
+
+    /// The cell `letter`-`seed`'s saved weights (`--save-weights`), verified the same way.
+    pub fn weights(&self, path: &Path, letter: Letter, seed: u64) -> Result<crate::train::weights::Saved> {
+        let (saved, stamp) = crate::train::weights::open(path)?;
+        self.accept(stamp, &self.cell(letter, seed), &file_name(path), true, &mut false)?;
+        Ok(saved)
     }
 
     /// The unfinished cell `letter`-`seed` from its checkpoint, verified the same way.
@@ -253,7 +260,13 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
     for &(seed, l) in &grid {
         let f = run_file(&sub, l, seed);
         match f.exists() {
-            true => runs.push(expected.run_file(&f, l, seed, &mut legacy)?),
+            true => {
+                runs.push(expected.run_file(&f, l, seed, &mut legacy)?);
+                let w = weights_file(&sub, l, seed);
+                if w.exists() {
+                    expected.weights(&w, l, seed)?;
+                }
+            }
             false if checkpoint_file(&sub, l, seed).exists() => {
                 missing.push(format!("{} (unfinished: has a checkpoint)", label(l, seed)))
             }

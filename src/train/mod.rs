@@ -8,6 +8,7 @@ pub mod drift;
 pub mod results;
 pub mod sinks;
 pub mod tensorboard;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -65,6 +66,10 @@ pub trait Observer {
     /// Asked after every step; true saves a checkpoint there (`--checkpoint-every`).
     fn checkpoint_due(&mut self) -> bool {
         false
+    }
+    /// A run finished (not one interrupted), before `on_finish`: what it trained.
+    fn on_trained(&mut self, _run: (Letter, u64), _trained: &weights::Trained) -> Result<()> {
+        Ok(())
     }
     /// The run ended, finished or interrupted, with its sample text drawn.
     fn on_finish(&mut self, _run: (Letter, u64), _result: &RunResult) -> Result<()> {

@@ -70,6 +70,10 @@ impl Observer for FanOut<'_> {
         self.0.iter_mut().try_for_each(|o| o.on_checkpoint(run, c))
     }
 
+    fn on_trained(&mut self, run: (Letter, u64), t: &crate::train::weights::Trained) -> Result<()> {
+        self.0.iter_mut().try_for_each(|o| o.on_trained(run, t))
+    }
+
     fn on_finish(&mut self, run: (Letter, u64), result: &RunResult) -> Result<()> {
         self.0.iter_mut().try_for_each(|o| o.on_finish(run, result))
     }
@@ -94,6 +98,10 @@ pub fn cell_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
 
 pub fn checkpoint_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
     out.join(format!("checkpoint-{letter}-{seed}.safetensors"))
+}
+
+pub fn weights_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
+    out.join(format!("weights-{letter}-{seed}.safetensors"))
 }
 
 /// `loss` in nats per token; `bpb` the same loss in bits per byte where it is measured (the
@@ -176,6 +184,23 @@ impl Observer for CellFiles {
         let json = serde_json::to_string_pretty(&stamped).map_err(|e| Error::Output(e.to_string()))?;
         crate::util::write_atomic(&cell_file(&self.out, letter, seed), json.as_bytes())?;
         let _ = std::fs::remove_file(checkpoint_file(&self.out, letter, seed));
+        Ok(())
+    }
+}
+
+/// `--save-weights`: a finished cell's trained parameters, written before its run file, so a
+/// run file with the setting on always has its weights beside it (a weights file without a run
+/// file is a cell that did not finish, and is written again when it does).
+pub struct WeightsFiles {
+    pub out: PathBuf,
+    pub made: MadeUnder,
+    pub group: String,
+}
+
+impl Observer for WeightsFiles {
+    fn on_trained(&mut self, (letter, seed): (Letter, u64), t: &crate::train::weights::Trained) -> Result<()> {
+        let cell = cell_id(&self.group, letter, seed);
+        crate::train::weights::save(&weights_file(&self.out, letter, seed), t, Some(&self.made), &cell)?;
         Ok(())
     }
 }
