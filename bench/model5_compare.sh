@@ -2,7 +2,7 @@
 # Model 5's training step and evaluation: embgraft (the fused CPU decoder, and candle's autograd
 # with --plain) against transformers' GPT2LMHeadModel eager and under torch.compile, on the same
 # batches, run one after another per shape in one go (one process per measurement, so each
-# peak RSS is its own). Prints the table README's speed section holds.
+# peak RSS is its own). Prints the table docs/speed.md holds.
 #
 #   bench/model5_compare.sh CORPUS.txt [--plain]   (needs: cargo, python3 with torch and
 #                                                   transformers; PYTHON=path/to/python to pick

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A random donor of another donor's shape: each column drawn from that column's mean and standard
 deviation (seeded), with the same tokenizer.json, so it maps through the same tokenizer as the
-original and differs only in what the rows hold. README's two-donor run compares the shared MiniLM
-with one.
+original and differs only in what the rows hold. The two-donor run in docs/tokenizers.md compares
+the shared MiniLM with one.
 
   python3 bench/random_donor.py ../shared/data/donors/all-minilm-l6-v2 /tmp/minilm-random [--seed 0]
 

@@ -1,6 +1,6 @@
 //! A BLAS loaded at run time for the matrix products where it beats the `gemm` crate: on CPUs
 //! without AVX-512 the crate's AVX2 kernels reach about 70 % of OpenBLAS's at the models'
-//! shapes (README, "The matrix products"), on AVX-512 they match or beat it. Nothing is linked:
+//! shapes (docs/speed.md, "The matrix products"), on AVX-512 they match or beat it. Nothing is linked:
 //! a build, the wheel and the tests need no BLAS, and where none loads the `gemm` crate runs.
 //!
 //! Which library: `EMBGRAFT_BLAS` (a path), else a system OpenBLAS (`libopenblas.so.0`). The
