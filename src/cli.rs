@@ -165,7 +165,8 @@ pub struct RunArgs {
     /// course (the lecture's values, random window split) or honest (the same, contiguous split)
     #[arg(long, value_enum, help_heading = "Presets")]
     pub protocol: Option<Preset>,
-    /// Reduced budget with a complete report: 60 steps per run, evaluated every 20, 3 seeds
+    /// Reduced budget with a complete report: 60 steps per run, evaluated every 20 (on 256 windows
+    /// of each split before the last point, which scores them all), 3 seeds
     #[arg(long, help_heading = "Presets")]
     pub quick: bool,
     /// The 2x2 grid in one flag: --grid graft=none,wte freeze=none,wte (first value = A's; ';'

@@ -34,7 +34,9 @@ fn compare_writes_every_file_with_checks_passing() {
     assert_eq!(s.runs.len(), 4);
     for r in &s.runs {
         assert_eq!(r.steps, 12);
-        assert_eq!(r.points.iter().map(|p| p.step).collect::<Vec<_>>(), vec![4, 8, 12]);
+        // Step 0 first: the initial state, scored before any batch.
+        assert_eq!(r.points.iter().map(|p| p.step).collect::<Vec<_>>(), vec![0, 4, 8, 12]);
+        assert_eq!((r.points[0].epoch, Some(r.points[0].train_loss)), (0, r.points[0].train_eval_loss));
         assert_eq!(r.copy_check.as_ref().map(|c| c.passed()), r.config.copied().then_some(true), "{:?}", r.config);
         assert_eq!(r.frozen_check.as_ref().map(|c| c.passed()), r.config.frozen().then_some(true), "{:?}", r.config);
         assert!(r.points.iter().all(|p| p.test_loss.is_finite()));
@@ -49,7 +51,7 @@ fn compare_writes_every_file_with_checks_passing() {
 
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("config,seed,epoch,step,split,loss,bpb\n"));
-    assert_eq!(csv.lines().count(), 1 + 4 * 3 * 3, "train, test and train_eval rows per point");
+    assert_eq!(csv.lines().count(), 1 + 4 * 4 * 3, "train, test and train_eval rows per point (step 0 too)");
     assert!(csv.contains("\nB,0,1,4,test,"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for needle in [
@@ -72,7 +74,7 @@ fn compare_writes_every_file_with_checks_passing() {
     assert_eq!(json["inputs"]["donor_tensor"], "wte.weight");
     let svg = std::fs::read_to_string(out.join("loss-curves.svg")).unwrap();
     assert!(svg.contains("A: random, trainable") && svg.contains("D: random, frozen"));
-    assert_eq!(svg.matches("<circle").count(), 4 * 3, "one marker per test point");
+    assert_eq!(svg.matches("<circle").count(), 4 * 4, "one marker per test point, step 0 included");
     let png = std::fs::read(out.join("loss-curves.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // config.toml reruns the same experiment.
@@ -678,7 +680,10 @@ fn eval_windows_samples_every_point_but_the_last_without_touching_training() {
         assert!(a.points.iter().all(|p| p.eval_windows.is_none()));
         let (before, _) = b.points.split_at(b.points.len() - 1);
         assert!(before.iter().all(|p| p.eval_windows == Some(5)), "{:?}", b.points);
-        assert!(before.iter().zip(&a.points).all(|(p, q)| p.train_loss == q.train_loss && p.test_loss != q.test_loss));
+        // Training is untouched: the batch losses agree; the scores differ. (Step 0's train loss is
+        // a score too, of the train-eval windows, since no batch has run.)
+        assert!(before.iter().zip(&a.points).all(|(p, q)| p.test_loss != q.test_loss));
+        assert!(before.iter().zip(&a.points).all(|(p, q)| (p.step == 0) != (p.train_loss == q.train_loss)));
     }
     // The sample is the seed's: both configurations of a seed score the same windows, so the
     // sampled differences are paired (a second run draws them again).

@@ -36,7 +36,8 @@ def test_same_bytes_as_the_command_line(inputs, tmp_path):
     assert all(v["verdict"] and v["p_value"] is not None for v in r.verdicts)
     rows = r.metrics
     rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
-    assert len(rows) == 4 * 2 * 2 * 3 and {"config", "seed", "epoch", "step", "split", "loss"} <= set(rows[0])
+    # 4 configs x 2 seeds x 3 points (step 0, 3, 6) x 3 splits
+    assert len(rows) == 4 * 2 * 3 * 3 and {"config", "seed", "epoch", "step", "split", "loss"} <= set(rows[0])
     html = r._repr_html_()
     assert "B − C = " in html and "data:image/png;base64," in html
 

@@ -314,14 +314,35 @@ fn run_grid(
     Ok(summary)
 }
 
+/// A path as the plan line shows it: relative to the working folder when inside it, else its
+/// last part (a file with its folder's name): the line names the inputs without printing the
+/// machine's layout into notebooks and logs (config.toml and the report keep the full paths).
+/// Anything that is not an absolute path (a Hub id, `gpt2`) is shown as it is.
+fn shown(text: &str) -> String {
+    let path = Path::new(text);
+    if !path.is_absolute() {
+        return text.to_string();
+    }
+    if let Some(rel) = std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf)) {
+        if !rel.as_os_str().is_empty() {
+            return rel.display().to_string();
+        }
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| text.to_string());
+    match (path.is_file(), path.parent().and_then(Path::file_name)) {
+        (true, Some(folder)) => format!("{}/{name}", folder.to_string_lossy()),
+        _ => name,
+    }
+}
+
 /// What will run, on what, before anything does.
 fn announce(cfg: &ExperimentConfig, info: &InputSummary, unused_rows: usize, runs: usize) {
     say(&format!(
         "embgraft: {} tokens of {} ({}), donor {} {} [{} x {}], split {}: {} train / {} test windows",
         info.corpus_tokens,
-        info.corpus,
-        info.tokenizer,
-        info.donor,
+        shown(&info.corpus),
+        shown(&info.tokenizer),
+        shown(&info.donor),
         info.donor_tensor,
         info.vocab,
         info.dim,

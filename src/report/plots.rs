@@ -91,13 +91,17 @@ where
     root.fill(&WHITE).map_err(err)?;
     // The legend column grows with the longest configuration label (Model 5's name patterns).
     let longest = curves.keys().map(|&l| format!("{l}: {}", cfg.describe(l)).chars().count()).max().unwrap_or(0);
-    let legend_width = (60 + 8 * longest as u32).clamp(250, 460);
+    let legend_width = (60 + 8 * longest as u32).clamp(330, 460);
     let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - legend_width);
+    // The y-range fits the curves drawn; a reference outside it is named in the legend instead
+    // of stretching the axis until the curves are flat lines.
     let finite = curves
         .values()
         .flatten()
-        .flat_map(|p| [p.train.low(), p.train.high(), p.test.low(), p.test.high()])
-        .chain([refs.train_entropy, refs.test_loss])
+        .flat_map(|p| {
+            let te = p.train_eval.map_or([f64::NAN; 2], |e| [e.low(), e.high()]);
+            [p.train.low(), p.train.high(), p.test.low(), p.test.high(), te[0], te[1]]
+        })
         .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
@@ -142,23 +146,31 @@ where
         let like_test: Vec<(f64, f64)> = pts.iter().filter_map(|p| Some((p.step, p.train_eval?.mean))).collect();
         chart.draw_series(DashedLineSeries::new(like_test, 2, 4, c.stroke_width(2))).map_err(err)?;
     }
-    // The count-based references, across the whole x range.
+    // The count-based references, across the whole x range, where they fall inside it.
     let grey = RGBColor(110, 110, 110);
     let x_end = max_step * 1.02;
-    chart
-        .draw_series(LineSeries::new([(0.0, refs.train_entropy), (x_end, refs.train_entropy)], grey.stroke_width(1)))
-        .map_err(err)?;
-    chart
-        .draw_series(DashedLineSeries::new(
-            [(0.0, refs.test_loss), (x_end, refs.test_loss)],
-            8,
-            5,
-            grey.stroke_width(1),
-        ))
-        .map_err(err)?;
+    let (y0, y1) = (lo - pad, hi + pad);
+    let inside = |v: f64| v.is_finite() && (y0..=y1).contains(&v);
+    if inside(refs.train_entropy) {
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, refs.train_entropy), (x_end, refs.train_entropy)],
+                grey.stroke_width(1),
+            ))
+            .map_err(err)?;
+    }
+    if inside(refs.test_loss) {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, refs.test_loss), (x_end, refs.test_loss)],
+                8,
+                5,
+                grey.stroke_width(1),
+            ))
+            .map_err(err)?;
+    }
 
     // Where frozen parameters started training.
-    let (y0, y1) = (lo - pad, hi + pad);
     for &t in thaws {
         let x = t as f64;
         chart
@@ -166,7 +178,13 @@ where
             .map_err(err)?;
     }
 
-    draw_legend(&legend_area, curves, cfg, thaws)?;
+    let place = |v: f64| match v {
+        v if !v.is_finite() => " (not measured)".to_string(),
+        v if v < y0 => format!(" = {v:.2} (below)"),
+        v if v > y1 => format!(" = {v:.2} (above)"),
+        v => format!(" = {v:.2}"),
+    };
+    draw_legend(&legend_area, curves, cfg, thaws, [place(refs.train_entropy), place(refs.test_loss)])?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -177,6 +195,7 @@ fn draw_legend<DB: DrawingBackend>(
     curves: &Curves,
     cfg: &ExperimentConfig,
     thaws: &[usize],
+    [floor_at, bigram_at]: [String; 2],
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -216,12 +235,14 @@ where
     y += 40;
     let grey = RGBColor(110, 110, 110);
     legend_area.draw(&PathElement::new(vec![(10, y), (40, y)], grey.stroke_width(1))).map_err(err)?;
-    legend_area.draw(&Text::new("train floor H(next|cur)", (48, y - 8), text.clone())).map_err(err)?;
+    legend_area
+        .draw(&Text::new(format!("train floor H(next|cur){floor_at}"), (48, y - 8), text.clone()))
+        .map_err(err)?;
     y += 26;
     for x in [10, 24] {
         legend_area.draw(&PathElement::new(vec![(x, y), (x + 9, y)], grey.stroke_width(1))).map_err(err)?;
     }
-    legend_area.draw(&Text::new("add-k bigram, test", (48, y - 8), text)).map_err(err)?;
+    legend_area.draw(&Text::new(format!("add-k bigram, test{bigram_at}"), (48, y - 8), text)).map_err(err)?;
     Ok(())
 }
 

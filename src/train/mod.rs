@@ -157,6 +157,12 @@ pub fn run(
     };
     let (data, eval_every) = (shared.data, cfg.eval_interval(plan.steps, plan.per_epoch));
     let sample = EvalSample::draw(shared, seed, cfg.protocol.eval_windows);
+    // A fresh run scores its initial state first (step 0): the curves start where the graft
+    // put them, so a head start, or its absence, is visible. A run resumed from a checkpoint
+    // made before step-0 points existed goes on without one.
+    if s.step == 0 && s.points.is_empty() {
+        s.evaluate(0, net.as_ref(), shared, sample.as_ref().filter(|_| plan.steps > 0), (letter, seed), obs)?;
+    }
     'epochs: for epoch in s.first_epoch..=epochs(cfg, plan.per_epoch) {
         // Where this epoch's batch order is drawn from: a checkpoint inside the epoch saves
         // this position and the batches done, and a resume draws the same order and skips them.
@@ -431,8 +437,9 @@ impl State {
         Ok(true)
     }
 
-    /// A curve point: the batch losses since the last one, the whole test set, and the fixed
-    /// training subset scored as the test set (or `sample`'s windows of both).
+    /// A curve point: the batch losses since the last one (at step 0, before any batch, the
+    /// train-eval subset's loss), the whole test set, and the fixed training subset scored as the
+    /// test set (or `sample`'s windows of both).
     fn evaluate(
         &mut self,
         epoch: usize,
@@ -451,7 +458,12 @@ impl State {
         let p = Point {
             epoch,
             step: self.step,
-            train_loss: self.acc.0 / self.acc.1 as f64,
+            // No batch has run before step 0: the training text's loss there is the
+            // train-eval subset's, scored like the test set.
+            train_loss: match self.acc.1 {
+                0 => train_eval_loss,
+                n => self.acc.0 / n as f64,
+            },
             test_loss,
             train_eval_loss: Some(train_eval_loss),
             eval_windows: sample.map(|e| e.test.0.len()),
