@@ -2,9 +2,12 @@
 # Build embgraft with `--features cuda` on a machine that has neither a GPU nor a CUDA toolkit.
 #
 #   scripts/build-cuda.sh                 # CUDA 13.0 (driver 580+), kernels for compute capability 9.0 (H100/H200)
-#   CUDA_VERSION=12.4 CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # an A100 on a CUDA 12.4 driver
+#   CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # an A100 (its driver must be CUDA 13.0 or newer)
 #   scripts/build-cuda.sh test --release --no-run --test cuda_agreement   # any cargo command instead of
 #                                         # `build --release`: here the GPU agreement test's binary
+#   CUDA_COMPUTE_CAP=75 scripts/build-cuda.sh wheel dist   # the embgraft-cuda13 wheel
+#                                         # (python/cuda13/pyproject.toml) into dist/, with maturin and zig
+#                                         # (pip install maturin ziglang): PTX for the T4 and every newer card
 #
 # CUDA_VERSION is the "CUDA Version" that `nvidia-smi` prints on the machine that will run the binary:
 # PTX compiled by a newer nvcc than the driver is refused at load time (CUDA_ERROR_UNSUPPORTED_PTX_VERSION),
@@ -33,9 +36,9 @@ cap=${CUDA_COMPUTE_CAP:-90}
 major=${version%%.*}
 minor=${version#*.}; minor=${minor%%.*}
 case "$major" in
-    12) suffix=-cu12 ;;
+    12) echo "CUDA_VERSION=$version: CUDA 12's compiler is not on PyPI (nvidia-cuda-nvcc-cu12 12.2-12.9 ship ptxas but no nvcc or cicc), so this script builds CUDA 13 (driver 580 or newer); for a CUDA 12 driver, install NVIDIA's CUDA 12 toolkit and run cargo build --release --features cuda with CUDA_COMPUTE_CAP set" >&2; exit 2 ;;
     13) suffix= ;;
-    *) echo "CUDA_VERSION=$version: only CUDA 12.x and 13.x are on PyPI as wheels; set CUDA_VERSION to your driver's (nvidia-smi)" >&2; exit 2 ;;
+    *) echo "CUDA_VERSION=$version: only CUDA 13.x has its compiler on PyPI as wheels; set CUDA_VERSION=13.0 (drivers 580 and newer)" >&2; exit 2 ;;
 esac
 case "$cap" in
     [0-9][0-9]|[0-9][0-9][0-9]) ;;
@@ -48,7 +51,11 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
     command -v python3 >/dev/null || { echo "python3 not found: it fetches NVIDIA's wheels from PyPI; install Python 3" >&2; exit 1; }
     command -v cc >/dev/null || { echo "cc not found: install a C compiler (gcc); nvcc also needs it as its host compiler" >&2; exit 1; }
     rm -rf "$prefix"
-    mkdir -p "$prefix/wheels" "$prefix/unpacked" "$home"
+    # The wheels are kept outside the checkout, per version: a later build (a fresh clone, CI)
+    # unpacks them again without downloading; pip checks each kept file against the index's
+    # sha256 and downloads again only a file whose hash does not match.
+    wheels=${EMBGRAFT_CUDA_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/embgraft/cuda-wheels}/$major.$minor
+    mkdir -p "$wheels" "$prefix/unpacked" "$home"
     # cuRAND and cuBLAS have their own version numbers; the rest follow the toolkit's.
     if [ "$major" = 13 ]; then curand="nvidia-curand==10.4.${minor}.*"; else curand="nvidia-curand-cu12"; fi
     pkgs=(
@@ -62,15 +69,23 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
     if [ "$major" = 13 ]; then
         pkgs+=("nvidia-nvvm==$major.$minor.*" "nvidia-cuda-crt==$major.$minor.*" "nvidia-cuda-cccl==$major.$minor.*")
     fi
-    echo "fetching ${pkgs[*]} from PyPI into $prefix/wheels" >&2
+    echo "fetching ${pkgs[*]} from PyPI into $wheels (kept files whose hashes match are reused)" >&2
     # The index sometimes answers a listing without the wheels (seen here once): try three times.
     for attempt in 1 2 3; do
         python3 -m pip download -q --no-deps --only-binary=:all: \
-            -d "$prefix/wheels" "${pkgs[@]}" && break
+            -d "$wheels" "${pkgs[@]}" && break
         [ "$attempt" = 3 ] && { echo "could not download the CUDA wheels from PyPI (above); check the network or PIP_INDEX_URL, then rerun" >&2; rm -rf "$prefix"; exit 1; }
         sleep 5
     done
-    for w in "$prefix"/wheels/*.whl; do python3 -m zipfile -e "$w" "$prefix/unpacked"; done
+    # One wheel per package asked for, the newest that matches (the cache may also hold an older
+    # patch release's, or another version's).
+    for spec in "${pkgs[@]}"; do
+        name=${spec%%==*}; ver=
+        case "$spec" in *==*) ver=${spec#*==}; ver=${ver%\*} ;; esac
+        w=$(ls "$wheels/${name//-/_}-$ver"*.whl 2>/dev/null | sort -V | tail -1 || true)
+        [ -n "$w" ] || { echo "no wheel for $spec in $wheels after the download; delete that folder and rerun" >&2; exit 1; }
+        python3 -m zipfile -e "$w" "$prefix/unpacked"
+    done
     # CUDA 13 wheels share one tree (nvidia/cu13); CUDA 12 wheels have one per package
     # (nvidia/cuda_nvcc, nvidia/cublas, ...): merge either into one CUDA_HOME.
     for d in "$prefix"/unpacked/nvidia/*/; do
@@ -78,11 +93,11 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
             if [ -d "$d$sub" ]; then cp -rT "$d$sub" "$home/$sub"; fi
         done
     done
-    rm -rf "$prefix/unpacked" "$prefix/wheels" # 1.8 GB that the merged tree holds again
+    rm -rf "$prefix/unpacked" # what the merged tree holds again
     chmod +x "$home"/bin/* "$home"/nvvm/bin/* 2>/dev/null || true
     for lib in cudart cublas cublasLt curand nvrtc; do
         real=$(ls "$home"/lib/lib$lib.so.* 2>/dev/null | head -1)
-        [ -n "$real" ] || { echo "lib$lib.so.* missing from the wheels in $prefix/wheels" >&2; exit 1; }
+        [ -n "$real" ] || { echo "lib$lib.so.* missing from the wheels in $wheels" >&2; exit 1; }
         ln -sf "$(basename "$real")" "$home/lib/lib$lib.so"
     done
     # The driver's entry points, as cudarc declares them (cuInit, cuCtxCreate_v4, ...).
@@ -104,6 +119,18 @@ export CUDARC_CUDA_VERSION=${major}0${minor}0
 export LIBRARY_PATH=$home/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
 "$NVCC" --version | tail -2 >&2
 start=$(date +%s)
+if [ "${1:-}" = wheel ]; then
+    # The engine as the embgraft-cuda13 wheel. manylinux2014 (glibc 2.17) through zig; auditwheel's
+    # check is skipped because the engine links CUDA's libraries, which it must not bundle: the
+    # driver's libcuda.so.1 comes with the GPU, the rest from NVIDIA's wheels (the wheel's
+    # dependencies), loaded by embgraft_cuda13/__init__.py before the engine.
+    dist=$(realpath -m "${2:-dist}")
+    command -v maturin >/dev/null || { echo "maturin not found: pip install maturin ziglang" >&2; exit 1; }
+    (cd python/cuda13 && CARGO_TARGET_DIR=$root/target/cuda-wheel maturin build --release --zig \
+        --compatibility manylinux2014 --auditwheel skip -o "$dist")
+    echo "the CUDA wheel took $(( $(date +%s) - start )) s (CUDA $major.$minor, PTX for compute_$cap): $(ls "$dist"/embgraft_cuda13-*.whl)" >&2
+    exit 0
+fi
 if [ $# -eq 0 ]; then set -- build --release; fi
 cargo "$@" --features cuda --target-dir target/cuda
 echo "cargo $* --features cuda took $(( $(date +%s) - start )) s (CUDA $major.$minor, sm_$cap; binaries under target/cuda/release)" >&2

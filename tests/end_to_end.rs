@@ -238,6 +238,10 @@ fn cli_bad_input_is_one_line_and_writes_nothing() {
         (with(&["--configs", "A,X"]), "unknown configuration 'X'"),
         (with(&["--split", "random"]), "invalid value 'random' for '--split"),
         (with(&["--device", "tpu"]), "unknown --device tpu"),
+        (
+            with(&["--device", "cuda"]),
+            "--device cuda: this embgraft was built without CUDA; on a GPU machine pip install",
+        ),
         (with(&["--out", &p("a-file/run")]), "cannot create --out"),
         (with(&["--out", &p("full")]), "already holds files; choose another folder or pass --force"),
         (vec!["--resume".into(), p("missing-run")], "--resume"),

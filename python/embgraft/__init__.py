@@ -9,7 +9,8 @@ The engine is embgraft's Rust core; keyword arguments are its command-line flags
     r.verdicts   # the report's answers
     r            # in Jupyter: verdicts, configurations and curves
 
-``donor=`` also takes a 2-D array (numpy, or a torch tensor on the CPU).
+``donor=`` also takes a 2-D array (numpy, or a torch tensor on the CPU). With
+``pip install 'embgraft[cuda13]'`` on a GPU machine, ``device="auto"`` (the default) trains on the GPU.
 """
 
 import os as _os
@@ -23,7 +24,7 @@ if not _os.environ.get("EMBGRAFT_BLAS"):
     if _blas:
         _os.environ["EMBGRAFT_BLAS"] = _blas
 
-from ._embgraft import DonorError, DownloadError, Error, InputError, OutputError  # noqa: E402
+from ._errors import DonorError, DownloadError, Error, InputError, OutputError  # noqa: E402
 from ._api import Result, compare, inspect, report, settings, train  # noqa: E402
 from ._torch import read_safetensors, torch_model1  # noqa: E402
 

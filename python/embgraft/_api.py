@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import _embgraft
+from . import _embgraft, _engine
 
 def settings():
     """Every setting as (keyword, flag, default, help), from the engine's own settings types."""
@@ -178,7 +178,10 @@ def _run(command, kwargs):
         events = _Events(progress, callback)
     else:  # a callable of its own, given the engine's tuples as they come
         events = progress
-    out = _embgraft.run(_argv(command, kwargs), memory, events)
+    engine, kwargs["device"], line = _engine.for_device(kwargs.get("device"))
+    if line is not None:
+        _say(line)
+    out = engine.run(_argv(command, kwargs), memory, events)
     if kwargs.get("shard"):
         # A shard writes its cells only; `embgraft report DIR` merges the shards' folder.
         return Path(out)

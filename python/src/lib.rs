@@ -8,16 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use embgraft::data::donor::Embedding;
 use embgraft::experiment::{Control, Progress};
-use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
+use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::import_exception;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-create_exception!(_embgraft, Error, PyException, "An embgraft error; the message names the cause and what to do.");
-create_exception!(_embgraft, InputError, Error, "Bad input: a flag value, a corpus, a config file.");
-create_exception!(_embgraft, DonorError, Error, "A donor that cannot be used.");
-create_exception!(_embgraft, DownloadError, Error, "A download that failed.");
-create_exception!(_embgraft, OutputError, Error, "An output folder or file that cannot be written.");
+// The error classes live in the Python package (embgraft/_errors.py), so the CPU engine and the
+// CUDA engine (another extension module) raise the same ones.
+import_exception!(embgraft._errors, Error);
+import_exception!(embgraft._errors, InputError);
+import_exception!(embgraft._errors, DonorError);
+import_exception!(embgraft._errors, DownloadError);
+import_exception!(embgraft._errors, OutputError);
 
 fn to_py(e: embgraft::Error) -> PyErr {
     use embgraft::Error as E;

@@ -265,8 +265,9 @@ pub struct Run {
     /// Tokens sampled per configuration for the report's text (stops after two sentences)
     #[arg(long, default_value = "60", allow_negative_numbers = true, help_heading = "Run")]
     pub sample_tokens: usize,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu", help_heading = "Run")]
+    /// auto (the GPU when this build has CUDA and a device answers, else the CPU; one line says
+    /// which and why), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto", help_heading = "Run")]
     pub device: String,
     /// Save each run's checkpoint at least this often while it trains (30s, 10m, 2h, or off);
     /// Ctrl-C and SIGTERM (Slurm's preemption) always save one before stopping

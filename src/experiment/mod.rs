@@ -30,17 +30,36 @@ use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, 
 use crate::train::{self, Observer};
 use crate::util::say;
 
+/// The device `--device` names. `auto` takes the first CUDA device when this build has CUDA and
+/// a GPU answers, else the CPU.
 pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
+    device_and_why(name).map(|(d, _)| d)
+}
+
+/// [`device`], with the line that says which device `auto` chose and why (None for a device
+/// named outright).
+pub fn device_and_why(name: &str) -> Result<(Device, Option<String>)> {
+    let dev = match name {
+        "cpu" => Device::Cpu,
+        "auto" => {
+            return Ok(match cuda_or_why() {
+                Ok(dev) => (dev, Some("running on cuda:0 (--device auto: a CUDA device answered)".into())),
+                Err(why) => (Device::Cpu, Some(format!("{why}: running on the CPU"))),
+            })
+        }
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = s
                 .strip_prefix("cuda:")
                 .map_or(Ok(0), |n| n.parse::<usize>())
                 .map_err(|_| Error::Input(format!("bad --device {s}; use cpu, cuda or cuda:N")))?;
+            if !cfg!(feature = "cuda") {
+                return Err(Error::Input(format!("--device {s}: {}; use --device auto or cpu", no_cuda_build())));
+            }
             let dev = Device::new_cuda(ordinal).map_err(|e| {
                 Error::Input(format!(
-                    "cannot use {s} ({e}); build with --features cuda on a machine with a GPU, or use --device cpu"
+                    "--device {s}: no usable CUDA device ({}); check the driver with nvidia-smi, or use --device \
+                     auto or cpu",
+                    crate::error::one_line(&e.to_string())
                 ))
             })?;
             // Every tensor and kernel of a run lives on this device's one stream, so the
@@ -53,9 +72,38 @@ pub fn device(name: &str) -> Result<Device> {
             }
             #[cfg(feature = "cuda")]
             crate::ops::cuda::keep_freed_memory(&dev);
-            Ok(dev)
+            dev
         }
-        s => Err(Error::Input(format!("unknown --device {s}; use cpu, cuda or cuda:N"))),
+        s => return Err(Error::Input(format!("unknown --device {s}; use auto, cpu, cuda or cuda:N"))),
+    };
+    Ok((dev, None))
+}
+
+/// Why a build without CUDA cannot use the GPU. The Python package's `embgraft` command runs this
+/// CPU engine when its CUDA engine cannot load, and says why in EMBGRAFT_NO_CUDA_ENGINE (say, no
+/// driver), which is truer there than "built without CUDA" with its advice to install what is
+/// installed.
+fn no_cuda_build() -> String {
+    match std::env::var("EMBGRAFT_NO_CUDA_ENGINE") {
+        Ok(why) if !why.trim().is_empty() => crate::error::one_line(&why),
+        _ => "this embgraft was built without CUDA; on a GPU machine pip install 'embgraft[cuda13]', or build with \
+              scripts/build-cuda.sh"
+            .into(),
+    }
+}
+
+/// The first CUDA device, or why there is none, in words for `auto`'s line.
+fn cuda_or_why() -> std::result::Result<Device, String> {
+    if !cfg!(feature = "cuda") {
+        return Err(no_cuda_build());
+    }
+    // A driver without a device, or a device that cannot be opened, is an error from cuInit or
+    // the context; a library that misbehaves could panic inside the CUDA bindings, so that is
+    // caught too and reported as a reason, never as a crash.
+    match std::panic::catch_unwind(|| device("cuda")) {
+        Ok(Ok(dev)) => Ok(dev),
+        Ok(Err(e)) => Err(format!("no usable CUDA device: {e}")),
+        Err(_) => Err("the CUDA libraries failed to start".into()),
     }
 }
 
@@ -539,7 +587,8 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
     let cfg = &with_absolute_paths(cfg);
     let all = groups(cfg);
     let started = Instant::now();
-    let dev = device(&cfg.run.device)?;
+    // Said once the inputs are read and checked, so bad input stays a one-line error.
+    let (dev, chosen) = device_and_why(&cfg.run.device)?;
     // EMBGRAFT_GEMM / EMBGRAFT_BLAS that cannot be met stop the run here, before anything is written.
     if dev.is_cpu() {
         crate::ops::gemm::blas()?;
@@ -575,6 +624,9 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
         })
         .collect::<Result<Vec<_>>>()?;
     check_before_writing(cfg, out, &all, &all_inputs)?;
+    if let Some(line) = chosen {
+        say(&line);
+    }
     let mine: Option<Vec<Vec<(u64, Letter)>>> = ctl.shard.map(|sh| shard_cells(&all, &all_inputs, sh));
     if let (Some(sh), Some(m)) = (ctl.shard, &mine) {
         let cells: usize = m.iter().map(|c| c.len()).sum();
@@ -833,6 +885,22 @@ fn sample_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `auto` falls back to the CPU in a build without CUDA (the line says why); `cuda` there is
+    /// an error naming what is missing and what to do.
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn auto_runs_on_the_cpu_without_cuda_and_cuda_says_why_not() {
+        assert!(device("auto").unwrap().is_cpu());
+        let why = cuda_or_why().err().unwrap();
+        assert!(why.contains("built without CUDA") && why.contains("embgraft[cuda13]"), "{why}");
+        for d in ["cuda", "cuda:1"] {
+            let err = device(d).err().unwrap().to_string();
+            assert!(err.contains(&format!("--device {d}: this embgraft was built without CUDA")), "{err}");
+            assert!(!err.contains('\n'));
+        }
+        assert!(device("gpu").err().unwrap().to_string().contains("use auto, cpu, cuda or cuda:N"));
+    }
 
     #[test]
     fn shards_parse_from_flags_and_slurm() {
