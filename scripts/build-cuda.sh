@@ -37,7 +37,7 @@ major=${version%%.*}
 minor=${version#*.}; minor=${minor%%.*}
 case "$major" in
     12) echo "CUDA_VERSION=$version: CUDA 12's compiler is not on PyPI (nvidia-cuda-nvcc-cu12 12.2-12.9 ship ptxas but no nvcc or cicc), so this script builds CUDA 13 (driver 580 or newer); for a CUDA 12 driver, install NVIDIA's CUDA 12 toolkit and run cargo build --release --features cuda with CUDA_COMPUTE_CAP set" >&2; exit 2 ;;
-    13) suffix= ;;
+    13) ;;
     *) echo "CUDA_VERSION=$version: only CUDA 13.x has its compiler on PyPI as wheels; set CUDA_VERSION=13.0 (drivers 580 and newer)" >&2; exit 2 ;;
 esac
 case "$cap" in
@@ -56,19 +56,18 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
     # sha256 and downloads again only a file whose hash does not match.
     wheels=${EMBGRAFT_CUDA_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/embgraft/cuda-wheels}/$major.$minor
     mkdir -p "$wheels" "$prefix/unpacked" "$home"
-    # cuRAND and cuBLAS have their own version numbers; the rest follow the toolkit's.
-    if [ "$major" = 13 ]; then curand="nvidia-curand==10.4.${minor}.*"; else curand="nvidia-curand-cu12"; fi
+    # cuRAND has its own version numbers; the rest follow the toolkit's. The compiler's back end
+    # (cicc, in nvvm), its headers (crt) and libcu++ (cccl) are wheels of their own.
     pkgs=(
-        "nvidia-cuda-nvcc$suffix==$major.$minor.*"
-        "nvidia-cuda-runtime$suffix==$major.$minor.*"
-        "nvidia-cuda-nvrtc$suffix==$major.$minor.*"
-        "nvidia-cublas$suffix==$major.$minor.*"
-        "$curand"
+        "nvidia-cuda-nvcc==$major.$minor.*"
+        "nvidia-cuda-runtime==$major.$minor.*"
+        "nvidia-cuda-nvrtc==$major.$minor.*"
+        "nvidia-cublas==$major.$minor.*"
+        "nvidia-curand==10.4.${minor}.*"
+        "nvidia-nvvm==$major.$minor.*"
+        "nvidia-cuda-crt==$major.$minor.*"
+        "nvidia-cuda-cccl==$major.$minor.*"
     )
-    # From CUDA 13 the compiler's back end (cicc), its headers (crt) and libcu++ (cccl) are wheels of their own.
-    if [ "$major" = 13 ]; then
-        pkgs+=("nvidia-nvvm==$major.$minor.*" "nvidia-cuda-crt==$major.$minor.*" "nvidia-cuda-cccl==$major.$minor.*")
-    fi
     echo "fetching ${pkgs[*]} from PyPI into $wheels (kept files whose hashes match are reused)" >&2
     # The index sometimes answers a listing without the wheels (seen here once): try three times.
     for attempt in 1 2 3; do
@@ -86,8 +85,7 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/lib/libcuda.so" ]; then
         [ -n "$w" ] || { echo "no wheel for $spec in $wheels after the download; delete that folder and rerun" >&2; exit 1; }
         python3 -m zipfile -e "$w" "$prefix/unpacked"
     done
-    # CUDA 13 wheels share one tree (nvidia/cu13); CUDA 12 wheels have one per package
-    # (nvidia/cuda_nvcc, nvidia/cublas, ...): merge either into one CUDA_HOME.
+    # CUDA 13's wheels share one tree (nvidia/cu13); merge whatever they unpacked into one CUDA_HOME.
     for d in "$prefix"/unpacked/nvidia/*/; do
         for sub in bin include lib nvvm; do
             if [ -d "$d$sub" ]; then cp -rT "$d$sub" "$home/$sub"; fi
