@@ -25,11 +25,11 @@ embgraft_for_isa() {
                 echo "ISA=avx2: this CPU has no AVX2; run with ISA=native" >&2
                 return 1
             fi
-            cargo build --release --quiet --bin embgraft --no-default-features
+            # A target folder of its own, so neither build undoes the other's crates (gemm's
+            # kernels are compiled per feature set: a switch in one folder rebuilds minutes of code).
+            CARGO_TARGET_DIR=target/avx2 cargo build --release --quiet --bin embgraft --no-default-features
             EMBGRAFT="$work/embgraft-avx2"
-            cp target/release/embgraft "$EMBGRAFT"
-            # Put the default build back, so target/release/embgraft is what `cargo build` makes.
-            cargo build --release --quiet --bin embgraft
+            cp target/avx2/release/embgraft "$EMBGRAFT"
             export OPENBLAS_CORETYPE=Haswell MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
             ;;
         *)

@@ -227,14 +227,14 @@ fn profile_phases(
         let e = model.wte.as_tensor().index_select(&ids, 0)?; // (U, d)
         let h = e.gelu_erf()?;
         lap("1 gather + gelu", &mut parts)?;
-        let z = h.matmul(&model.lm_head.as_tensor().t()?)?; // (U, V)
+        let z = crate::ops::gemm::tensor_product(&h, model.lm_head.as_tensor(), true)?; // (U, V)
         lap("2 logits GEMM", &mut parts)?;
         let (_, g) = crate::ops::loss::cross_entropy_sum(z, &counts, true)?;
         let g = g.expect("gradient requested");
         lap("3 cross-entropy", &mut parts)?;
         let mut grads = Vec::new();
         if trainable {
-            let dh = g.matmul(model.lm_head.as_tensor())?;
+            let dh = crate::ops::gemm::tensor_product(&g, model.lm_head.as_tensor(), false)?;
             let rows = (dh * crate::model::model1::gelu_erf_derivative(&e)?)?;
             grads.push(Grad::Rows { ids: counts.tokens.clone(), rows });
             lap("4 input gradient", &mut parts)?;

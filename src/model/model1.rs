@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::model::graft::Grafted;
 use crate::model::params::{Names, Params};
 use crate::model::{GraftDonor, LanguageModel};
+use crate::ops::gemm::tensor_product;
 use crate::ops::loss::cross_entropy_sum;
 use crate::ops::Grad;
 
@@ -130,12 +131,12 @@ impl Model1 {
         let ids = Tensor::from_slice(&batch.tokens, batch.rows(), device)?;
         let e = self.wte.as_tensor().index_select(&ids, 0)?; // (U, d)
         let h = e.gelu_erf()?; // (U, d)
-        let z = h.matmul(&self.lm_head.as_tensor().t()?)?; // (U, V)
+        let z = tensor_product(&h, self.lm_head.as_tensor(), true)?; // (U, V)
         let (loss_sum, g) = cross_entropy_sum(z, batch, true)?;
         let g = g.expect("gradient requested"); // (U, V) = dloss/dz
                                                 // The input gradient is computed only when someone needs it.
         let d_wte = if train_wte {
-            let dh = g.matmul(self.lm_head.as_tensor())?; // (U, d)
+            let dh = tensor_product(&g, self.lm_head.as_tensor(), false)?; // (U, d)
             let rows = (dh * gelu_erf_derivative(&e)?)?;
             Some(Grad::Rows { ids: batch.tokens.clone(), rows })
         } else {
@@ -176,7 +177,7 @@ impl Model1 {
             let part = counts.slice_rows(lo, hi);
             let ids = Tensor::from_slice(&part.tokens, part.rows(), device)?;
             let h = self.wte.as_tensor().index_select(&ids, 0)?.gelu_erf()?;
-            let z = h.matmul(&self.lm_head.as_tensor().t()?)?;
+            let z = tensor_product(&h, self.lm_head.as_tensor(), true)?;
             total += cross_entropy_sum(z, &part, false)?.0;
             lo = hi;
         }

@@ -42,6 +42,38 @@ pub fn kernels() -> String {
     }
 }
 
+/// `a · bᵀ` (`transpose_b`) or `a · b` for 2-D f32 tensors: through the door where it has a BLAS
+/// on the CPU (faster there than the `gemm` crate's AVX2 kernels, and a long inner dimension cut
+/// as [`crate::ops::blas`] cuts it), else candle's `matmul` (the `gemm` crate, CUDA), so a
+/// build that runs the crate computes what it always did.
+pub fn tensor_product(
+    a: &candle_core::Tensor,
+    b: &candle_core::Tensor,
+    transpose_b: bool,
+) -> Result<candle_core::Tensor> {
+    use candle_core::{CpuStorage, DType, Device, Storage};
+    let through_candle =
+        || -> Result<candle_core::Tensor> { Ok(if transpose_b { a.matmul(&b.t()?)? } else { a.matmul(b)? }) };
+    let f32_cpu = |t: &candle_core::Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous();
+    if !(f32_cpu(a) && f32_cpu(b)) || blas()?.is_none() {
+        return through_candle();
+    }
+    let ((m, k), (r, c)) = (a.dims2()?, b.dims2()?);
+    let n = if transpose_b { r } else { c };
+    let mut out = vec![0f32; m * n];
+    {
+        let ((sa, la), (sb, lb)) = (a.storage_and_layout(), b.storage_and_layout());
+        let (Storage::Cpu(CpuStorage::F32(da)), Storage::Cpu(CpuStorage::F32(db))) = (&*sa, &*sb) else {
+            unreachable!("checked f32 on the CPU above")
+        };
+        let lhs = View::row_major(&da[la.start_offset()..], m, k);
+        let rhs = &db[lb.start_offset()..];
+        let rhs = if transpose_b { View::transposed(rhs, k, n) } else { View::row_major(rhs, k, n) };
+        matmul(&mut out, lhs, rhs, true)?;
+    }
+    Ok(candle_core::Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+}
+
 /// `dst = lhs · rhs` with `dst` row-major (lhs.rows, rhs.cols). `parallel` spreads the product
 /// over rayon's threads; without it, one thread computes it, so callers that parallelise
 /// themselves get sums that do not depend on the thread count.
@@ -187,7 +219,8 @@ mod tests {
         };
         // Cut by rows, by columns, and too small to cut; the long inner dimension of the head's
         // gradients, where OpenBLAS's own threads differed most.
-        for (m, k, n) in [(1030, 301, 129), (67, 301, 1290), (512, 3000, 700), (5, 30, 17)] {
+        // The last but one is cut along its inner dimension (k ≥ 8 · max(m, n)).
+        for (m, k, n) in [(1030, 301, 129), (67, 301, 1290), (512, 3000, 700), (60, 5000, 90), (5, 30, 17)] {
             let (a, bb) = (values(m * k, 1), values(k * n, 7));
             for (ta, tb) in [(false, false), (false, true), (true, false)] {
                 let av = if ta { View::transposed(&a, m, k) } else { View::row_major(&a, m, k) };

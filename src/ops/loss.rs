@@ -20,6 +20,7 @@ use crate::data::counts::TokenCounts;
 use crate::error::Result;
 #[cfg(feature = "cuda")]
 use crate::ops::cuda;
+use crate::ops::lanes::{self, wide};
 #[cfg(feature = "cuda")]
 use candle_core::backend::BackendStorage;
 #[cfg(feature = "cuda")]
@@ -136,6 +137,27 @@ impl candle_core::CustomOp2 for HeadCrossEntropyOp {
     }
 }
 
+wide! {
+    /// One distinct token's row of logits, z, followed by targets `ys` with counts `cs` (c_u in
+    /// all) among `n` positions: returns c_u · logsumexp(z) − Σ c · z[y]; with `grad`, z becomes
+    /// (c_u · softmax(z) − C[u,·]) / n. exp(z − max) is kept in place between the two passes.
+    fn row_counts_cross_entropy(row: &mut [f32], ys: &[u32], cs: &[u32], n: f32, grad: bool) -> f64 {
+        let max = lanes::max(row);
+        let picked: f64 = ys.iter().zip(cs).map(|(&y, &c)| c as f64 * row[y as usize] as f64).sum();
+        let c_u: u32 = cs.iter().sum();
+        let sum = lanes::exp_sum(row, max, grad);
+        let lse = max as f64 + sum.ln();
+        if grad {
+            let scale = (c_u as f64 / (sum * n as f64)) as f32;
+            row.iter_mut().for_each(|v| *v *= scale);
+            for (&y, &c) in ys.iter().zip(cs) {
+                row[y as usize] -= c as f32 / n;
+            }
+        }
+        c_u as f64 * lse - picked
+    }
+}
+
 /// The fused cross-entropy over distinct-token rows, in place: the CPU half here, the CUDA half
 /// a kernel of kernels/model1.cu (one block per row); both sum the per-row losses in row order.
 struct CrossEntropy<'a> {
@@ -162,26 +184,7 @@ impl InplaceOp1 for CrossEntropy<'_> {
             .enumerate()
             .map(|(u, row)| {
                 let (ys, cs) = self.counts.row(u);
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let picked: f64 = ys.iter().zip(cs).map(|(&y, &c)| c as f64 * row[y as usize] as f64).sum();
-                let c_u: u32 = cs.iter().sum();
-                // Keep exp(z - max) in place: the gradient is that, scaled, minus the counts.
-                let mut sum = 0f64;
-                for v in row.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v as f64;
-                }
-                let lse = max as f64 + sum.ln();
-                if self.grad {
-                    let scale = (c_u as f64 / (sum * n as f64)) as f32;
-                    for v in row.iter_mut() {
-                        *v *= scale;
-                    }
-                    for (&y, &c) in ys.iter().zip(cs) {
-                        row[y as usize] -= c as f32 / n;
-                    }
-                }
-                c_u as f64 * lse - picked
+                row_counts_cross_entropy(row, ys, cs, n, self.grad)
             })
             .collect();
         *self.loss.lock().unwrap() = per_row.iter().sum();

@@ -13,6 +13,7 @@ pub mod blas;
 pub mod cuda;
 pub mod decoder;
 pub mod gemm;
+pub mod lanes;
 pub mod loss;
 pub mod view;
 
