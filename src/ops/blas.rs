@@ -277,13 +277,16 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// The block a parallel product is cut into along an output side of `len`: about a 16th of it
-/// (tasks enough to balance the core counts users have), at least 64, a multiple of 16 (whole
-/// micro-tiles of OpenBLAS's kernels). It depends on the shape alone, never the thread count.
-/// Larger blocks re-read the other operand less often; on the head's products (AVX2, 2 cores)
-/// a quarter per block ran no faster than this, within the machine's noise.
+/// The block a parallel product is cut into along an output side of `len`: `len` split into 16,
+/// 8, 4 or 2 equal blocks (a power of two, so 1, 2, 4 or 8 cores share them evenly), the most
+/// that leaves each at least 192 long, a multiple of 16 (whole micro-tiles of OpenBLAS's
+/// kernels). Each block re-packs the whole other operand, so narrower blocks cost more than
+/// they balance: on AVX2 (2 cores, numpy's OpenBLAS, one thread per call) 512 x 50257 x 768 cut
+/// into 64-wide blocks ran at 157 GFLOP/s, into 192-wide ones at 187. It depends on the shape
+/// alone, never the thread count.
 fn block(len: usize) -> usize {
-    len.div_ceil(16).max(64).next_multiple_of(16)
+    let parts = [16, 8, 4, 2].into_iter().find(|&p| len / p >= 192).unwrap_or(1);
+    len.div_ceil(parts).next_multiple_of(16)
 }
 
 /// The inner block for products whose inner dimension k is long against both output sides
