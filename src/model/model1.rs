@@ -119,7 +119,7 @@ impl Model1 {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let shape = x.dims().to_vec();
         let h = self.wte.as_tensor().index_select(&x.flatten_all()?, 0)?.gelu_erf()?; // (N, d)
-        let z = h.matmul(&self.lm_head.as_tensor().t()?)?; // (N, V)
+        let z = tensor_product(&h, self.lm_head.as_tensor(), true)?; // (N, V), as the loss computes them
         let mut out = shape;
         out.push(self.vocab());
         Ok(z.reshape(out)?)

@@ -45,7 +45,8 @@ pub fn kernels() -> String {
 /// `a · bᵀ` (`transpose_b`) or `a · b` for 2-D f32 tensors: through the door where it has a BLAS
 /// on the CPU (faster there than the `gemm` crate's AVX2 kernels, and a long inner dimension cut
 /// as [`crate::ops::blas`] cuts it), else candle's `matmul` (the `gemm` crate, CUDA), so a
-/// build that runs the crate multiplies as it always did.
+/// build that runs the crate multiplies as it always did. Through the door the result is a new
+/// tensor outside candle's autograd graph: for forward passes and hand-written gradients only.
 pub fn tensor_product(
     a: &candle_core::Tensor,
     b: &candle_core::Tensor,
