@@ -94,6 +94,14 @@ pub enum Command {
         /// 0 exact, 1 pieces, 2 fallback, the fallback rows the donor's mean)
         #[arg(long, value_name = "FILE")]
         write_mapped: Option<PathBuf>,
+        /// With --write-mapped: replace the regular file already there (never an input of this
+        /// command, a device, a FIFO or a link)
+        #[arg(long, requires = "write_mapped")]
+        force: bool,
+        /// Memory the mapping may use (8GiB); a tokenizer or mapping estimated to need more is
+        /// refused before it is read [default: what the system has available]
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<crate::config::ReadCap>,
     },
 }
 
@@ -142,6 +150,9 @@ pub struct BenchArgs {
     /// bench/course_protocol.py, the lecture's loop in PyTorch
     #[arg(long)]
     pub tokens_out: Option<PathBuf>,
+    /// With --tokens-out: replace the regular file already there (never --corpus or --batches)
+    #[arg(long, requires = "tokens_out")]
+    pub force: bool,
     /// cpu, cuda or cuda:N (cuda needs the CUDA build: scripts/build-cuda.sh)
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -286,7 +297,11 @@ fn install_interrupt_handler() {
         // Before training nothing is written (inputs are read, a download fills a resumable
         // partial file): stop at once, as `timeout` and Slurm expect of SIGTERM.
         if !crate::experiment::training() {
-            crate::util::to_stderr("\ninterrupted before training began: nothing was written");
+            let removed = crate::util::remove_unfinished();
+            match removed.is_empty() {
+                true => crate::util::to_stderr("\ninterrupted before training began: nothing was written"),
+                false => crate::util::to_stderr(&format!("\ninterrupted: {}", removed.join("; "))),
+            }
             std::process::exit(130);
         }
         if STOP.swap(true, Ordering::SeqCst) {
@@ -396,6 +411,10 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         profile: a.profile,
     });
     bench_fits(a, (b, t), spec5.as_ref().map(|s| s.config()).as_ref())?;
+    if let Some(out) = &a.tokens_out {
+        let inputs: Vec<&std::path::Path> = [Some(batches_path), a.corpus.as_deref()].into_iter().flatten().collect();
+        crate::util::check_output_file(out, "--tokens-out", a.force, &inputs)?;
+    }
     let tokens = match &a.corpus {
         Some(corpus) if !batches_path.exists() || a.tokens_out.is_some() => Some(
             crate::data::corpus::Tokenizer::gpt2()?
@@ -405,7 +424,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     };
     if let Some(out) = &a.tokens_out {
         let tokens = tokens.as_ref().context("--tokens-out needs --corpus")?;
-        crate::bench::save_tokens(out, tokens)?;
+        crate::bench::save_tokens(out, tokens, a.force)?;
     }
     if !batches_path.exists() {
         let tokens = tokens.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
@@ -497,9 +516,9 @@ fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<(crate::data::don
 fn inspect_mapping(
     (path, files, donor): (&str, &crate::data::donor::DonorFiles, &Donor),
     tensor: Option<&str>,
-    tokenizer: &str,
+    (tokenizer, max): (&str, Option<u64>),
     how: crate::data::transplant::VocabMap,
-    out: Option<&std::path::Path>,
+    (out, force): (Option<&std::path::Path>, bool),
 ) -> anyhow::Result<()> {
     use crate::data::corpus::Tokenizer;
     use crate::data::transplant::{self, Class};
@@ -507,16 +526,22 @@ fn inspect_mapping(
     let own = files.tokenizer.as_ref().with_context(|| {
         format!("donor {path} has no tokenizer.json of its own, so its rows cannot be read as text; put the donor's tokenizer.json beside its weights")
     })?;
+    crate::experiment::inputs::tokenizer_fits(own, max)?;
     let donor_tok = Tokenizer::from_file(own, cap)?;
-    let model = match tokenizer {
-        "gpt2" => Tokenizer::gpt2()?,
-        p => Tokenizer::from_file(std::path::Path::new(p), cap)?,
-    };
+    crate::experiment::inputs::tokenizer_fits(std::path::Path::new(tokenizer), max)?;
+    let model = Tokenizer::from_flag(tokenizer, cap)?;
     if let Some(o) = out {
+        let mut inputs: Vec<&std::path::Path> = vec![&files.weights, own];
+        inputs.extend(files.config.as_deref());
+        if tokenizer != "gpt2" {
+            inputs.push(std::path::Path::new(tokenizer));
+        }
+        crate::util::check_output_file(o, "--write-mapped", force, &inputs)?;
         let dir = o.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         crate::util::probe_writable(dir).map_err(|e| anyhow::anyhow!("--write-mapped {}: {e}", o.display()))?;
     }
     let emb = donor.embedding(tensor)?;
+    crate::experiment::inputs::mapping_fits(&model, emb.cols, max)?;
     let m = transplant::map(&model, &donor_tok, emb.rows, how)?;
     let mapped = transplant::apply(&m, &emb, transplant::VocabFallback::Mean, &mut rand::rng());
     let [exact, pieces] = transplant::verify(&m, &emb, &mapped)?;
@@ -540,7 +565,7 @@ fn inspect_mapping(
         lines.push(format!("  {name}: {}", shown.join(", ")));
     }
     if let Some(o) = out {
-        transplant::write_mapped(o, &m, &mapped)?;
+        transplant::write_mapped(o, &m, &mapped, force)?;
         lines.push(format!(
             "wrote {} (wte [{}, {}] F32, class [{}] U8)",
             o.display(),
@@ -563,13 +588,20 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Export { dir, letter, seed, out, force, donor } => {
             export(&dir, &letter, seed, (&out, force), donor.as_deref())?;
         }
-        Command::Inspect { path, tensor, tokenizer, vocab_map, write_mapped } => {
+        Command::Inspect { path, tensor, tokenizer, vocab_map, write_mapped, force, max_memory } => {
             if tokenizer.is_none() && write_mapped.is_some() {
                 anyhow::bail!("--write-mapped needs --tokenizer: the vocabulary to map the donor's rows onto");
             }
             let (files, donor) = inspect(&path, tensor.as_deref())?;
             if let Some(t) = tokenizer {
-                inspect_mapping((&path, &files, &donor), tensor.as_deref(), &t, vocab_map, write_mapped.as_deref())?;
+                let out = (write_mapped.as_deref(), force);
+                inspect_mapping(
+                    (&path, &files, &donor),
+                    tensor.as_deref(),
+                    (&t, max_memory.map(|m| m.0)),
+                    vocab_map,
+                    out,
+                )?;
             }
         }
     }
@@ -596,7 +628,7 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
         }
     };
     install_interrupt_handler();
-    match run(cli, &m) {
+    match crate::util::start_threads().map_err(anyhow::Error::from).and_then(|()| run(cli, &m)) {
         Ok(()) => 0,
         Err(e) => {
             if let Some(crate::Error::Interrupted(msg)) = e.downcast_ref::<crate::Error>() {

@@ -94,6 +94,67 @@ pub fn read_input(path: &Path, what: &str, cap: u64, raise: &str) -> Result<Vec<
     Ok(bytes)
 }
 
+/// Checks, before any work, that `path` may take a file this command writes of its own
+/// (`--write-mapped`, `--tokens-out`): a new name, or with `force` an existing regular file that
+/// is none of `inputs` (the files the same command reads). A device, FIFO, socket, folder or
+/// symbolic link is refused by name (renaming a file over `/dev/null` would replace the device),
+/// and so is an existing file without `force`. Write it afterwards with [`write_output`].
+pub fn check_output_file(path: &Path, flag: &str, force: bool, inputs: &[&Path]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(Error::Output(format!(
+                    "{flag} {shown}: its folder {} does not exist; create it or give another path",
+                    dir.display()
+                )));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(Error::Output(format!("{flag} {shown}: {e}; give a new file path"))),
+        Ok(m) => m,
+    };
+    let t = meta.file_type();
+    if !t.is_file() {
+        let kind = match () {
+            _ if t.is_symlink() => "a symbolic link",
+            _ if t.is_dir() => "a folder",
+            _ => "not a regular file (a device, FIFO or socket)",
+        };
+        return Err(Error::Output(format!(
+            "{flag} {shown} is {kind}; embgraft writes only a new regular file there: give a new file path"
+        )));
+    }
+    let same = |p: &&&Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+    if let Some(input) = inputs.iter().find(same) {
+        return Err(Error::Output(format!(
+            "{flag} {shown} is {}, which this command reads; give another file path",
+            input.display()
+        )));
+    }
+    if !force {
+        return Err(Error::Output(format!("{flag} {shown} exists; give a new file path, or --force to replace it")));
+    }
+    Ok(())
+}
+
+/// Writes a file checked by [`check_output_file`]: atomically, and without `force` only if the
+/// name is still free (a file that appeared meanwhile is not overwritten).
+pub fn write_output(path: &Path, flag: &str, force: bool, bytes: &[u8]) -> Result<()> {
+    match force {
+        true => write_atomic(path, bytes),
+        false => match write_new(path, bytes)? {
+            true => Ok(()),
+            false => Err(Error::Output(format!(
+                "{flag} {} appeared while this command ran; nothing was written over it: give a new file path",
+                path.display()
+            ))),
+        },
+    }
+}
+
 /// Largest small file (config.toml, config.json, a token, an index) read whole.
 pub const SMALL_FILE: u64 = 64 << 20;
 
@@ -223,6 +284,92 @@ pub fn probe_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The most compute threads embgraft runs per core this process may use. Past the cores a
+/// thread only waits for one, and past a point the waiting costs more than the work: measured
+/// on a 2-core AMD EPYC (issue 43's note), a 20-step run of A and B at width 8 took 8.8-10 s at
+/// 2 to 64 threads, 11.3 s at 128, 17.7 s at 256 and over 90 s at 1000 (at 100000 the process
+/// did nothing but create threads). 32 per core keeps every count that costs little and
+/// refuses the ones that only hurt.
+pub const THREADS_PER_CORE: usize = 32;
+
+/// Checks `RAYON_NUM_THREADS` (rayon reads it once, for the pool every parallel loop runs on)
+/// and builds that pool, once per process, before any parallel work: a value that is not a
+/// count, or more than [`THREADS_PER_CORE`] per core this process may use, is refused with one
+/// line instead of spawning threads without bound.
+pub fn start_threads() -> Result<()> {
+    static STARTED: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let asked = threads_asked(std::env::var_os("RAYON_NUM_THREADS"), cores)?;
+        // Already built (a test harness, a front that ran rayon first): its count stands.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(asked.unwrap_or(0)).build_global();
+        Ok(())
+    });
+    started.clone().map_err(Error::Input)
+}
+
+/// The thread count `RAYON_NUM_THREADS` asks for (None: unset or 0, rayon's one per core), or
+/// why it is refused.
+fn threads_asked(var: Option<std::ffi::OsString>, cores: usize) -> std::result::Result<Option<usize>, String> {
+    let Some(var) = var else { return Ok(None) };
+    let text = var.to_string_lossy();
+    let cap = THREADS_PER_CORE * cores;
+    match text.trim().parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= cap as u64 => Ok(Some(n as usize)),
+        Ok(n) => Err(format!(
+            "RAYON_NUM_THREADS={n} is more than the {cap} threads embgraft runs on this process's {cores} cores \
+             (at most {THREADS_PER_CORE} per core: past that threads only wait): set it to {cores} or unset it"
+        )),
+        Err(_) => Err(format!(
+            "RAYON_NUM_THREADS={text:?} is not a thread count: set it to a whole number such as {cores}, or unset it"
+        )),
+    }
+}
+
+/// What an unfinished write leaves that an interrupt must take away before the process exits
+/// (an export's staging folder, the `--out` it created), with what to say of it.
+static UNFINISHED: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// While alive, `path` (a file or folder this process is writing and owns whole) is removed if
+/// the process is interrupted, and `what` is said instead of the usual line.
+pub struct Unfinished(std::path::PathBuf);
+
+impl Unfinished {
+    pub fn new(path: &Path, what: &str) -> Unfinished {
+        let mut list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+        list.push((path.to_path_buf(), what.to_string()));
+        Unfinished(path.to_path_buf())
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let mut list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = list.iter().rposition(|(p, _)| *p == self.0) {
+            list.remove(i);
+        }
+    }
+}
+
+/// For the interrupt handler: removes every [`Unfinished`] path, newest first, and returns what
+/// they were (empty when there were none).
+pub fn remove_unfinished() -> Vec<String> {
+    let mut list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut said = Vec::new();
+    while let Some((path, what)) = list.pop() {
+        let gone = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => Ok(()),
+        };
+        if gone.is_ok() && !said.contains(&what) {
+            said.push(what);
+        }
+    }
+    said
+}
+
 /// This machine's name (lock holders, event file names), or "this host" when it has none.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -274,6 +421,20 @@ pub fn messages_to<R>(hook: Hook, f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_counts_past_the_cap_or_not_counts_are_refused() {
+        let var = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(threads_asked(None, 2), Ok(None));
+        assert_eq!(threads_asked(var("0"), 2), Ok(None));
+        assert_eq!(threads_asked(var(" 3 "), 2), Ok(Some(3)));
+        assert_eq!(threads_asked(var("64"), 2), Ok(Some(64)));
+        let e = threads_asked(var("65"), 2).unwrap_err();
+        assert!(e.contains("RAYON_NUM_THREADS=65 is more than the 64 threads") && e.contains("set it to 2"), "{e}");
+        assert!(threads_asked(var("100000"), 16).is_err());
+        assert!(threads_asked(var("-1"), 2).unwrap_err().contains("is not a thread count"));
+        assert!(threads_asked(var("four"), 2).unwrap_err().contains("\"four\" is not a thread count"));
+    }
 
     #[test]
     fn floats_from_bytes_at_any_alignment_and_a_timestamp() {

@@ -210,3 +210,365 @@ fn model5_exports_as_a_gpt2_folder() {
     assert!((0..s[0]).all(|r| (0..s[1]).all(|c| v[r * s[1] + c] == e[c * s[0] + r])));
     assert!(dest.join("generation_config.json").is_file() && dest.join("test-windows.safetensors").is_file());
 }
+
+/// Every file under `dir` with its bytes (hidden ones too), for "nothing here changed".
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Names in `dir`, hidden ones too, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// A finished A,B experiment with its weights kept, in `root/run`.
+fn finished(f: &common::Fixture, more: &[&str]) -> std::path::PathBuf {
+    let out = f.root.join("run");
+    let (corpus, donor) = (f.corpus.to_str().unwrap(), f.donor.to_str().unwrap());
+    let base = ["compare", "--corpus", corpus, "--donor", donor, "--seeds", "1", "--batch-size", "16"];
+    let more = [&["--configs", "A,B", "--max-steps", "2", "--save-weights", "--out", out.to_str().unwrap()], more];
+    ok(&embgraft(&[&base[..], &more.concat()].concat()));
+    out
+}
+
+#[test]
+fn force_replaces_only_an_earlier_exports_own_files() {
+    let f = fixture();
+    let run = finished(&f, &[]);
+    let r = run.to_str().unwrap();
+    let export = |letter: &str, out: &Path, force: bool| {
+        let mut a = vec!["export", r, "--config", letter, "--out", out.to_str().unwrap()];
+        if force {
+            a.push("--force");
+        }
+        embgraft(&a)
+    };
+    // The run's own donor folder, and a Hugging Face model folder: nothing there is an export's.
+    let before = snapshot(&f.donor);
+    refused(
+        &export("B", &f.donor, true),
+        &["holds model.safetensors, which no embgraft export wrote there", "--force"],
+    );
+    assert_eq!(snapshot(&f.donor), before);
+    let hf = f.root.join("hf-model");
+    std::fs::create_dir(&hf).unwrap();
+    for n in ["config.json", "vocab.txt", "merges.txt", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::write(hf.join(n), n).unwrap();
+    }
+    let before = snapshot(&hf);
+    refused(
+        &export("A", &hf, true),
+        &["holds config.json, merges.txt, model.safetensors, tokenizer_config.json, vocab.txt, which no embgraft"],
+    );
+    assert_eq!(snapshot(&hf), before);
+    // The run folder itself.
+    let before = snapshot(&run);
+    refused(&export("A", &run, true), &["is a run folder; give a folder of the export's own"]);
+    assert_eq!(snapshot(&run), before);
+
+    // An earlier export: replaced with --force, a file of the user's beside it kept, one it
+    // listed and this export does not write removed, and a file of the user's that an export
+    // may write (but this one did not) refused by name.
+    let dest = f.root.join("exported");
+    ok(&export("A", &dest, false));
+    let record = json(&dest.join("embgraft.json"));
+    let listed: Vec<&str> = record["files"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(listed, ["config.json", "model.safetensors", "test-windows.safetensors", "embgraft.json"]);
+    std::fs::write(dest.join("notes.md"), "mine").unwrap();
+    refused(&export("B", &dest, false), &["is not empty (an earlier export: config.json", "--force"]);
+    // A folder of other files only: --force writes beside them, touching none.
+    let notes = f.root.join("notes-only");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("notes.md"), "mine").unwrap();
+    refused(&export("A", &notes, false), &["is not empty (notes.md)"]);
+    ok(&export("A", &notes, true));
+    assert_eq!(std::fs::read_to_string(notes.join("notes.md")).unwrap(), "mine");
+    std::fs::write(dest.join("vocab.txt"), "mine too").unwrap();
+    let before = snapshot(&dest);
+    refused(&export("B", &dest, true), &["holds vocab.txt, which no embgraft export wrote there"]);
+    assert_eq!(snapshot(&dest), before);
+    std::fs::remove_file(dest.join("vocab.txt")).unwrap();
+    ok(&export("B", &dest, true));
+    assert_eq!(json(&dest.join("embgraft.json"))["config"], "B");
+    assert_eq!(std::fs::read_to_string(dest.join("notes.md")).unwrap(), "mine");
+    assert_eq!(
+        names(&dest),
+        ["config.json", "embgraft.json", "model.safetensors", "notes.md", "test-windows.safetensors"]
+    );
+
+    // An export whose record lists a file the run read (an export folder used as the donor,
+    // say) never replaces it.
+    let donor_like = f.root.join("donor-export");
+    ok(&export("A", &donor_like, false));
+    std::fs::copy(f.donor.join("model.safetensors"), donor_like.join("model.safetensors")).unwrap();
+    let other = f.root.join("run2");
+    let args = [
+        "compare",
+        "--corpus",
+        f.corpus.to_str().unwrap(),
+        "--donor",
+        donor_like.to_str().unwrap(),
+        "--seeds",
+        "1",
+        "--batch-size",
+        "16",
+        "--configs",
+        "B",
+        "--max-steps",
+        "2",
+        "--save-weights",
+        "--out",
+        other.to_str().unwrap(),
+    ];
+    ok(&embgraft(&args));
+    let before = snapshot(&donor_like);
+    let o = embgraft(&[
+        "export",
+        other.to_str().unwrap(),
+        "--config",
+        "B",
+        "--out",
+        donor_like.to_str().unwrap(),
+        "--force",
+    ]);
+    refused(&o, &["model.safetensors there is a file the run read"]);
+    assert_eq!(snapshot(&donor_like), before);
+}
+
+#[test]
+fn two_exports_at_once_never_leave_a_mixed_folder() {
+    let f = fixture();
+    let run = finished(&f, &[]);
+    let r = run.to_str().unwrap();
+    let spawn = |letter: &str, out: &Path, force: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_embgraft"));
+        c.args(["export", r, "--config", letter, "--out", out.to_str().unwrap()]);
+        if force {
+            c.arg("--force");
+        }
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    // Each of A's and B's files, exported alone, to tell whose a file is.
+    let solo: HashMap<&str, Vec<(String, Vec<u8>)>> = ["A", "B"]
+        .into_iter()
+        .map(|l| {
+            let d = f.root.join(format!("solo-{l}"));
+            ok(&embgraft(&["export", r, "--config", l, "--out", d.to_str().unwrap()]));
+            (l, snapshot(&d))
+        })
+        .collect();
+    for (round, force) in [(0, false), (1, false), (2, true), (3, true), (4, true)] {
+        let out = f.root.join(format!("race-{round}"));
+        if force {
+            ok(&embgraft(&["export", r, "--config", "A", "--out", out.to_str().unwrap()]));
+        }
+        let (a, b) = (spawn("A", &out, force), spawn("B", &out, force));
+        let results: Vec<(bool, String)> = [a, b]
+            .into_iter()
+            .map(|c| {
+                let o = c.wait_with_output().unwrap();
+                (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+            })
+            .collect();
+        for (success, err) in &results {
+            assert!(*success || err.contains("is being written by another embgraft"), "{err}");
+        }
+        assert!(results.iter().any(|r| r.0), "{results:?}");
+        // Whatever happened, the folder is one export whole: every file of one cell's.
+        let record = json(&out.join("embgraft.json"));
+        let whose = record["config"].as_str().unwrap();
+        let mut got = snapshot(&out);
+        got.retain(|(n, _)| n != "embgraft.json");
+        let mut want = solo[whose].clone();
+        want.retain(|(n, _)| n != "embgraft.json");
+        assert_eq!(got, want, "round {round}: a mixed folder");
+    }
+}
+
+/// Exports of a bigger model (width 192, 77 MB of weights) take long enough to interrupt.
+fn wide_run(f: &common::Fixture) -> std::path::PathBuf {
+    let donor = f.root.join("wide");
+    std::fs::create_dir(&donor).unwrap();
+    embgraft::fixtures::write_gpt2_layout(&donor.join("model.safetensors"), 192, 0.5, 2).unwrap();
+    let out = f.root.join("wide-run");
+    let args = [
+        "compare",
+        "--corpus",
+        f.corpus.to_str().unwrap(),
+        "--donor",
+        donor.to_str().unwrap(),
+        "--seeds",
+        "1",
+        "--batch-size",
+        "16",
+        "--configs",
+        "A",
+        "--max-steps",
+        "1",
+        "--save-weights",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    ok(&embgraft(&args));
+    out
+}
+
+#[test]
+fn an_interrupted_or_killed_export_leaves_nothing_behind() {
+    let f = fixture();
+    let run = wide_run(&f);
+    let out = f.root.join("exports").join("wide-A");
+    std::fs::create_dir(f.root.join("exports")).unwrap();
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let child = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+            .args(["export", run.to_str().unwrap(), "--config", "A", "--out", out.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signalled while its files are being written (its staging folder exists).
+        let started = std::time::Instant::now();
+        let staging = || out.is_dir() && names(&out).iter().any(|n| n.starts_with(".embgraft-export-staging-"));
+        while !staging() {
+            assert!(started.elapsed().as_secs() < 60, "the export never started writing");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "the export finished before the signal: {err}");
+        if signal == libc::SIGINT {
+            assert_eq!(o.status.code(), Some(130), "{err}");
+            assert!(err.contains("interrupted: the export to") && err.contains("was not written"), "{err}");
+            // The folder it created is gone, and nothing hides beside it.
+            assert!(!out.exists(), "{:?}", names(&out));
+        } else {
+            // A kill leaves the folder (it cannot clean up); the next export takes it over.
+            assert!(names(&out).iter().all(|n| n.starts_with('.')), "{:?}", names(&out));
+        }
+        assert_eq!(names(&f.root.join("exports")).iter().filter(|n| n.starts_with('.')).count(), 0);
+    }
+    ok(&embgraft(&["export", run.to_str().unwrap(), "--config", "A", "--out", out.to_str().unwrap()]));
+    assert_eq!(names(&out), ["config.json", "embgraft.json", "model.safetensors", "test-windows.safetensors"]);
+}
+
+#[test]
+fn weights_files_altered_and_resealed_are_refused_by_shape() {
+    use embgraft::train::weights;
+    let f = fixture();
+    let run = finished(&f, &[]);
+    let path = run.join("weights-A-0.safetensors");
+    let (saved, stamp) = weights::open(&path).unwrap();
+    let n = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // A forger with the library: the same record and cell, the tensors of another shape, sealed.
+    let forge = |wte: &[usize], head: &[usize]| {
+        let var = |shape: &[usize]| {
+            let len: usize = shape.iter().product();
+            let t = candle_core::Tensor::from_vec(vec![0.25f32; len], shape, &candle_core::Device::Cpu).unwrap();
+            candle_core::Var::from_tensor(&t).unwrap()
+        };
+        let mut p = embgraft::model::params::Params::default();
+        p.insert("wte", var(wte));
+        p.insert("lm_head", var(head));
+        let t = weights::Trained { params: &p, model: saved.model.clone(), donor: None };
+        weights::save(&path, &t, stamp.made.as_ref(), stamp.cell.as_ref().unwrap()).unwrap();
+    };
+    let dest = f.root.join("x");
+    let d = dest.to_str().unwrap();
+    for (wte, head, says) in [
+        (&[0usize] as &[usize], &[50257usize, 8] as &[usize], "holds wte of shape [0]"),
+        (&[50257, 16], &[50257, 8], "holds wte of shape [50257, 16], but the run's model has [50257, 8]"),
+        (&[0, 8], &[0, 8], "holds wte of shape [0, 8]"),
+        (&[50257, 8], &[464, 8], "holds lm_head of shape [464, 8]"),
+    ] {
+        forge(wte, head);
+        let o = embgraft(&["export", run.to_str().unwrap(), "--config", "A", "--out", d]);
+        refused(&o, &[says, "altered", "run that cell again"]);
+        assert!(!dest.exists(), "{}", n(&o));
+    }
+}
+
+#[test]
+fn every_group_of_a_multi_group_experiment_exports() {
+    let f = fixture();
+    let second = f.root.join("second.txt");
+    std::fs::write(&second, common::tiny_corpus().replace("Weena", "Filby")).unwrap();
+    let donor = f.donor.to_str().unwrap();
+    let plans: [(&str, Vec<&str>); 2] = [
+        ("corpora", vec!["--corpus", f.corpus.to_str().unwrap(), "--corpus", second.to_str().unwrap()]),
+        ("sized", vec!["--corpus", f.corpus.to_str().unwrap(), "--train-tokens", "2000,4000"]),
+    ];
+    for (name, flags) in plans {
+        let out = f.root.join(name);
+        let o = out.to_str().unwrap();
+        let base = ["compare", "--donor", donor, "--seeds", "1", "--batch-size", "16", "--configs", "A"];
+        ok(&embgraft(&[&base[..], &flags, &["--max-steps", "2", "--save-weights", "--out", o]].concat()));
+        let groups: Vec<String> =
+            names(&out).into_iter().filter(|g| out.join(g).join("config.toml").is_file()).collect();
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        // The top folder names its groups; each group's folder exports its own cell.
+        refused(&embgraft(&["export", o, "--config", "A", "--out", "unused"]), &["holds 2 groups", &groups[0]]);
+        for g in &groups {
+            let dest = f.root.join(format!("{name}-{g}"));
+            let gdir = out.join(g);
+            ok(&embgraft(&["export", gdir.to_str().unwrap(), "--config", "A", "--out", dest.to_str().unwrap()]));
+            let record = json(&dest.join("embgraft.json"));
+            assert_eq!(record["group"].as_str(), Some(g.as_str()));
+            let run = json(&gdir.join("run-A-0.json"));
+            let final_test = run["points"].as_array().unwrap().last().unwrap()["test_loss"].as_f64().unwrap();
+            let loss = model1_test_loss(&dest);
+            assert!((loss - final_test).abs() < 1e-5, "{name}/{g}: export scores {loss}, the run {final_test}");
+        }
+    }
+}
+
+#[test]
+fn an_export_needs_the_donor_not_the_corpus_and_says_what_is_missing() {
+    let f = fixture();
+    let run = finished(&f, &[]);
+    let r = run.to_str().unwrap();
+    let export = |letter: &str, out: &str, more: &[&str]| {
+        embgraft(&[&["export", r, "--config", letter, "--out", out][..], more].concat())
+    };
+    // The corpus changed, then went: the weights export whole, the test windows are left out, said why.
+    let text = std::fs::read(&f.corpus).unwrap();
+    std::fs::write(&f.corpus, [&text[..], b" More text."].concat()).unwrap();
+    let dest = f.root.join("changed");
+    let said = ok(&export("A", dest.to_str().unwrap(), &[]));
+    assert!(said.contains("the corpus") && said.contains("changed since the run: no test windows"), "{said}");
+    assert!(said.contains("need only the donor"), "{said}");
+    assert_eq!(names(&dest), ["config.json", "embgraft.json", "model.safetensors"]);
+    std::fs::remove_file(&f.corpus).unwrap();
+    let said = ok(&export("A", f.root.join("gone").to_str().unwrap(), &[]));
+    assert!(said.contains("corpus cannot be read again") && said.contains("no test windows"), "{said}");
+    std::fs::write(&f.corpus, &text).unwrap();
+
+    // The donor moved: B's frozen wte is read from it, named with --donor (no "start a new --out").
+    let moved = f.root.join("moved.safetensors");
+    std::fs::rename(f.donor.join("model.safetensors"), &moved).unwrap();
+    refused(
+        &export("B", f.root.join("b1").to_str().unwrap(), &[]),
+        &["takes frozen tensors from the donor", "restore"],
+    );
+    let said = ok(&export("B", f.root.join("b2").to_str().unwrap(), &["--donor", moved.to_str().unwrap()]));
+    assert!(!said.contains("--out"), "{said}");
+    assert!(f.root.join("b2").join("test-windows.safetensors").is_file());
+    std::fs::rename(&moved, f.donor.join("model.safetensors")).unwrap();
+
+    // A weights file deleted from a run that kept them: not "made without --save-weights".
+    std::fs::remove_file(run.join("weights-A-0.safetensors")).unwrap();
+    let o = export("A", f.root.join("a3").to_str().unwrap(), &[]);
+    refused(&o, &["has no weights-A-0.safetensors, though the run kept its weights", "deleted or moved"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("made without"));
+}

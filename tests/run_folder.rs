@@ -901,3 +901,157 @@ fn racing_resumes_name_the_holder_and_odd_places_are_refused_first() {
     let line = error_line(&o);
     assert!(line.contains("this shard's corpus") && line.contains("not the one the shards before it read"), "{line}");
 }
+
+/// A cell stopped under one matrix-product backend and resumed under another would finish with
+/// numbers equal to neither uninterrupted run's: refused by name, the folder untouched; under
+/// the same backend it resumes as ever. The stop is a real run's (the library, in this process,
+/// with whatever backend this process has); the resume asks for the other one.
+#[test]
+fn a_resume_under_another_matrix_product_backend_is_refused() {
+    let f = fixture();
+    let part = stopped_inside_b0(&f, &[]);
+    let then = embgraft::ops::gemm::kernels();
+    let other = if then.starts_with("gemm crate") { "blas" } else { "gemm" };
+    let before = snapshot(&part);
+    let d = part.to_str().unwrap();
+    let o = bin().current_dir(&f.root).env("EMBGRAFT_GEMM", other).args(["compare", "--resume", d]).output().unwrap();
+    let line = error_line(&o);
+    let no_blas = other == "blas" && !line.contains("was interrupted");
+    if no_blas && std::env::var_os("EMBGRAFT_REQUIRE_BLAS").is_none() {
+        eprintln!("skipped: no OpenBLAS to switch to here ({line}); CI installs one and sets EMBGRAFT_REQUIRE_BLAS");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        line.contains(&format!("B seed 0 in {d} was interrupted with its matrix products computed by {then}"))
+            && line.contains("equal neither uninterrupted run")
+            && line.contains("EMBGRAFT_GEMM")
+            && line.contains("checkpoint-B-0.safetensors"),
+        "{line}"
+    );
+    assert_eq!(snapshot(&part), before);
+    // The same backend as the stop: it finishes as an uninterrupted run does.
+    let o = run_in(&f.root, &["compare", "--resume", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let refdir = reference(&f);
+    assert_eq!(read(&part.join("metrics.csv")), read(&refdir.join("metrics.csv")));
+}
+
+#[test]
+fn rayon_num_threads_is_bounded_before_any_thread_starts() {
+    let f = fixture();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cap = embgraft::util::THREADS_PER_CORE * cores;
+    for (value, says) in [
+        ("100000".to_string(), format!("RAYON_NUM_THREADS=100000 is more than the {cap} threads")),
+        (
+            (cap + 1).to_string(),
+            format!("is more than the {cap} threads embgraft runs on this process's {cores} cores"),
+        ),
+        ("many".to_string(), "RAYON_NUM_THREADS=\"many\" is not a thread count".to_string()),
+    ] {
+        let t = Instant::now();
+        let o = bin().current_dir(&f.root).env("RAYON_NUM_THREADS", &value).args(args("t", &[])).output().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(20), "{value}: {:?}", t.elapsed());
+        assert_eq!(o.status.code(), Some(1), "{value}: {}", stderr(&o));
+        let line = error_line(&o);
+        assert!(line.contains(&says) && line.contains("unset it"), "{line}");
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+        assert!(!f.root.join("t").exists());
+    }
+    // At the cap it runs.
+    let o = bin()
+        .current_dir(&f.root)
+        .env("RAYON_NUM_THREADS", cap.to_string())
+        .args(args("t", &["--max-steps", "2"]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A `|` or a line break in a corpus or donor path stays inside its cell of report.md's tables.
+#[test]
+fn paths_with_pipes_and_newlines_keep_report_tables_whole() {
+    let f = fixture();
+    let odd = f.root.join("a|b\nc");
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::copy(&f.corpus, odd.join("book|one\n.txt")).unwrap();
+    std::fs::create_dir(odd.join("donor|x")).unwrap();
+    std::fs::copy(f.donor.join("model.safetensors"), odd.join("donor|x").join("model.safetensors")).unwrap();
+    let corpus = odd.join("book|one\n.txt");
+    let donor = odd.join("donor|x");
+    let two = f.root.join("two.txt");
+    std::fs::copy(&f.corpus, &two).unwrap();
+    let o = run_in(
+        &f.root,
+        &args(
+            "odd",
+            &[
+                "--corpus",
+                corpus.to_str().unwrap(),
+                "--corpus",
+                "two.txt",
+                "--donor",
+                donor.to_str().unwrap(),
+                "--configs",
+                "A",
+                "--max-steps",
+                "2",
+            ],
+        ),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut reports = vec![f.root.join("odd").join("report.md")];
+    for e in std::fs::read_dir(f.root.join("odd")).unwrap() {
+        let p = e.unwrap().path().join("report.md");
+        if p.is_file() {
+            reports.push(p);
+        }
+    }
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    for r in reports {
+        let text = std::fs::read_to_string(&r).unwrap();
+        // Each table's rows have as many cells (unescaped |) as its header.
+        let cells = |l: &str| l.replace("\\|", "").matches('|').count();
+        let mut header: Option<usize> = None;
+        for line in text.lines() {
+            match (line.starts_with('|'), header) {
+                (true, None) => header = Some(cells(line)),
+                (true, Some(n)) => assert_eq!(cells(line), n, "{}: {line}", r.display()),
+                (false, _) => header = None,
+            }
+        }
+        assert!(text.contains("donor\\|x") || text.contains("book\\|one⏎.txt"), "{}", r.display());
+    }
+}
+
+#[test]
+fn tokenizer_messages_name_a_remedy_the_user_has_not_tried() {
+    let f = fixture();
+    // A donor whose own tokenizer.json is broken, run with --tokenizer gpt2.
+    let broken = f.root.join("broken-donor");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::copy(f.donor.join("model.safetensors"), broken.join("model.safetensors")).unwrap();
+    std::fs::write(broken.join("tokenizer.json"), "{ not json").unwrap();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--tokenizer", "GPT2"], vec!["--tokenizer \"GPT2\" is neither auto, gpt2 nor a file", "lower-case"]),
+        (vec!["--tokenizer", ""], vec!["--tokenizer is empty: give auto", "gpt2"]),
+        (vec!["--tokenizer", "corpus.txt"], vec!["--tokenizer: cannot read tokenizer", "gpt2 for GPT-2's BPE"]),
+        (
+            vec!["--tokenizer", "gpt2", "--donor", "broken-donor"],
+            vec!["the donor's own tokenizer: cannot read tokenizer", "broken-donor/tokenizer.json", "or remove it"],
+        ),
+    ];
+    for (more, says) in cases {
+        let o = run_in(&f.root, &args("tok", &more));
+        assert_eq!(o.status.code(), Some(1), "{more:?}: {}", stderr(&o));
+        let line = error_line(&o);
+        for s in &says {
+            assert!(line.contains(s), "{more:?}: {s:?} not in {line}");
+        }
+        if more.contains(&"gpt2") {
+            assert!(!line.contains("--tokenizer gpt2"), "advises what was given: {line}");
+        }
+        assert!(!f.root.join("tok").exists());
+    }
+}

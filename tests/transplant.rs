@@ -292,3 +292,291 @@ fn the_reference_mapping_replays_class_for_class_and_bit_for_bit() {
         assert_eq!(got, row, "id {id}");
     }
 }
+
+/// Every name in `dir` with what it is and, for a file, its bytes.
+fn listing(dir: &Path) -> Vec<(String, String, Vec<u8>)> {
+    let mut v: Vec<(String, String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let t = std::fs::symlink_metadata(e.path()).unwrap().file_type();
+            let bytes = if t.is_file() { std::fs::read(e.path()).unwrap() } else { Vec::new() };
+            (e.file_name().to_string_lossy().into_owned(), format!("{t:?}"), bytes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// `inspect --write-mapped` and `bench --tokens-out` write a new regular file, or with --force
+/// replace a regular file that is not one of their inputs; a FIFO, a device node, a link, a
+/// folder or an input is refused by name and left as it was (private ones here, never the
+/// system's).
+#[test]
+fn mapped_and_token_files_go_only_where_they_may() {
+    let s = setup();
+    let r = &s.root;
+    let places = r.join("places");
+    std::fs::create_dir(&places).unwrap();
+    mkfifo(&places.join("fifo"));
+    // A character device like /dev/null (1, 3), made here where we may (as root, as CI is).
+    let dev = places.join("null-device");
+    let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+    }
+    std::fs::write(places.join("target"), "keep").unwrap();
+    std::os::unix::fs::symlink(places.join("target"), places.join("link")).unwrap();
+    std::fs::create_dir(places.join("folder")).unwrap();
+    std::fs::write(places.join("existing.safetensors"), "old").unwrap();
+    let x = s.x.to_str().unwrap();
+    let p = |n: &str| places.join(n).to_str().unwrap().to_string();
+    let mut cases: Vec<(String, bool, &str)> = vec![
+        (p("fifo"), true, "is not a regular file (a device, FIFO or socket)"),
+        (p("link"), true, "is a symbolic link"),
+        (p("folder"), true, "is a folder"),
+        (p("existing.safetensors"), false, "exists; give a new file path, or --force to replace it"),
+        (s.x.join("model.safetensors").to_str().unwrap().to_string(), true, "which this command reads"),
+        (s.x.join("tokenizer.json").to_str().unwrap().to_string(), true, "which this command reads"),
+        (p("no-such-folder/mapped.safetensors"), false, "its folder"),
+    ];
+    if root {
+        cases.push((p("null-device"), true, "is not a regular file (a device, FIFO or socket)"));
+    }
+    let donor_before = listing(&s.x);
+    for (target, force, says) in &cases {
+        let before = listing(&places);
+        let mut a = vec!["inspect", x, "--tokenizer", "gpt2", "--write-mapped", target.as_str()];
+        if *force {
+            a.push("--force");
+        }
+        let (code, e) = embgraft(r, &a);
+        let last = e.trim().lines().last().unwrap_or_default();
+        assert_eq!(code, Some(1), "{target}: {e}");
+        assert!(last.starts_with("error") && last.contains(says), "{target}: {e}");
+        assert_eq!(listing(&places), before, "{target}");
+    }
+    assert_eq!(listing(&s.x), donor_before);
+    // A new file, then --force over it: a mapped matrix each time.
+    for force in [false, true] {
+        let mut a = vec!["inspect", x, "--tokenizer", "gpt2", "--write-mapped", "places/mapped.safetensors"];
+        if force {
+            a.push("--force");
+        }
+        let (code, e) = embgraft(r, &a);
+        assert_eq!(code, Some(0), "{e}");
+        let bytes = std::fs::read(places.join("mapped.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("wte").unwrap().shape(), [50257, DIM]);
+    }
+    let (code, e) = embgraft(r, &["inspect", x, "--force"]);
+    assert_eq!(code, Some(2), "--force alone: {e}");
+
+    // bench --tokens-out: the same rules, its inputs being --corpus and --batches.
+    let corpus = s.corpus.to_str().unwrap();
+    let bench = |out: &str, force: bool| {
+        let mut a = vec![
+            "bench",
+            "--batches",
+            "places/batches.safetensors",
+            "--corpus",
+            corpus,
+            "--tokens-out",
+            out,
+            "--dim",
+            "8",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--shape",
+            "4x8",
+        ];
+        if force {
+            a.push("--force");
+        }
+        embgraft(r, &a)
+    };
+    for (target, force, says) in [
+        (p("fifo"), true, "is not a regular file"),
+        (corpus.to_string(), true, "which this command reads"),
+        (p("existing.safetensors"), false, "exists; give a new file path, or --force"),
+    ] {
+        let before = listing(&places);
+        let corpus_before = std::fs::read(&s.corpus).unwrap();
+        let (code, e) = bench(&target, force);
+        assert_eq!(code, Some(1), "{target}: {e}");
+        assert!(e.trim().lines().last().unwrap_or_default().contains(says), "{target}: {e}");
+        assert_eq!(listing(&places), before, "{target}");
+        assert_eq!(std::fs::read(&s.corpus).unwrap(), corpus_before);
+    }
+    let (code, e) = bench(&p("existing.safetensors"), true);
+    assert_eq!(code, Some(0), "{e}");
+    let bytes = std::fs::read(places.join("existing.safetensors")).unwrap();
+    assert!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("tokens").is_ok());
+}
+
+/// A WordLevel tokenizer.json of `n` entries: the donor's words first, then made-up ones.
+fn big_tokenizer(path: &Path, n: usize) {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for w in ["the", "time", "machine"].iter().map(|w| w.to_string()).chain((0..).map(|i| format!("w{i:07}x"))) {
+        if vocab.len() == n {
+            break;
+        }
+        let id = vocab.len();
+        vocab.insert(w, id.into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": 0, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false,
+                          "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+/// A vocabulary of hundreds of thousands mapped onto a donor of width 384 is estimated and
+/// refused before the mapping is built: under --max-memory and under an address-space limit
+/// (where it used to abort allocating), with the tokenizer's vocabulary as the remedy.
+#[test]
+fn a_mapping_that_cannot_fit_is_refused_before_it_is_built() {
+    use std::os::unix::process::CommandExt;
+    let s = setup();
+    let r = &s.root;
+    let wide = r.join("wide");
+    std::fs::create_dir(&wide).unwrap();
+    let n = embgraft::fixtures::write_wordpiece_tokenizer(&wide.join("tokenizer.json"), WORDS).unwrap();
+    let rows = vec![0.25f32; n * 384];
+    embgraft::fixtures::write_f32_tensors(
+        &wide.join("model.safetensors"),
+        &[("embeddings.word_embeddings.weight".into(), vec![n, 384], rows)],
+    )
+    .unwrap();
+    let big = r.join("big.json");
+    big_tokenizer(&big, 600_000);
+    let (w, b) = (wide.to_str().unwrap(), big.to_str().unwrap());
+    // 600,000 x (384 x 4 + 160) bytes: about 970 MiB.
+    let says = "mapping the donor's rows onto";
+    let (code, e) = embgraft(r, &["inspect", w, "--tokenizer", b, "--max-memory", "300MiB"]);
+    assert_eq!(code, Some(1), "{e}");
+    let last = e.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains(says) && last.contains("(600000 ids x width 384)") && last.contains("smaller vocabulary"),
+        "{last}"
+    );
+    assert!(last.contains("--max-memory"), "{last}");
+    let corpus = s.corpus.to_str().unwrap();
+    let run = ["compare", "--corpus", corpus, "--donor", w, "--tokenizer", b, "--max-memory", "300MiB", "--out", "no"];
+    let (code, e) = embgraft(r, &run);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains(says) && e.contains("smaller vocabulary") && !r.join("no").exists(), "{e}");
+    // The tokenizer itself, where even its tables could not fit.
+    let (code, e) = embgraft(r, &["inspect", w, "--tokenizer", b, "--max-memory", "100MiB"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("reading tokenizer") && e.contains("smaller vocabulary"), "{e}");
+    // Under a 1 GiB address-space limit, without --max-memory: refused, not aborted.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_embgraft"));
+    c.current_dir(r).args(["inspect", w, "--tokenizer", b]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(says) && e.contains("address-space limit"), "{e}");
+}
+
+/// A tokenizer.json past the old hidden 64 MiB cap (padded with white space, as a pretty-printed
+/// file of a big vocabulary is) maps when --max-input-size allows it: the mapping reads it under
+/// the same cap as the run.
+#[test]
+fn the_mapping_reads_tokenizers_under_max_input_size() {
+    let s = setup();
+    let r = &s.root;
+    let model = r.join("padded.json");
+    bpe_tokenizer(&model, &[("Ġthe", 0), ("Ġtime", 1), ("Ġmachine", 2), ("Ġzebra", 3)]);
+    let text = std::fs::read_to_string(&model).unwrap();
+    let padded = text.replacen('{', &format!("{{{}", " ".repeat(70 << 20)), 1);
+    std::fs::write(&model, padded).unwrap();
+    let (x, m) = (s.x.to_str().unwrap(), model.to_str().unwrap());
+    let (code, e) = embgraft(r, &["inspect", x, "--tokenizer", m]);
+    assert_eq!(code, Some(0), "{e}");
+    let out = Command::new(env!("CARGO_BIN_EXE_embgraft"))
+        .current_dir(r)
+        .args(["inspect", x, "--tokenizer", m])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("(4 ids): 3 exact"), "{said}");
+    // The run reads it under --max-input-size too, both ways.
+    let corpus = s.corpus.to_str().unwrap();
+    let run = [
+        "compare",
+        "--corpus",
+        corpus,
+        "--donor",
+        x,
+        "--tokenizer",
+        m,
+        "--configs",
+        "A",
+        "--seeds",
+        "1",
+        "--max-steps",
+        "1",
+    ];
+    let (code, e) = embgraft(r, &[&run[..], &["--max-input-size", "64MiB", "--out", "small"]].concat());
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("over the 64.0 MiB cap") && e.contains("--max-input-size"), "{e}");
+}
+
+/// `--vocab-map exact,pieces` runs two groups; each group's folder exports its own cell.
+#[test]
+fn each_vocab_map_group_exports() {
+    let s = setup();
+    let r = &s.root;
+    let (x, corpus) = (s.x.to_str().unwrap(), s.corpus.to_str().unwrap());
+    let args = [
+        "compare",
+        "--corpus",
+        corpus,
+        "--donor",
+        x,
+        "--tokenizer",
+        "gpt2",
+        "--vocab-map",
+        "exact,pieces",
+        "--configs",
+        "C",
+        "--seeds",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--save-weights",
+        "--out",
+        "maps",
+    ];
+    let (code, e) = embgraft(r, &args);
+    assert_eq!(code, Some(0), "{e}");
+    for g in ["map-exact", "map-pieces"] {
+        let dest = format!("export-{g}");
+        let (code, e) = embgraft(r, &["export", &format!("maps/{g}"), "--config", "C", "--out", &dest]);
+        assert_eq!(code, Some(0), "{g}: {e}");
+        assert_eq!(json(&r.join(&dest).join("embgraft.json"))["group"].as_str(), Some(g));
+    }
+}

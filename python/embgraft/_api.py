@@ -353,7 +353,9 @@ class Result:
         """Writes a finished run's saved weights as a folder PyTorch loads (``embgraft export``):
         Model 5 for ``transformers.GPT2LMHeadModel.from_pretrained(out)``, Model 1 for
         :func:`embgraft.torch_model1`; with the run's test windows (``test-windows.safetensors``)
-        and ``embgraft.json`` (its final test loss). Returns the folder."""
+        and ``embgraft.json`` (its final test loss and the files it wrote). ``out`` must be new or
+        empty; ``force=True`` replaces an earlier export's own files there and nothing else (a
+        folder of other files, such as a donor's, is refused). Returns the folder."""
         if out is None:
             raise _embgraft.InputError("export needs out=, the folder to write")
         files, notes = _embgraft.export(str(self._cell_dir(pair)), str(config), int(seed), str(out), bool(force),

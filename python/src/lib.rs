@@ -48,6 +48,7 @@ fn run(
     donor: Option<(Bound<'_, PyBytes>, usize, usize, String)>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
+    embgraft::util::start_threads().map_err(to_py)?;
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let (args, mut cfg) = embgraft::cli::parse_run(&refs).map_err(to_py)?;
     let memory = match donor {
@@ -214,6 +215,7 @@ fn weights(
     seed: u64,
     donor: Option<std::path::PathBuf>,
 ) -> PyResult<(String, Vec<(String, Vec<usize>, String, usize)>)> {
+    embgraft::util::start_threads().map_err(to_py)?;
     let letter: embgraft::config::Letter = config.parse().map_err(to_py)?;
     py.detach(|| {
         let cell = embgraft::experiment::export::open_cell(&run_dir, letter, seed)?;
@@ -237,6 +239,7 @@ fn logits<'py>(
     windows: usize,
     donor: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    embgraft::util::start_threads().map_err(to_py)?;
     let letter: embgraft::config::Letter = config.parse().map_err(to_py)?;
     let ids: Vec<u32> = ids.as_bytes().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     let z = py
@@ -261,6 +264,7 @@ fn export(
     force: bool,
     donor: Option<std::path::PathBuf>,
 ) -> PyResult<(Vec<String>, Vec<String>)> {
+    embgraft::util::start_threads().map_err(to_py)?;
     let letter: embgraft::config::Letter = config.parse().map_err(to_py)?;
     py.detach(|| {
         let req = embgraft::experiment::export::Request {

@@ -87,16 +87,16 @@ pub fn save_batches(path: &Path, batches: &[Vec<u32>], batch: usize, seq_len: us
 }
 
 /// Writes token ids as a one-dimensional I64 tensor `tokens`.
-pub fn save_tokens(path: &Path, tokens: &[u32]) -> Result<()> {
+pub fn save_tokens(path: &Path, tokens: &[u32], force: bool) -> Result<()> {
     let bytes: Vec<u8> = tokens.iter().flat_map(|&t| (t as i64).to_le_bytes()).collect();
     let view = TensorView::new(Dtype::I64, vec![tokens.len()], &bytes).map_err(|e| Error::Output(e.to_string()))?;
     let data =
         safetensors::serialize([("tokens".to_string(), view)], None).map_err(|e| Error::Output(e.to_string()))?;
-    crate::util::write_atomic(path, &data)
+    crate::util::write_output(path, "--tokens-out", force, &data)
 }
 
 pub fn load_batches(path: &Path) -> Result<(Vec<Vec<u32>>, usize, usize)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::util::read_input(path, "--batches", 16 << 30, "give a smaller batches file")?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     let t = st.tensor("tokens").map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     let &[_, batch, window] = t.shape() else {

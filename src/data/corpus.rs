@@ -20,6 +20,9 @@ pub enum Tokenizer {
         tok: Box<tokenizers::Tokenizer>,
         path: PathBuf,
         fingerprint: String,
+        /// The file's size when it was read (under the caller's cap): a second reader of the
+        /// same file (the vocabulary mapping) needs no cap of its own.
+        size: u64,
         /// Whether running text may be encoded in pieces cut at single spaces and newlines
         /// with the same ids (see [`splits_at_whitespace`]).
         in_pieces: bool,
@@ -133,7 +136,7 @@ impl Tokenizer {
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut tok = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
             Error::Tokenizer(format!(
-                "cannot read tokenizer {}: {e}; pass --tokenizer gpt2 or another tokenizer.json",
+                "cannot read tokenizer {}: {e}; give a Hugging Face tokenizer.json",
                 path.display()
             ))
         })?;
@@ -141,7 +144,24 @@ impl Tokenizer {
         tok.with_truncation(None).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         let fingerprint = crate::util::fingerprint(&bytes);
         let in_pieces = serde_json::from_slice(&bytes).is_ok_and(|j| splits_at_whitespace(&j));
-        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf(), fingerprint, in_pieces })
+        let size = bytes.len() as u64;
+        Ok(Tokenizer::HuggingFace { tok: Box::new(tok), path: path.to_path_buf(), fingerprint, size, in_pieces })
+    }
+
+    /// A `--tokenizer` value other than `auto`: `gpt2` (GPT-2's built-in BPE) or the path of a
+    /// tokenizer.json. A value that is neither says which values there are.
+    pub fn from_flag(value: &str, cap: u64) -> Result<Self> {
+        let choices = "auto (the donor's own, else GPT-2's BPE), gpt2 or the path of a tokenizer.json";
+        match value {
+            "gpt2" => Tokenizer::gpt2(),
+            "" => Err(Error::Tokenizer(format!("--tokenizer is empty: give {choices}"))),
+            v if !Path::new(v).exists() => Err(Error::Tokenizer(format!(
+                "--tokenizer {v:?} is neither auto, gpt2 nor a file that exists: give {choices} (the names are \
+                 lower-case)"
+            ))),
+            v => Tokenizer::from_file(Path::new(v), cap)
+                .map_err(|e| Error::Tokenizer(format!("--tokenizer: {e}, or gpt2 for GPT-2's BPE"))),
+        }
     }
 
     /// Whether it encodes long text whole (its pipeline is not known to allow pieces).

@@ -81,6 +81,15 @@ enum Style {
     Plain,
 }
 
+/// What a token of a byte-level vocabulary is: between two such vocabularies a token's bytes
+/// are its surface form (a piece of a UTF-8 character matches the same piece), and a special
+/// token is its text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Bytes(Vec<u8>),
+    Special(String),
+}
+
 /// A model token's text.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Surface {
@@ -159,8 +168,15 @@ impl<'a> Side<'a> {
                 let end = crate::data::corpus::GPT2_VOCAB as u32 - 1;
                 Ok(Side { tok, style: Style::ByteLevel, specials: HashSet::from([end]), unk: None })
             }
-            Tokenizer::HuggingFace { tok: hf, path, .. } => {
-                let bytes = crate::util::read_input(path, "tokenizer", crate::util::SMALL_FILE, "give a smaller one")?;
+            Tokenizer::HuggingFace { tok: hf, path, size, fingerprint, .. } => {
+                // The file was read whole once, under --max-input-size: read again at that size.
+                let bytes = crate::util::read_input(path, "tokenizer", *size, "it grew since it was read")?;
+                if crate::util::fingerprint(&bytes) != *fingerprint {
+                    return Err(Error::Tokenizer(format!(
+                        "tokenizer {} changed while embgraft read it; run again once it is written",
+                        path.display()
+                    )));
+                }
                 let json: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| Error::Tokenizer(format!("tokenizer {} is not JSON ({e})", path.display())))?;
                 let specials = hf.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(i, _)| i);
@@ -202,6 +218,27 @@ impl<'a> Side<'a> {
                         None => surface_of_bytes(t.as_bytes()),
                     },
                     Style::Plain => surface_of_bytes(format!(" {t}").as_bytes()),
+                }
+            }
+        }
+    }
+
+    /// Token `id` as a byte-level tokenizer knows it: its bytes (a partial UTF-8 character and
+    /// white space included), or a special token's text. None for another style, or no such id.
+    fn key(&self, id: u32) -> Option<Key> {
+        if self.style != Style::ByteLevel {
+            return None;
+        }
+        match self.tok {
+            Tokenizer::Gpt2(bpe) => match self.specials.contains(&id) {
+                true => Some(Key::Special(self.tok.decode_piece(id))),
+                false => bpe.decode_bytes(&[id]).ok().map(Key::Bytes),
+            },
+            Tokenizer::HuggingFace { tok, .. } => {
+                let t = tok.id_to_token(id)?;
+                match self.specials.contains(&id) {
+                    true => Some(Key::Special(t)),
+                    false => from_byte_level(&t).map(Key::Bytes),
                 }
             }
         }
@@ -301,7 +338,23 @@ pub fn same_vocabulary(a: &Tokenizer, b: &Tokenizer) -> Result<bool> {
         return Ok(false);
     }
     let (sa, sb) = (Side::new(a)?, Side::new(b)?);
-    Ok((0..a.vocab_size() as u32).all(|id| sa.surface(id) == sb.surface(id)))
+    Ok((0..a.vocab_size() as u32).all(|id| match (sa.key(id), sb.key(id)) {
+        (Some(ka), Some(kb)) => ka == kb,
+        _ => sa.surface(id) == sb.surface(id),
+    }))
+}
+
+/// Whether the donor's byte-level vocabulary holds the model's: every model id is the donor's
+/// token of the same id, byte for byte (its added tokens past the model's vocabulary aside).
+/// The donor's rows then follow the model's ids as they are, the rest unused. Returns the
+/// donor's tokens past the model's.
+pub fn holds_vocabulary(donor: &Tokenizer, model: &Tokenizer) -> Result<Option<usize>> {
+    let (d, m) = (Side::new(donor)?, Side::new(model)?);
+    if d.style != Style::ByteLevel || m.style != Style::ByteLevel || donor.vocab_size() < model.vocab_size() {
+        return Ok(None);
+    }
+    let same = (0..model.vocab_size() as u32).all(|id| m.key(id).is_some() && m.key(id) == d.key(id));
+    Ok(same.then(|| donor.vocab_size() - model.vocab_size()))
 }
 
 /// Maps every id of `model` to rows of `donor` (a tokenizer.json's, with `rows` rows).
@@ -315,9 +368,22 @@ pub fn map(model: &Tokenizer, donor: &Tokenizer, rows: usize, how: VocabMap) -> 
     };
     let unk = d.unk;
     let n = model.vocab_size();
+    // Between two byte-level vocabularies a token is matched by its bytes first.
+    let by_key: std::collections::HashMap<Key, u32> = match (&m.style, &d.style) {
+        (Style::ByteLevel, Style::ByteLevel) => {
+            (0..dtok.get_vocab_size(true).min(rows) as u32).filter_map(|i| d.key(i).map(|k| (k, i))).collect()
+        }
+        _ => std::collections::HashMap::new(),
+    };
     let mut out =
         Mapping { class: Vec::with_capacity(n), sources: Vec::with_capacity(n), texts: Vec::with_capacity(n) };
     for id in 0..n as u32 {
+        if let Some(&i) = m.key(id).and_then(|k| by_key.get(&k)) {
+            out.class.push(Class::Exact);
+            out.sources.push(vec![i]);
+            out.texts.push(model.decode_piece(id));
+            continue;
+        }
         let (class, sources, text) = match m.surface(id) {
             Surface::None(why) => (Class::Fallback, Vec::new(), format!("{:?} ({why})", model.decode_piece(id))),
             Surface::Word(t) | Surface::Cont(t) if t.is_empty() => {
@@ -443,8 +509,9 @@ pub fn verify(mapping: &Mapping, donor: &Embedding, mapped: &Embedding) -> Resul
 }
 
 /// Writes the mapped matrix for PyTorch: `wte` [vocabulary, width] F32 and `class` [vocabulary]
-/// U8 (0 exact, 1 pieces, 2 fallback), atomically.
-pub fn write_mapped(path: &Path, mapping: &Mapping, mapped: &Embedding) -> Result<()> {
+/// U8 (0 exact, 1 pieces, 2 fallback), atomically, to a place [`crate::util::check_output_file`]
+/// accepted (`force`: over the existing regular file there).
+pub fn write_mapped(path: &Path, mapping: &Mapping, mapped: &Embedding, force: bool) -> Result<()> {
     use safetensors::tensor::TensorView;
     let fail = |e: String| Error::Output(format!("--write-mapped {}: {e}", path.display()));
     let class: Vec<u8> = mapping.class.iter().map(|&c| c as u8).collect();
@@ -453,7 +520,7 @@ pub fn write_mapped(path: &Path, mapping: &Mapping, mapped: &Embedding) -> Resul
             .map_err(|e| fail(e.to_string()))?;
     let cls = TensorView::new(safetensors::Dtype::U8, vec![class.len()], &class).map_err(|e| fail(e.to_string()))?;
     let bytes = safetensors::serialize(vec![("wte", wte), ("class", cls)], None).map_err(|e| fail(e.to_string()))?;
-    crate::util::write_atomic(path, &bytes)
+    crate::util::write_output(path, "--write-mapped", force, &bytes)
 }
 
 #[cfg(test)]
@@ -498,6 +565,73 @@ mod tests {
         let p = dir.join("model-tokenizer.json");
         std::fs::write(&p, json.to_string()).unwrap();
         (Tokenizer::from_file(&p, 1 << 20).unwrap(), tokens.iter().map(|t| t.1).collect())
+    }
+
+    /// A byte-level BPE tokenizer.json of `tokens` in id order (the last `specials` of them
+    /// special added tokens), written as `name` in `dir`.
+    fn byte_level(dir: &Path, name: &str, tokens: &[&str], specials: usize) -> Tokenizer {
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            tokens.iter().enumerate().map(|(i, t)| (t.to_string(), serde_json::Value::from(i))).collect();
+        let added: Vec<serde_json::Value> = (tokens.len() - specials..tokens.len())
+            .map(|i| {
+                serde_json::json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false,
+                                   "rstrip": false, "normalized": false, "special": true})
+            })
+            .collect();
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+            "post_processor": null, "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
+        });
+        let p = dir.join(name);
+        std::fs::write(&p, json.to_string()).unwrap();
+        Tokenizer::from_file(&p, 1 << 20).unwrap()
+    }
+
+    /// Between two byte-level vocabularies a token's bytes are its surface: the pieces of a
+    /// UTF-8 character (`Ã` is the byte 0xC3 alone, `©` 0xA9), white space and special tokens
+    /// match exactly, at whatever id the donor has them; and a donor that holds the model's
+    /// vocabulary under the same ids is told apart from one that does not.
+    #[test]
+    fn byte_level_pairs_match_on_bytes_partial_characters_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let model_tokens = ["Ġthe", "Ã", "©", "Ġ", "Ċ", "ĠÃ", "Ġzebra", "<|endoftext|>"];
+        let model = byte_level(dir.path(), "model.json", &model_tokens, 1);
+        // The donor: the same tokens in another order, the zebra missing, two more of its own.
+        let donor_tokens = ["©", "Ċ", "Ġthe", "Ġ", "ĠÃ", "Ã", "Ġze", "bra", "<|endoftext|>", "<|nospeech|>"];
+        let donor_tok = byte_level(dir.path(), "donor.json", &donor_tokens, 2);
+        let m = map(&model, &donor_tok, donor_tokens.len(), VocabMap::Pieces).unwrap();
+        let at = |t: &str| donor_tokens.iter().position(|d| *d == t).unwrap() as u32;
+        for (id, t) in model_tokens.iter().enumerate() {
+            match *t {
+                // Not in the donor: spelled from its pieces, as before.
+                "Ġzebra" => assert_eq!(m.class[id], Class::Pieces, "{t}: {:?}", m.texts[id]),
+                _ => assert_eq!((m.class[id], m.sources[id].clone()), (Class::Exact, vec![at(t)]), "{t}"),
+            }
+        }
+        let donor = donor_rows(donor_tokens.len(), 4);
+        let mapped = apply(&m, &donor, VocabFallback::Mean, &mut rand::rng());
+        assert_eq!(verify(&m, &donor, &mapped).unwrap(), [7, 1]);
+        assert_eq!(holds_vocabulary(&donor_tok, &model).unwrap(), None);
+
+        // A donor holding the model's ids as they are, with tokens of its own past them.
+        let mut same: Vec<&str> = model_tokens.to_vec();
+        same.extend(["<|nospeech|>", "<|notimestamps|>"]);
+        let holder = byte_level(dir.path(), "holder.json", &same, 3);
+        assert_eq!(holds_vocabulary(&holder, &model).unwrap(), Some(2));
+        // One partial character another byte (0xC3 -> 0xC2, `Â`): no longer the same vocabulary,
+        // though both are "part of a UTF-8 character" read as text.
+        let mut other = same.clone();
+        other[1] = "Â";
+        let near = byte_level(dir.path(), "near.json", &other, 3);
+        assert_eq!(holds_vocabulary(&near, &model).unwrap(), None);
+        let mut seven = model_tokens.to_vec();
+        seven[1] = "Â";
+        let near_same = byte_level(dir.path(), "near-same.json", &seven, 1);
+        assert!(same_vocabulary(&model, &model).unwrap());
+        assert!(!same_vocabulary(&model, &near_same).unwrap());
     }
 
     fn donor_rows(rows: usize, cols: usize) -> Embedding {
@@ -601,7 +735,7 @@ mod tests {
         assert!(c[1] > 10_000, "most GPT-2 tokens are spelled from letters: {c:?}");
         // Written for PyTorch: wte and class.
         let p = dir.path().join("mapped.safetensors");
-        write_mapped(&p, &m, &mapped).unwrap();
+        write_mapped(&p, &m, &mapped, false).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.tensor("wte").unwrap().shape(), [50257, 3]);

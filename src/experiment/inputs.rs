@@ -99,19 +99,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         tokenizer: tokenizer.fingerprint(),
     };
     let words = text.split_whitespace().count();
-    let encoded = tokenizer.encode_owning(&text)?;
-    let mut data = Dataset::new(
-        encoded.ids,
-        cfg.protocol.seq_len,
-        cfg.protocol.stride,
-        cfg.protocol.split,
-        cfg.protocol.test_fraction,
-        &mut stream(cfg.run.seed, Stream::Split),
-    )?
-    .with_owned(encoded.owned)?;
-    if let Some(n) = cfg.protocol.train_tokens.as_ref().map(Sweep::first) {
-        cut_training_part(cfg, &mut data, n, &corpus_path)?;
-    }
+    let data = cut_windows(cfg, &tokenizer, &text, &corpus_path)?;
     if data.max_token() as usize >= embedding.rows {
         return Err(Error::Input(format!("token id {} is past the donor's {} rows", data.max_token(), embedding.rows)));
     }
@@ -180,6 +168,7 @@ fn graft_matrix(
         }
         return Ok((own, None));
     };
+    mapping_fits(tokenizer, own.cols, cfg.run.max_memory.map(|m| m.0))?;
     let mapping = transplant::map(tokenizer, donor_tok, own.rows, cfg.data.vocab_map.0[0])?;
     let mut rng = stream(cfg.run.seed, Stream::VocabFallback);
     let mapped = transplant::apply(&mapping, &own, cfg.data.vocab_fallback, &mut rng);
@@ -240,6 +229,25 @@ fn donor_fingerprint(
         h.update(t.fingerprint().as_bytes());
     }
     h.finish()
+}
+
+/// The corpus's text tokenized and cut into the group's windows and split (the training part
+/// cut to `--train-tokens`): the same windows from the same text and settings, every time.
+pub fn cut_windows(cfg: &ExperimentConfig, tokenizer: &Tokenizer, text: &str, corpus: &Path) -> Result<Dataset> {
+    let encoded = tokenizer.encode_owning(text)?;
+    let mut data = Dataset::new(
+        encoded.ids,
+        cfg.protocol.seq_len,
+        cfg.protocol.stride,
+        cfg.protocol.split,
+        cfg.protocol.test_fraction,
+        &mut stream(cfg.run.seed, Stream::Split),
+    )?
+    .with_owned(encoded.owned)?;
+    if let Some(n) = cfg.protocol.train_tokens.as_ref().map(Sweep::first) {
+        cut_training_part(cfg, &mut data, n, corpus)?;
+    }
+    Ok(data)
 }
 
 /// `--train-tokens N`: only the training part's first N tokens train; refused when the
@@ -318,14 +326,30 @@ fn tokenizer_for(
     rows: usize,
 ) -> Result<(Tokenizer, Option<Tokenizer>)> {
     let cap = cfg.data.max_input_size.0;
-    let own = files.tokenizer.as_ref().map(|p| Tokenizer::from_file(p, cap)).transpose()?;
+    let max = cfg.run.max_memory.map(|m| m.0);
+    let own = files
+        .tokenizer
+        .as_ref()
+        .map(|p| {
+            tokenizer_fits(p, max)?;
+            Tokenizer::from_file(p, cap).map_err(|e| {
+                Error::Tokenizer(format!(
+                    "the donor's own tokenizer: {e} (or remove it: the donor's rows are then taken to follow \
+                     --tokenizer's ids)"
+                ))
+            })
+        })
+        .transpose()?;
     let chosen = match cfg.data.tokenizer.as_str() {
         "auto" => match own {
             Some(t) => return Ok((t, None)),
             None => Tokenizer::gpt2()?,
         },
         "gpt2" => Tokenizer::gpt2()?,
-        path => Tokenizer::from_file(Path::new(path), cap)?,
+        value => {
+            tokenizer_fits(Path::new(value), max)?;
+            Tokenizer::from_flag(value, cap)?
+        }
     };
     if let Tokenizer::HuggingFace { tok, path, .. } = &chosen {
         // Ids past the vocabulary's size would index past every matrix built for it.
@@ -341,6 +365,15 @@ fn tokenizer_for(
     match own {
         Some(own) if own.fingerprint() == chosen.fingerprint() => Ok((own, None)),
         Some(own) if transplant::same_vocabulary(&chosen, &own)? => Ok((chosen, None)),
+        Some(own) if let Some(extra) = transplant::holds_vocabulary(&own, &chosen)? => {
+            crate::util::say(&format!(
+                "note: the donor's tokenizer {} holds every token of {} under the same id, byte for byte (its {extra} \
+                 tokens past them aside): its rows are grafted by id",
+                own.name(),
+                chosen.name()
+            ));
+            Ok((chosen, None))
+        }
         Some(own) => Ok((chosen, Some(own))),
         None if chosen.vocab_size() > rows => Err(Error::Input(format!(
             "tokenizer {} has {} ids but the donor has {rows} rows and no tokenizer of its own to map them through; \
@@ -351,6 +384,27 @@ fn tokenizer_for(
         ))),
         None => Ok((chosen, None)),
     }
+}
+
+/// A tokenizer.json refused before it is parsed where its tables could not fit in `max` (or
+/// what the machine has available): a vocabulary of millions takes gigabytes.
+pub fn tokenizer_fits(path: &Path, max: Option<u64>) -> Result<()> {
+    let Ok(m) = std::fs::metadata(path) else { return Ok(()) };
+    if !m.is_file() {
+        return Ok(()); // refused by name when it is read
+    }
+    let what = format!("reading tokenizer {} ({})", path.display(), bytesize::ByteSize(m.len()));
+    let fix = "give a tokenizer.json with a smaller vocabulary";
+    crate::experiment::memory::check(crate::experiment::memory::tokenizer(m.len()), &what, fix, max)
+}
+
+/// Mapping a donor of width `cols` onto `tokenizer`'s vocabulary, refused before it is built
+/// where it could not fit: its size grows with the vocabulary, not with the donor.
+pub fn mapping_fits(tokenizer: &Tokenizer, cols: usize, max: Option<u64>) -> Result<()> {
+    let ids = tokenizer.vocab_size();
+    let what = format!("mapping the donor's rows onto {} ({ids} ids x width {cols})", tokenizer.name());
+    let fix = "give a tokenizer with a smaller vocabulary";
+    crate::experiment::memory::check(crate::experiment::memory::mapping(ids as u64, cols as u64), &what, fix, max)
 }
 
 /// Every pattern of every configuration names something, and every graft fits: found in the

@@ -241,6 +241,28 @@ fn prior(out: &Path, letter: Letter, seed: u64, expected: &rebuild::Expected, le
     Ok(Prior::Nothing)
 }
 
+/// A cell interrupted under one matrix-product backend is not continued under another: its
+/// numbers would equal neither uninterrupted run's, and the run file could record only one.
+fn check_resumed_backend(out: &Path, grid: &[(u64, Letter)], priors: &[Prior], now: &str) -> Result<()> {
+    for (&(seed, letter), prior) in grid.iter().zip(priors) {
+        let Prior::Checkpoint(c) = prior else { continue };
+        match &c.matmul {
+            Some(then) if then != now => {
+                return Err(Error::Input(format!(
+                    "{letter} seed {seed} in {} was interrupted with its matrix products computed by {then}, and \
+                     would continue with {now}: its numbers would equal neither uninterrupted run's. Resume it \
+                     under the same backend (EMBGRAFT_GEMM, EMBGRAFT_BLAS and --device as then), or delete {} \
+                     to train that cell again from step 0",
+                    out.display(),
+                    checkpoint_file(out, letter, seed).display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A resumed or shared group folder: the inputs read now must be the ones its inputs.json
 /// recorded when it started (for a `shard`, the ones the shards before it read).
 fn check_folder_inputs(out: &Path, info: &InputSummary, shard: bool) -> Result<()> {
@@ -294,6 +316,7 @@ fn run_grid(
     announce(cfg, &info, inputs.unused_rows, grid.len());
     let made = made_under(cfg, &info);
     let (priors, claims) = take_up((cfg, &info, &made), place, &grid, ctl.resume, only.is_some())?;
+    check_resumed_backend(out, &grid, &priors, &crate::train::matmul_of(dev))?;
     let guard = folder::Guard(std::iter::once(place.lock.clone()).chain(claims.iter().map(|c| c.watch())).collect());
     let first_step = std::cell::Cell::new(None);
     let mut sinks =

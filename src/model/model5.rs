@@ -75,6 +75,40 @@ impl Model5Config {
 
     /// Sizes that make a model, named by their flags, and one that fits this machine's memory
     /// (parameters, gradients and AdamW's two moments: 16 bytes per parameter).
+    /// Every parameter in GPT-2's names and order, with its shape and how it starts.
+    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>, Init)> {
+        let cfg = self;
+        let (v, d, c) = (cfg.vocab, cfg.dim, cfg.context);
+        let proj_std = 0.02 / (2.0 * cfg.layers as f32).sqrt();
+        let mut specs: Vec<(String, Vec<usize>, Init)> = vec![
+            ("wte.weight".into(), vec![v, d], Init::Normal(0.02)),
+            ("wpe.weight".into(), vec![c, d], Init::Normal(0.02)),
+        ];
+        for i in 0..cfg.layers {
+            let p = |s: &str| format!("h.{i}.{s}");
+            specs.extend([
+                (p("ln_1.weight"), vec![d], Init::Ones),
+                (p("ln_1.bias"), vec![d], Init::Zeros),
+                (p("attn.c_attn.weight"), vec![3 * d, d], Init::Normal(0.02)),
+                (p("attn.c_attn.bias"), vec![3 * d], Init::Zeros),
+                (p("attn.c_proj.weight"), vec![d, d], Init::Normal(proj_std)),
+                (p("attn.c_proj.bias"), vec![d], Init::Zeros),
+                (p("ln_2.weight"), vec![d], Init::Ones),
+                (p("ln_2.bias"), vec![d], Init::Zeros),
+                (p("mlp.c_fc.weight"), vec![4 * d, d], Init::Normal(0.02)),
+                (p("mlp.c_fc.bias"), vec![4 * d], Init::Zeros),
+                (p("mlp.c_proj.weight"), vec![d, 4 * d], Init::Normal(proj_std)),
+                (p("mlp.c_proj.bias"), vec![d], Init::Zeros),
+            ]);
+        }
+        specs.push(("ln_f.weight".into(), vec![d], Init::Ones));
+        specs.push(("ln_f.bias".into(), vec![d], Init::Zeros));
+        if !cfg.tied {
+            specs.push(("lm_head.weight".into(), vec![v, d], Init::Normal(0.02)));
+        }
+        specs
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (flag, v) in
             [("--layers", self.layers), ("--context", self.context), ("--dim", self.dim), ("--heads", self.heads)]
@@ -114,7 +148,7 @@ impl Model5Config {
 }
 
 /// How a parameter starts (GPT-2's `_init_weights`).
-enum Init {
+pub enum Init {
     Normal(f32),
     Zeros,
     Ones,
@@ -221,34 +255,7 @@ impl Model5 {
     /// random share it), everything else from `rest_rng` in parameter order.
     pub fn random(cfg: Model5Config, wte_rng: &mut impl Rng, rest_rng: &mut impl Rng, device: &Device) -> Result<Self> {
         cfg.validate()?;
-        let (v, d, c) = (cfg.vocab, cfg.dim, cfg.context);
-        let proj_std = 0.02 / (2.0 * cfg.layers as f32).sqrt();
-        let mut specs: Vec<(String, Vec<usize>, Init)> = vec![
-            ("wte.weight".into(), vec![v, d], Init::Normal(0.02)),
-            ("wpe.weight".into(), vec![c, d], Init::Normal(0.02)),
-        ];
-        for i in 0..cfg.layers {
-            let p = |s: &str| format!("h.{i}.{s}");
-            specs.extend([
-                (p("ln_1.weight"), vec![d], Init::Ones),
-                (p("ln_1.bias"), vec![d], Init::Zeros),
-                (p("attn.c_attn.weight"), vec![3 * d, d], Init::Normal(0.02)),
-                (p("attn.c_attn.bias"), vec![3 * d], Init::Zeros),
-                (p("attn.c_proj.weight"), vec![d, d], Init::Normal(proj_std)),
-                (p("attn.c_proj.bias"), vec![d], Init::Zeros),
-                (p("ln_2.weight"), vec![d], Init::Ones),
-                (p("ln_2.bias"), vec![d], Init::Zeros),
-                (p("mlp.c_fc.weight"), vec![4 * d, d], Init::Normal(0.02)),
-                (p("mlp.c_fc.bias"), vec![4 * d], Init::Zeros),
-                (p("mlp.c_proj.weight"), vec![d, 4 * d], Init::Normal(proj_std)),
-                (p("mlp.c_proj.bias"), vec![d], Init::Zeros),
-            ]);
-        }
-        specs.push(("ln_f.weight".into(), vec![d], Init::Ones));
-        specs.push(("ln_f.bias".into(), vec![d], Init::Zeros));
-        if !cfg.tied {
-            specs.push(("lm_head.weight".into(), vec![v, d], Init::Normal(0.02)));
-        }
+        let specs = cfg.param_shapes();
         let mut params = Params::default();
         for (name, shape, init) in specs {
             let n: usize = shape.iter().product();

@@ -14,6 +14,13 @@ fn millions(n: usize) -> String {
 }
 
 /// Appends one line to a section.
+/// Text from outside (a path, a group's name) made safe for one cell of a Markdown table: a
+/// `|` would end the cell and a line break the table, so the first is escaped and the second
+/// shown as `⏎`.
+pub fn md_cell(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('|', "\\|").replace("\r\n", "⏎").replace(['\n', '\r'], "⏎")
+}
+
 fn push_line(md: &mut String, line: String) {
     md.push_str(&line);
     md.push('\n');
@@ -493,7 +500,7 @@ fn setup_section(cfg: &ExperimentConfig, s: &Summary) -> String {
     ];
     push_line(&mut md, "| | |\n|---|---|".into());
     for (k, v) in rows {
-        push_line(&mut md, format!("| {k} | {v} |"));
+        push_line(&mut md, format!("| {k} | {} |", md_cell(&v)));
     }
     push_line(
         &mut md,
@@ -584,4 +591,13 @@ fn answers(s: &Summary) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn outside_text_stays_in_its_table_cell() {
+        assert_eq!(super::md_cell("a|b\nc\r\nd\\e"), "a\\|b⏎c⏎d\\\\e");
+        assert_eq!(super::md_cell("plain/path.txt"), "plain/path.txt");
+    }
 }

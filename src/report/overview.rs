@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::analysis::summary::Summary;
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
+use crate::report::markdown::md_cell;
 use crate::util::write_atomic;
 
 /// The domain, as far as it is measured without the donor's pretraining data: how finely the
@@ -17,7 +18,8 @@ fn domain_table(done: &[(String, Summary)]) -> String {
          training part uses | test targets unseen in training |\n|---|---|---|---|---|---|\n",
     );
     for (name, s) in done {
-        md.push_str(&format!("| {} |{}\n", if name.is_empty() { "this run" } else { name }, domain_cells(&s.inputs)));
+        let name = if name.is_empty() { "this run".into() } else { md_cell(name) };
+        md.push_str(&format!("| {name} |{}\n", domain_cells(&s.inputs)));
     }
     md.push_str(
         "\nTokens per word: the donor tokenizer's tokens over white-space-separated words. Rows used: \
@@ -52,7 +54,7 @@ fn verdicts_table(done: &[(String, Summary)], in_bpb: bool) -> String {
         }
     }
     let mut md = String::from("\n## Verdicts side by side\n\n| question |");
-    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
+    done.iter().for_each(|(name, _)| md.push_str(&format!(" {} |", md_cell(name))));
     md.push_str("\n|---|");
     done.iter().for_each(|_| md.push_str("---|"));
     md.push('\n');
@@ -91,7 +93,7 @@ fn configs_table(done: &[(String, Summary)], in_bpb: bool) -> String {
     letters.sort();
     letters.dedup();
     let mut md = String::from("\n## Final test loss by group (mean ± 95 % CI over seeds)\n\n| config |");
-    done.iter().for_each(|(name, _)| md.push_str(&format!(" {name} |")));
+    done.iter().for_each(|(name, _)| md.push_str(&format!(" {} |", md_cell(name))));
     md.push_str("\n|---|");
     done.iter().for_each(|_| md.push_str("---|"));
     md.push('\n');
@@ -188,13 +190,15 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
     for (name, s) in done {
         let i = &s.inputs;
         md.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {:.1} % | {:.4} | [{name}/report.md]({name}/report.md) |\n",
-            i.donor,
-            i.corpus,
-            i.tokenizer,
+            "| {} | {} | {} | {} | {} | {:.1} % | {:.4} | [{}/report.md](<{name}/report.md>) |\n",
+            md_cell(name),
+            md_cell(&i.donor),
+            md_cell(&i.corpus),
+            md_cell(&i.tokenizer),
             i.corpus_tokens,
             100.0 * i.test_positions_seen_in_training,
-            i.bigram.test_loss
+            i.bigram.test_loss,
+            md_cell(name),
         ));
     }
     md.push_str(&domain_table(done));

@@ -38,6 +38,8 @@ struct Meta {
     /// Which cell this is; absent in checkpoints of embgraft versions before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cell: Option<CellId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    matmul: Option<String>,
 }
 
 /// A run's state after some step: parameters, AdamW state, the batch-order RNG's position,
@@ -64,6 +66,10 @@ pub struct Checkpoint {
     pub moments: Vec<(Vec<f32>, Vec<f32>)>,
     pub thaws: Vec<Thaw>,
     pub frozen_checks: Vec<FrozenCheck>,
+    /// What computed the matrix products up to here ([`crate::train::matmul_of`]): a resume
+    /// under another backend would finish with numbers equal to neither uninterrupted run's, so
+    /// it is refused. None in checkpoints of versions before it was recorded.
+    pub matmul: Option<String>,
 }
 
 const META_KEY: &str = "embgraft.checkpoint";
@@ -108,6 +114,7 @@ pub fn save(path: &Path, c: &Checkpoint, made: Option<&MadeUnder>, cell: Option<
         thaws: c.thaws.clone(),
         frozen_checks: c.frozen_checks.clone(),
         cell: cell.cloned(),
+        matmul: c.matmul.clone(),
     };
     let values = c.params.iter().map(|(_, v)| v).chain(c.moments.iter().flat_map(|(m, v)| [m, v]));
     let named: Vec<(String, &[f32])> =
@@ -198,6 +205,7 @@ pub fn load(path: &Path) -> Result<(Checkpoint, Stamp)> {
             moments,
             thaws: meta.thaws,
             frozen_checks: meta.frozen_checks,
+            matmul: meta.matmul,
         },
         Stamp { made, cell: meta.cell, sealed },
     ))
@@ -233,6 +241,7 @@ mod tests {
             moments: vec![(vec![0.1; 3], vec![0.2; 3])],
             thaws: vec![Thaw { step: 8, epoch: 1, params: vec!["h.0.ln_1.bias".into()] }],
             frozen_checks: Vec::new(),
+            matmul: Some("gemm crate, AVX-512 kernels".into()),
         };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.safetensors");

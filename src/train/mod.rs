@@ -191,7 +191,7 @@ pub fn run(
                     }
                     false => Position { epochs_done: epoch - 1, batches_done: b + 1, shuffle_word_pos: epoch_start },
                 };
-                obs.on_checkpoint((letter, seed), &s.checkpoint(at, &params)?)?;
+                obs.on_checkpoint((letter, seed), &s.checkpoint(at, &params, matmul_of(shared.device))?)?;
             }
             if stop {
                 s.interrupted = true;
@@ -477,7 +477,7 @@ impl State {
     }
 
     /// Everything needed to continue from `at`.
-    fn checkpoint(&self, at: Position, params: &Params) -> Result<Checkpoint> {
+    fn checkpoint(&self, at: Position, params: &Params, matmul: String) -> Result<Checkpoint> {
         let slots = self.opt.slots();
         Ok(Checkpoint {
             epoch: at.epochs_done,
@@ -494,6 +494,7 @@ impl State {
             moments: (0..slots).map(|k| self.opt.moments(k)).collect::<Result<_>>()?,
             thaws: self.thaws.clone(),
             frozen_checks: self.frozen_checks.clone(),
+            matmul: Some(matmul),
         })
     }
 }
@@ -551,14 +552,21 @@ fn finish(
         frozen_checks: s.frozen_checks,
         thaws: s.thaws,
         notes: grafted.notes,
-        matmul: Some(match shared.device.is_cpu() {
-            true => crate::ops::gemm::kernels(),
-            false => format!("{:?}", shared.device.location()),
-        }),
+        matmul: Some(matmul_of(shared.device)),
         made_under: None,
         cell: None,
         blake3: None,
     })
+}
+
+/// What computes a run's matrix products on `device`: on the CPU a BLAS by its own name or the
+/// `gemm` crate with its kernels ([`crate::ops::gemm::kernels`]), else the device. Runs made
+/// with different ones agree to rounding, not bit for bit.
+pub fn matmul_of(device: &candle_core::Device) -> String {
+    match device.is_cpu() {
+        true => crate::ops::gemm::kernels(),
+        false => format!("{:?}", device.location()),
+    }
 }
 
 #[cfg(test)]

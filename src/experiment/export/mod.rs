@@ -8,10 +8,10 @@
 //! - Model 1: `model.safetensors` (`embedding.weight`, `unembedding.weight`) and `config.json`,
 //!   for the dozen-line PyTorch module in docs/weights.md (`embgraft.torch_model1(FOLDER)`).
 //!
-//! Both get `embgraft.json` (which run, what made it, its final test loss) and
+//! Both get `embgraft.json` (which run, what made it, its final test loss, the files written) and
 //! `test-windows.safetensors` (the run's test windows as `input_ids` and `labels`, int64), so a
-//! reader can check that the export scores what the run scored. The folder is written beside
-//! its place and moved there whole: an export that fails leaves nothing behind.
+//! reader can check that the export scores what the run scored. Where it writes, and what it may
+//! replace there, is the `dest` module's: an export that fails or is interrupted leaves nothing behind.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ use crate::model::model5::{Activation, Model5Config};
 use crate::train::results::{InputSummary, RunResult};
 use crate::train::sinks::{cell_file, weights_file};
 use crate::train::weights::{ModelRecord, NamedTensor, Saved};
+
+mod dest;
+use dest::{Dest, RECORD};
 
 /// What to export: the cell, where to, and (for a donor that moved) where its file is now.
 pub struct Request<'a> {
@@ -48,21 +51,6 @@ pub struct Exported {
     /// Why a part could not be written (the tokenizer files, the test windows); the rest was.
     pub notes: Vec<String>,
 }
-
-/// The files an export writes (a `--force` export replaces these in a non-empty folder).
-const FILES: &[&str] = &[
-    "config.json",
-    "model.safetensors",
-    "generation_config.json",
-    "embgraft.json",
-    "test-windows.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-];
 
 /// A finished cell with its saved weights, each checked against the folder it is in.
 pub struct Cell {
@@ -107,6 +95,16 @@ pub fn open_cell(dir: &Path, letter: Letter, seed: u64) -> Result<Cell> {
     let expected = Expected { made: &made, group: &group.name, strict: rebuild::records_fingerprints(&sub) };
     let run = expected.run_file(&run_path, letter, seed, &mut false)?;
     let w = weights_file(&sub, letter, seed);
+    if !w.exists() && group.cfg.run.save_weights {
+        return Err(Error::Input(format!(
+            "{letter} seed {seed} in {} has no {}, though the run kept its weights (--save-weights): it was deleted \
+             or moved; put it back, or delete {} and run `compare --resume {} --save-weights` to train that cell again",
+            sub.display(),
+            file_name(&w),
+            file_name(&run_path),
+            top.display()
+        )));
+    }
     if !w.exists() {
         return Err(Error::Input(format!(
             "{letter} seed {seed} in {} was made without --save-weights, so it has no {}; delete {} and run `compare \
@@ -118,7 +116,63 @@ pub fn open_cell(dir: &Path, letter: Letter, seed: u64) -> Result<Cell> {
         )));
     }
     let weights = expected.weights(&w, letter, seed)?;
+    check_shapes(&weights, &info, &w)?;
     Ok(Cell { group, run, weights, info, made })
+}
+
+/// Every tensor of a weights file against the run's model: the names and shapes it must have
+/// (a header edited and its checksum recomputed passes the checksum, which proves integrity, not
+/// origin). Nothing is exported or computed from a file that fails.
+fn check_shapes(saved: &Saved, info: &InputSummary, path: &Path) -> Result<()> {
+    let (vocab, dim) = (info.vocab, info.dim);
+    let want: Vec<(String, Vec<usize>)> = match (saved.model.kind, &saved.model.model5) {
+        (ModelKind::Model1, _) => vec![("wte".into(), vec![vocab, dim]), ("lm_head".into(), vec![vocab, dim])],
+        (ModelKind::Model5, Some(cfg)) if cfg.vocab == vocab => {
+            cfg.param_shapes().into_iter().map(|(n, s, _)| (n, s)).collect()
+        }
+        (ModelKind::Model5, Some(cfg)) => {
+            return Err(Error::Input(format!(
+                "{} records Model 5 with a vocabulary of {}, but the run's is {vocab}: the file was altered; delete \
+                 it and run that cell again",
+                path.display(),
+                cfg.vocab
+            )))
+        }
+        (ModelKind::Model5, None) => {
+            return Err(Error::Input(format!(
+                "{} does not record Model 5's sizes; delete it and run that cell again",
+                path.display()
+            )))
+        }
+    };
+    let have: Vec<(&str, &[usize])> = saved.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
+    for (name, shape) in &want {
+        match have.iter().find(|(n, _)| n == name) {
+            Some((_, s)) if s == shape => {}
+            Some((_, s)) => {
+                return Err(Error::Input(format!(
+                    "{} holds {name} of shape {s:?}, but the run's model has {shape:?}: the file was altered; delete \
+                     it and run that cell again",
+                    path.display()
+                )))
+            }
+            None => {
+                return Err(Error::Input(format!(
+                    "{} has no {name}, which the run's model has: the file was altered; delete it and run that cell \
+                     again",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if let Some((extra, _)) = have.iter().find(|(n, _)| !want.iter().any(|(w, _)| w == n)) {
+        return Err(Error::Input(format!(
+            "{} holds {extra}, which the run's model does not have: the file was altered; delete it and run that \
+             cell again",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 impl Cell {
@@ -166,33 +220,21 @@ impl Cell {
 }
 
 pub fn export(req: &Request) -> Result<Exported> {
-    check_out(req.out, req.force)?;
     let Cell { group, run, weights: saved, info, made } = open_cell(req.dir, req.letter, req.seed)?;
+    let mut dest = Dest::take(req.out, req.force, &run_inputs(req.dir, &info))?;
     let tensors = saved.read(req.donor)?;
     let mut notes = Vec::new();
-    let tmp = staging(req.out)?;
+    let tmp = dest.staging()?;
     let mut files = match saved.model.kind {
-        ModelKind::Model1 => write_model1(tmp.path(), &tensors)?,
-        ModelKind::Model5 => write_model5(tmp.path(), &saved.model, &tensors)?,
+        ModelKind::Model1 => write_model1(&tmp, &tensors)?,
+        ModelKind::Model5 => write_model5(&tmp, &saved.model, &tensors)?,
     };
-    let (tokenizer, windows) = match crate::experiment::inputs::load_inputs(&group.cfg) {
-        Ok(inputs) => {
-            if let (Some(then), now) = (&info.fingerprints, &inputs.prints) {
-                let paths = [info.corpus.as_str(), info.donor.as_str(), info.tokenizer.as_str()];
-                provenance::check_inputs(then, now, paths, false)?;
-            }
-            (Some(inputs.tokenizer), Some(inputs.data))
-        }
-        Err(e) => {
-            notes.push(format!("the run's inputs cannot be read again ({e}): no tokenizer files or test windows"));
-            (None, None)
-        }
-    };
+    let (tokenizer, windows) = reread_inputs(&group, &info, &mut notes);
     if let Some(t) = &tokenizer {
-        files.extend(copy_tokenizer(tmp.path(), t, &mut notes)?);
+        files.extend(copy_tokenizer(&tmp, t, &mut notes)?);
     }
     if let Some(data) = &windows {
-        files.push(write_windows(tmp.path(), data)?);
+        files.push(write_windows(&tmp, data)?);
     }
     if saved.model.kind == ModelKind::Model5 {
         let gpt2 = matches!(tokenizer, Some(crate::data::corpus::Tokenizer::Gpt2(_)));
@@ -200,35 +242,76 @@ pub fn export(req: &Request) -> Result<Exported> {
             true => json!({"bos_token_id": 50256, "eos_token_id": 50256}),
             false => json!({}),
         };
-        files.push(write_json(tmp.path(), "generation_config.json", &gen)?);
+        files.push(write_json(&tmp, "generation_config.json", &gen)?);
     }
     let final_test_loss = run.points.last().map(|p| p.test_loss);
-    files.push(write_json(tmp.path(), "embgraft.json", &provenance_json(&run, &group, &made, &saved.model, &info))?);
-    place(tmp, req.out, &files)?;
+    files.sort();
+    let record = provenance_json((&run, &group, &made), &saved.model, &info, &files);
+    dest.place(&files, &record)?;
+    files.push(RECORD.into());
     files.sort();
     Ok(Exported { files, model: saved.model.kind, final_test_loss, notes })
 }
 
-/// Refuses a place that is a file, or a non-empty folder without `--force`, before anything.
-fn check_out(out: &Path, force: bool) -> Result<()> {
-    match std::fs::symlink_metadata(out) {
-        Err(_) => Ok(()),
-        Ok(m) if !m.is_dir() => {
-            Err(Error::Output(format!("--out {} is a file, not a folder; give a folder for the export", out.display())))
+/// The run's tokenizer and test windows, read again for the export from what the run recorded
+/// (its tokenizer and corpus by path and fingerprint). Only the donor is needed (for frozen
+/// tensors, checked by their hashes when the weights are read): a tokenizer or corpus that
+/// changed or went since the run leaves its part out, with a note saying so.
+fn reread_inputs(
+    group: &Group,
+    info: &InputSummary,
+    notes: &mut Vec<String>,
+) -> (Option<crate::data::corpus::Tokenizer>, Option<crate::data::corpus::Dataset>) {
+    use crate::data::corpus::{self, Tokenizer};
+    const ONLY_DONOR: &str = "the weights need only the donor";
+    let cap = group.cfg.data.max_input_size.0;
+    let then = info.fingerprints.as_ref();
+    let gpt2 = Tokenizer::gpt2().map(|t| t.name()).unwrap_or_default();
+    let tokenizer = match info.tokenizer == gpt2 {
+        true => Tokenizer::gpt2(),
+        false => Tokenizer::from_file(Path::new(&info.tokenizer), cap),
+    };
+    let tokenizer = match tokenizer {
+        Ok(t) if then.is_some_and(|f| !f.tokenizer.is_empty() && f.tokenizer != t.fingerprint()) => {
+            notes.push(format!(
+                "the tokenizer {} changed since the run: no tokenizer files or test windows ({ONLY_DONOR})",
+                info.tokenizer
+            ));
+            return (None, None);
         }
-        Ok(_) => {
-            let full = std::fs::read_dir(out)
-                .map_err(|e| Error::Output(format!("cannot read --out {}: {e}", out.display())))?
-                .next()
-                .is_some();
-            match full && !force {
-                true => Err(Error::Output(format!(
-                    "--out {} is not empty; give an empty or new folder, or --force to replace an earlier export's \
-                     files there",
-                    out.display()
-                ))),
-                false => Ok(()),
-            }
+        Ok(t) => t,
+        Err(e) => {
+            notes.push(format!(
+                "the run's tokenizer cannot be read again ({e}): no tokenizer files or test windows ({ONLY_DONOR})"
+            ));
+            return (None, None);
+        }
+    };
+    let corpus_path = Path::new(&info.corpus);
+    let text = match corpus::read_text(corpus_path, cap) {
+        Ok(t) if then.is_some_and(|f| !f.corpus.is_empty() && f.corpus != provenance::fingerprint(t.as_bytes())) => {
+            notes.push(format!("the corpus {} changed since the run: no test windows ({ONLY_DONOR})", info.corpus));
+            return (Some(tokenizer), None);
+        }
+        Ok(t) => t,
+        Err(e) => {
+            notes.push(format!("the run's corpus cannot be read again ({e}): no test windows ({ONLY_DONOR})"));
+            return (Some(tokenizer), None);
+        }
+    };
+    match crate::experiment::inputs::cut_windows(&group.cfg, &tokenizer, &text, corpus_path) {
+        Ok(data) if data.test.len() == info.test_windows => (Some(tokenizer), Some(data)),
+        Ok(data) => {
+            notes.push(format!(
+                "the corpus cuts into {} test windows now, not the run's {}: no test windows",
+                data.test.len(),
+                info.test_windows
+            ));
+            (Some(tokenizer), None)
+        }
+        Err(e) => {
+            notes.push(format!("the test windows cannot be cut again ({e}): none written"));
+            (Some(tokenizer), None)
         }
     }
 }
@@ -248,6 +331,19 @@ fn find_group(dir: &Path) -> Result<(PathBuf, Group)> {
         rebuild::check_saved_settings(top, &cfg)?;
         Ok(Some(cfg))
     };
+    let split = match (dir.parent(), dir.file_name()) {
+        (Some(p), Some(n)) => Some((if p.as_os_str().is_empty() { Path::new(".") } else { p }, n.to_string_lossy())),
+        _ => None,
+    };
+    // One group's folder of several holds a config.toml of its own (one group, unnamed): the
+    // parent's says which group it is, and its cells are stamped with that name.
+    if let Some((parent, name)) = &split {
+        if let Some(cfg) = read(parent).ok().flatten() {
+            if let Some(g) = groups(&cfg).into_iter().find(|g| !g.name.is_empty() && g.name == *name) {
+                return Ok((parent.to_path_buf(), g));
+            }
+        }
+    }
     if let Some(cfg) = read(dir)? {
         let mut all = groups(&cfg);
         return match all.len() {
@@ -266,13 +362,7 @@ fn find_group(dir: &Path) -> Result<(PathBuf, Group)> {
             dir.display()
         ))
     };
-    let (parent, name) = match (dir.parent(), dir.file_name()) {
-        (Some(p), Some(n)) => (if p.as_os_str().is_empty() { Path::new(".") } else { p }, n.to_string_lossy()),
-        _ => return Err(not_run()),
-    };
-    let cfg = read(parent)?.ok_or_else(not_run)?;
-    let group = groups(&cfg).into_iter().find(|g| g.name == name).ok_or_else(not_run)?;
-    Ok((parent.to_path_buf(), group))
+    Err(not_run())
 }
 
 fn describe_seeds(cells: &[(u64, Letter)]) -> String {
@@ -296,40 +386,12 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// A fresh hidden folder beside `out`, where the export is written before it is moved there.
-fn staging(out: &Path) -> Result<tempfile::TempDir> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::Output(format!("cannot create {}: {e}", parent.display())))?;
-    tempfile::Builder::new()
-        .prefix(".embgraft-export-")
-        .tempdir_in(parent)
-        .map_err(|e| Error::Output(format!("cannot write in {}: {e}", parent.display())))
-}
-
-/// Moves the staged files to `out`: the whole folder when `out` is new or empty, else file by
-/// file over an earlier export's (whose files this export does not write are removed).
-fn place(tmp: tempfile::TempDir, out: &Path, files: &[String]) -> Result<()> {
-    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", out.display()));
-    if out.is_dir() && std::fs::read_dir(out).map_err(fail)?.next().is_none() {
-        std::fs::remove_dir(out).map_err(fail)?;
-    }
-    if !out.exists() {
-        let staged = tmp.keep();
-        return std::fs::rename(&staged, out).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staged);
-            fail(e)
-        });
-    }
-    for name in FILES.iter().filter(|n| !files.iter().any(|f| f == *n)) {
-        let p = out.join(name);
-        if p.is_file() {
-            std::fs::remove_file(&p).map_err(fail)?;
-        }
-    }
-    for f in files {
-        std::fs::rename(tmp.path().join(f), out.join(f)).map_err(fail)?;
-    }
-    Ok(())
+/// What the run read, and its folder: an export never replaces any of them.
+fn run_inputs(dir: &Path, info: &InputSummary) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        [&info.corpus, &info.tokenizer, &info.donor_weights, &info.donor].iter().map(PathBuf::from).collect();
+    v.push(dir.to_path_buf());
+    v
 }
 
 fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<String> {
@@ -496,11 +558,10 @@ fn write_windows(dir: &Path, data: &crate::data::corpus::Dataset) -> Result<Stri
 
 /// `embgraft.json`: which run this is and what made it.
 fn provenance_json(
-    run: &RunResult,
-    group: &Group,
-    made: &MadeUnder,
+    (run, group, made): (&RunResult, &Group, &MadeUnder),
     model: &ModelRecord,
     info: &InputSummary,
+    files: &[String],
 ) -> serde_json::Value {
     let last = run.points.last();
     let settings: BTreeMap<&String, serde_json::Value> =
@@ -519,5 +580,6 @@ fn provenance_json(
         "tokenizer": info.tokenizer,
         "fingerprints": made.fingerprints,
         "settings": settings,
+        "files": files.iter().map(String::as_str).chain([RECORD]).collect::<Vec<_>>(),
     })
 }
