@@ -295,23 +295,34 @@ static STOP: AtomicBool = AtomicBool::new(false);
 fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         // Before training nothing is written (inputs are read, a download fills a resumable
-        // partial file): stop at once, as `timeout` and Slurm expect of SIGTERM.
+        // partial file): stop at once, as `timeout` and Slurm expect of SIGTERM. A write that is
+        // being committed (an export moving its files in) is let finish first; one that is not
+        // is removed.
         if !crate::experiment::training() {
-            let removed = crate::util::remove_unfinished();
-            match removed.is_empty() {
-                true => crate::util::to_stderr("\ninterrupted before training began: nothing was written"),
-                false => crate::util::to_stderr(&format!("\ninterrupted: {}", removed.join("; "))),
-            }
-            std::process::exit(130);
+            let line = match crate::util::finish_or_remove_unfinished() {
+                (Some(done), _) => format!("\ninterrupted: {done} finished first"),
+                (None, removed) if !removed.is_empty() => format!("\ninterrupted: {}", removed.join("; ")),
+                _ => "\ninterrupted before training began: nothing was written".to_string(),
+            };
+            crate::util::to_stderr(&line);
+            quit(130);
         }
         if STOP.swap(true, Ordering::SeqCst) {
             crate::util::to_stderr("\nsecond interrupt: exiting now (result files are written whole or not at all)");
-            std::process::exit(130);
+            quit(130);
         }
         crate::util::to_stderr(
             "\ninterrupt: finishing the current step and writing results; Ctrl-C again to quit at once",
         );
     });
+}
+
+/// Ends the process from the interrupt handler's thread without the exit handlers, which could
+/// wait forever on a lock the interrupted thread holds (the dynamic loader's, inside a blocked
+/// open); every result file is written whole or not at all, so none needs them.
+fn quit(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once; it is async-signal-safe and takes no lock.
+    unsafe { libc::_exit(code) }
 }
 
 fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> {
@@ -540,8 +551,15 @@ fn inspect_mapping(
         let dir = o.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         crate::util::probe_writable(dir).map_err(|e| anyhow::anyhow!("--write-mapped {}: {e}", o.display()))?;
     }
+    // The donor's matrix is read into f32 beside the mapping: both refused before either.
+    let name = donor.embedding_name(tensor)?;
+    let found = donor.tensors()?.into_iter().find(|t| t.name == name);
+    if let Some(&[rows, cols]) = found.as_ref().map(|t| t.shape.as_slice()) {
+        let also = crate::experiment::memory::donor((rows * cols) as u64);
+        crate::experiment::inputs::mapping_fits(&model, cols, also, max)?;
+    }
     let emb = donor.embedding(tensor)?;
-    crate::experiment::inputs::mapping_fits(&model, emb.cols, max)?;
+    crate::experiment::inputs::mapping_fits(&model, emb.cols, 0, max)?;
     let m = transplant::map(&model, &donor_tok, emb.rows, how)?;
     let mapped = transplant::apply(&m, &emb, transplant::VocabFallback::Mean, &mut rand::rng());
     let [exact, pieces] = transplant::verify(&m, &emb, &mapped)?;

@@ -102,6 +102,14 @@ pub fn read_input(path: &Path, what: &str, cap: u64, raise: &str) -> Result<Vec<
 pub fn check_output_file(path: &Path, flag: &str, force: bool, inputs: &[&Path]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let shown = path.display();
+    // An input the command writes first (bench's --batches when missing) is the same place
+    // under another spelling (`./b`, `dir/../b`) as surely as the same inode.
+    if let Some(input) = inputs.iter().find(|i| same_place(path, i)) {
+        return Err(Error::Output(format!(
+            "{flag} {shown} is {}, which this command reads; give another file path",
+            input.display()
+        )));
+    }
     let meta = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -140,18 +148,49 @@ pub fn check_output_file(path: &Path, flag: &str, force: bool, inputs: &[&Path])
     Ok(())
 }
 
+/// Whether two paths name one place: their folders resolved (links followed) and the same name
+/// in them. Paths whose folder does not exist are compared as written.
+fn same_place(a: &Path, b: &Path) -> bool {
+    let place = |p: &Path| {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        dir.canonicalize().ok().map(|d| d.join(p.file_name().unwrap_or_default()))
+    };
+    match (place(a), place(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// Writes a file checked by [`check_output_file`]: atomically, and without `force` only if the
 /// name is still free (a file that appeared meanwhile is not overwritten).
 pub fn write_output(path: &Path, flag: &str, force: bool, bytes: &[u8]) -> Result<()> {
-    match force {
-        true => write_atomic(path, bytes),
-        false => match write_new(path, bytes)? {
-            true => Ok(()),
-            false => Err(Error::Output(format!(
-                "{flag} {} appeared while this command ran; nothing was written over it: give a new file path",
-                path.display()
-            ))),
-        },
+    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
+    write_output_with(path, flag, force, |tmp| tmp.as_file_mut().write_all(bytes).map_err(fail))
+}
+
+/// As [`write_output`], the temporary file filled by `fill` (through its handle or by its path,
+/// so a large file can be streamed instead of built in memory first).
+pub fn write_output_with(
+    path: &Path,
+    flag: &str,
+    force: bool,
+    fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>,
+) -> Result<()> {
+    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
+    let mut tmp = temp_beside(path).map_err(fail)?;
+    fill(&mut tmp)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    let placed = match force {
+        true => tmp.persist(path).map(|_| ()),
+        false => tmp.persist_noclobber(path).map(|_| ()),
+    };
+    match placed {
+        Ok(()) => Ok(()),
+        Err(e) if !force && e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Output(format!(
+            "{flag} {} appeared while this command ran; nothing was written over it: give a new file path",
+            path.display()
+        ))),
+        Err(e) => Err(fail(e.error)),
     }
 }
 
@@ -318,8 +357,9 @@ fn threads_asked(var: Option<std::ffi::OsString>, cores: usize) -> std::result::
         Ok(0) => Ok(None),
         Ok(n) if n <= cap as u64 => Ok(Some(n as usize)),
         Ok(n) => Err(format!(
-            "RAYON_NUM_THREADS={n} is more than the {cap} threads embgraft runs on this process's {cores} cores \
-             (at most {THREADS_PER_CORE} per core: past that threads only wait): set it to {cores} or unset it"
+            "RAYON_NUM_THREADS={n} is more than the {cap} threads embgraft runs on this process's {cores} {} \
+             (at most {THREADS_PER_CORE} per core: past that threads only wait): set it to {cores} or unset it",
+            if cores == 1 { "core" } else { "cores" }
         )),
         Err(_) => Err(format!(
             "RAYON_NUM_THREADS={text:?} is not a thread count: set it to a whole number such as {cores}, or unset it"
@@ -352,22 +392,70 @@ impl Drop for Unfinished {
     }
 }
 
-/// For the interrupt handler: removes every [`Unfinished`] path, newest first, and returns what
-/// they were (empty when there were none).
-pub fn remove_unfinished() -> Vec<String> {
-    let mut list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
-    let mut said = Vec::new();
-    while let Some((path, what)) = list.pop() {
-        let gone = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
-            Ok(_) => std::fs::remove_file(&path),
-            Err(_) => Ok(()),
-        };
-        if gone.is_ok() && !said.contains(&what) {
-            said.push(what);
+/// A write being committed now (an export moving its staged files in), or one that has been,
+/// with whether it is done: an interrupt waits for it and says which.
+static COMMITTING: std::sync::Mutex<Option<(String, bool)>> = std::sync::Mutex::new(None);
+
+/// While alive, a write is being committed (renames that take moments): an interrupt lets it
+/// finish instead of removing half of it. [`Committing::done`] marks it whole.
+pub struct Committing;
+
+impl Committing {
+    pub fn new(what: &str) -> Committing {
+        // Taken under the list's lock, so an interrupt either removes the unfinished write
+        // before this begins or waits for it to end.
+        let _list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+        *COMMITTING.lock().unwrap_or_else(|e| e.into_inner()) = Some((what.to_string(), false));
+        Committing
+    }
+
+    /// The write is whole: an interrupt from now on says so instead of removing anything.
+    pub fn done(self) {
+        if let Some(c) = COMMITTING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            c.1 = true;
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Committing {
+    /// A commit that failed: nothing is being committed any more.
+    fn drop(&mut self) {
+        *COMMITTING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// For the interrupt handler: waits (up to a minute) for a commit in progress and returns what it
+/// finished; else removes every [`Unfinished`] path, newest first, and returns what they were.
+pub fn finish_or_remove_unfinished() -> (Option<String>, Vec<String>) {
+    let started = std::time::Instant::now();
+    loop {
+        // Under the list's lock no commit can begin (see `Committing::new`).
+        let mut list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+        let now = COMMITTING.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match now {
+            Some((_, false)) if started.elapsed() < std::time::Duration::from_secs(60) => {
+                drop(list);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            // Done, or still moving after a minute: either way its pending list says what it owns.
+            Some((what, _)) => return (Some(what), Vec::new()),
+            None => {
+                let mut said = Vec::new();
+                while let Some((path, what)) = list.pop() {
+                    let gone = match std::fs::symlink_metadata(&path) {
+                        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                        Ok(_) => std::fs::remove_file(&path),
+                        Err(_) => Ok(()),
+                    };
+                    if gone.is_ok() && !said.contains(&what) {
+                        said.push(what);
+                    }
+                }
+                return (None, said);
+            }
         }
     }
-    said
 }
 
 /// This machine's name (lock holders, event file names), or "this host" when it has none.

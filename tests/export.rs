@@ -306,6 +306,24 @@ fn force_replaces_only_an_earlier_exports_own_files() {
         ["config.json", "embgraft.json", "model.safetensors", "notes.md", "test-windows.safetensors"]
     );
 
+    // A record edited to claim files no export writes gives no claim on them; a folder where
+    // an export writes a file is refused by name.
+    let mut record = json(&dest.join("embgraft.json"));
+    record["files"] = serde_json::json!([
+        "notes.md",
+        "..",
+        "/etc/passwd",
+        "config.json",
+        "model.safetensors",
+        "test-windows.safetensors"
+    ]);
+    std::fs::write(dest.join("embgraft.json"), record.to_string()).unwrap();
+    ok(&export("A", &dest, true));
+    assert_eq!(std::fs::read_to_string(dest.join("notes.md")).unwrap(), "mine");
+    let folder_at = f.root.join("folder-at");
+    std::fs::create_dir_all(folder_at.join("config.json")).unwrap();
+    refused(&export("A", &folder_at, true), &["holds config.json, which is not a regular file"]);
+
     // An export whose record lists a file the run read (an export folder used as the donor,
     // say) never replaces it.
     let donor_like = f.root.join("donor-export");
@@ -427,7 +445,8 @@ fn wide_run(f: &common::Fixture) -> std::path::PathBuf {
 fn an_interrupted_or_killed_export_leaves_nothing_behind() {
     let f = fixture();
     let run = wide_run(&f);
-    let out = f.root.join("exports").join("wide-A");
+    // Two folders deep in one that exists: both are the export's to create, and to remove.
+    let out = f.root.join("exports").join("deep").join("wide-A");
     std::fs::create_dir(f.root.join("exports")).unwrap();
     for signal in [libc::SIGINT, libc::SIGKILL] {
         let child = Command::new(env!("CARGO_BIN_EXE_embgraft"))
@@ -451,13 +470,14 @@ fn an_interrupted_or_killed_export_leaves_nothing_behind() {
         if signal == libc::SIGINT {
             assert_eq!(o.status.code(), Some(130), "{err}");
             assert!(err.contains("interrupted: the export to") && err.contains("was not written"), "{err}");
-            // The folder it created is gone, and nothing hides beside it.
-            assert!(!out.exists(), "{:?}", names(&out));
+            // The folders it created are gone, and nothing hides beside them.
+            assert!(!f.root.join("exports").join("deep").exists(), "{:?}", names(&out));
         } else {
             // A kill leaves the folder (it cannot clean up); the next export takes it over.
             assert!(names(&out).iter().all(|n| n.starts_with('.')), "{:?}", names(&out));
         }
         assert_eq!(names(&f.root.join("exports")).iter().filter(|n| n.starts_with('.')).count(), 0);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     }
     ok(&embgraft(&["export", run.to_str().unwrap(), "--config", "A", "--out", out.to_str().unwrap()]));
     assert_eq!(names(&out), ["config.json", "embgraft.json", "model.safetensors", "test-windows.safetensors"]);

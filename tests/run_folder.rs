@@ -345,6 +345,20 @@ fn unbounded_and_bad_inputs_fail_at_once_in_one_line() {
         assert!(!out.exists(), "{extra:?} left a folder");
     }
 
+    // EMBGRAFT_BLAS at a FIFO: refused at once (the dynamic loader would block in it forever,
+    // holding its lock so that not even an interrupt could end the process).
+    let mut c = bin();
+    c.current_dir(&f.root).env("EMBGRAFT_GEMM", "blas").env("EMBGRAFT_BLAS", fifo).args(args("never", &[]));
+    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let line = error_line(&o);
+    assert!(
+        line.contains("is not a regular file (a FIFO, device or folder)") && line.contains("EMBGRAFT_GEMM=gemm"),
+        "{line}"
+    );
+
     // Flag values that are not numbers are flag errors (exit 2), naming the flag.
     for (flag, v) in [("--lr", "nan"), ("--lr", "inf"), ("--test-fraction", "NaN"), ("--weight-decay", "-inf")] {
         let o = run_in(&f.root, &["compare", &format!("{flag}={v}"), "--out", "never"]);
@@ -1022,6 +1036,7 @@ fn paths_with_pipes_and_newlines_keep_report_tables_whole() {
             }
         }
         assert!(text.contains("donor\\|x") || text.contains("book\\|one⏎.txt"), "{}", r.display());
+        assert!(!text.contains("a|b\nc"), "a raw line break from a path: {}", r.display());
     }
 }
 

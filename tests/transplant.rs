@@ -375,6 +375,9 @@ fn mapped_and_token_files_go_only_where_they_may() {
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.tensor("wte").unwrap().shape(), [50257, DIM]);
     }
+    let (code, e) = embgraft(r, &["inspect", x, "--tokenizer", "auto"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("--tokenizer auto is the donor's own tokenizer, so there is nothing to map"), "{e}");
     let (code, e) = embgraft(r, &["inspect", x, "--force"]);
     assert_eq!(code, Some(2), "--force alone: {e}");
 
@@ -416,6 +419,11 @@ fn mapped_and_token_files_go_only_where_they_may() {
         assert_eq!(listing(&places), before, "{target}");
         assert_eq!(std::fs::read(&s.corpus).unwrap(), corpus_before);
     }
+    // --tokens-out naming the --batches file the bench is about to write (another spelling).
+    let (code, e) = bench("./places/batches.safetensors", true);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("is places/batches.safetensors, which this command reads"), "{e}");
+    assert!(!places.join("batches.safetensors").exists());
     let (code, e) = bench(&p("existing.safetensors"), true);
     assert_eq!(code, Some(0), "{e}");
     let bytes = std::fs::read(places.join("existing.safetensors")).unwrap();

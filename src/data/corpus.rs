@@ -155,10 +155,23 @@ impl Tokenizer {
         match value {
             "gpt2" => Tokenizer::gpt2(),
             "" => Err(Error::Tokenizer(format!("--tokenizer is empty: give {choices}"))),
-            v if !Path::new(v).exists() => Err(Error::Tokenizer(format!(
-                "--tokenizer {v:?} is neither auto, gpt2 nor a file that exists: give {choices} (the names are \
-                 lower-case)"
-            ))),
+            // Where `auto` means something the caller has resolved it; here there is no other.
+            "auto" => Err(Error::Tokenizer(
+                "--tokenizer auto is the donor's own tokenizer, so there is nothing to map its rows onto: give gpt2 \
+                 or the path of another tokenizer.json"
+                    .into(),
+            )),
+            v if !Path::new(v).exists() => {
+                let near = v.trim().to_lowercase();
+                let hint = match (near.as_str(), v.trim() == v) {
+                    ("auto" | "gpt2", false) => " (without the spaces)",
+                    ("auto" | "gpt2", true) => " (the names are lower-case)",
+                    _ => "",
+                };
+                Err(Error::Tokenizer(format!(
+                    "--tokenizer {v:?} is neither auto, gpt2 nor a file that exists: give {choices}{hint}"
+                )))
+            }
             v => Tokenizer::from_file(Path::new(v), cap)
                 .map_err(|e| Error::Tokenizer(format!("--tokenizer: {e}, or gpt2 for GPT-2's BPE"))),
         }

@@ -199,8 +199,13 @@ impl Donor {
             .map_err(|e| Error::Donor(format!("cannot open donor {}: {e}", path.display())))?;
         // SAFETY: the map is read-only; a file changed underneath us would give wrong numbers,
         // which the graft's copy checksum records.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| Error::Donor(format!("cannot map donor {}: {e}", path.display())))?;
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| {
+            Error::Donor(format!(
+                "cannot map donor {}: {e}; it needs its size in address space: raise the limit (ulimit -v) or \
+                     free memory",
+                path.display()
+            ))
+        })?;
         let donor = Donor { path: path.to_path_buf(), mmap };
         donor.parse()?; // validate the header now, so later errors are about content
         Ok(donor)

@@ -519,8 +519,11 @@ pub fn write_mapped(path: &Path, mapping: &Mapping, mapped: &Embedding, force: b
         TensorView::new(safetensors::Dtype::F32, vec![mapped.rows, mapped.cols], crate::util::f32_bytes(&mapped.data))
             .map_err(|e| fail(e.to_string()))?;
     let cls = TensorView::new(safetensors::Dtype::U8, vec![class.len()], &class).map_err(|e| fail(e.to_string()))?;
-    let bytes = safetensors::serialize(vec![("wte", wte), ("class", cls)], None).map_err(|e| fail(e.to_string()))?;
-    crate::util::write_output(path, "--write-mapped", force, &bytes)
+    // Streamed from the matrix into the file: no second copy of it in memory.
+    crate::util::write_output_with(path, "--write-mapped", force, |tmp| {
+        safetensors::serialize_to_file(vec![("wte", wte), ("class", cls)], None, tmp.path())
+            .map_err(|e| fail(e.to_string()))
+    })
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ fn graft_matrix(
         }
         return Ok((own, None));
     };
-    mapping_fits(tokenizer, own.cols, cfg.run.max_memory.map(|m| m.0))?;
+    mapping_fits(tokenizer, own.cols, 0, cfg.run.max_memory.map(|m| m.0))?;
     let mapping = transplant::map(tokenizer, donor_tok, own.rows, cfg.data.vocab_map.0[0])?;
     let mut rng = stream(cfg.run.seed, Stream::VocabFallback);
     let mapped = transplant::apply(&mapping, &own, cfg.data.vocab_fallback, &mut rng);
@@ -398,13 +398,15 @@ pub fn tokenizer_fits(path: &Path, max: Option<u64>) -> Result<()> {
     crate::experiment::memory::check(crate::experiment::memory::tokenizer(m.len()), &what, fix, max)
 }
 
-/// Mapping a donor of width `cols` onto `tokenizer`'s vocabulary, refused before it is built
+/// Mapping a donor of width `cols` onto `tokenizer`'s vocabulary (with `also` bytes more that
+/// the caller needs beside it, such as the donor's rows not read yet), refused before it is built
 /// where it could not fit: its size grows with the vocabulary, not with the donor.
-pub fn mapping_fits(tokenizer: &Tokenizer, cols: usize, max: Option<u64>) -> Result<()> {
+pub fn mapping_fits(tokenizer: &Tokenizer, cols: usize, also: u64, max: Option<u64>) -> Result<()> {
     let ids = tokenizer.vocab_size();
     let what = format!("mapping the donor's rows onto {} ({ids} ids x width {cols})", tokenizer.name());
     let fix = "give a tokenizer with a smaller vocabulary";
-    crate::experiment::memory::check(crate::experiment::memory::mapping(ids as u64, cols as u64), &what, fix, max)
+    let need = crate::experiment::memory::mapping(ids as u64, cols as u64).saturating_add(also);
+    crate::experiment::memory::check(need, &what, fix, max)
 }
 
 /// Every pattern of every configuration names something, and every graft fits: found in the

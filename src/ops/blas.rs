@@ -86,6 +86,15 @@ impl Blas {
         // SAFETY: loading a shared library runs its initialisers; OpenBLAS's only start its
         // thread pool. The symbols are looked up by their documented C names and called with the
         // CBLAS signatures declared above.
+        // A path (not a bare name for the loader to search) must be a regular file: the loader
+        // would block forever opening a FIFO, holding its lock so that not even exit could run.
+        if path.contains('/') {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => return Err(format!("{path} is not a regular file (a FIFO, device or folder)")),
+                Err(e) => return Err(format!("{path}: {e}")),
+            }
+        }
         unsafe {
             let lib = libloading::Library::new(path).map_err(|e| format!("{path}: {e}"))?;
             let mut sgemm = None;

@@ -171,8 +171,12 @@ pub fn write_overview(out: &Path, cfg: &ExperimentConfig, done: &[(String, Summa
          report; \
          a donor with its own tokenizer reads the corpus its own way (tokens below). Differences are of final test \
          loss, paired by seed; positive means the first configuration's loss is higher.\n",
-        cfg.data.donor.join(", "),
-        if cfg.data.corpora.is_empty() { "The Time Machine".to_string() } else { cfg.data.corpora.join(", ") },
+        md_cell(&cfg.data.donor.join(", ")),
+        if cfg.data.corpora.is_empty() {
+            "The Time Machine".to_string()
+        } else {
+            md_cell(&cfg.data.corpora.join(", "))
+        },
         if swept.is_empty() { String::new() } else { format!("; swept {}", swept.join(", ")) },
         cfg.graft.configs.0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
         cfg.run.seeds,

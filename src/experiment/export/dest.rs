@@ -43,7 +43,8 @@ pub(super) struct Dest {
     out: PathBuf,
     /// Files of an earlier export there (replaced, or removed when this one does not write them).
     earlier: Vec<String>,
-    created: Option<crate::util::Unfinished>,
+    /// The folder this export created (`--out` or the first of its parents that was missing).
+    created: Option<(crate::util::Unfinished, PathBuf)>,
     staging: Option<(tempfile::TempDir, crate::util::Unfinished)>,
     _claim: folder::Claim,
 }
@@ -61,15 +62,22 @@ impl Dest {
                 )))
             }
             Err(_) => {
+                // The first folder that does not exist yet: what this export creates, and removes
+                // again if it fails or is interrupted.
+                let first = out
+                    .ancestors()
+                    .take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+                    .last()
+                    .unwrap_or(out)
+                    .to_path_buf();
                 let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::Output(format!("cannot create {}: {e}", parent.display())))?;
+                let what = format!("the export to {shown} was not written");
                 match std::fs::create_dir(out) {
-                    Ok(()) => {
-                        Some(crate::util::Unfinished::new(out, &format!("the export to {shown} was not written")))
-                    }
+                    Ok(()) => Some((crate::util::Unfinished::new(&first, &what), first)),
                     // Made by another export a moment ago: the lock below decides.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && first == out => None,
                     Err(e) => return Err(Error::Output(format!("cannot create --out {shown}: {e}"))),
                 }
             }
@@ -98,6 +106,15 @@ impl Dest {
         held.sort();
         if held.is_empty() {
             return Ok(());
+        }
+        let odd = held.iter().find(|n| {
+            is_export_file(n) && std::fs::symlink_metadata(self.out.join(n)).is_ok_and(|m| !m.file_type().is_file())
+        });
+        if let Some(n) = odd {
+            return Err(Error::Output(format!(
+                "--out {shown} holds {n}, which is not a regular file, where an export writes one: move it away or \
+                 give an empty or new folder"
+            )));
         }
         if held.iter().any(|n| n == "config.toml" || n == "inputs.json") {
             return Err(Error::Output(format!(
@@ -160,6 +177,7 @@ impl Dest {
             Some((t, _)) => t.path().to_path_buf(),
             None => return Err(Error::Output(format!("nothing was staged for {}", out.display()))),
         };
+        let commit = crate::util::Committing::new(&format!("the export to {}", out.display()));
         let mut owned: Vec<String> = self.earlier.iter().chain(files).cloned().collect();
         owned.push(RECORD.into());
         owned.sort();
@@ -180,6 +198,8 @@ impl Dest {
         gone(PENDING)?;
         // The export is whole: nothing of it is to be removed any more.
         self.created = None;
+        self.staging = None;
+        commit.done();
         Ok(())
     }
 }
@@ -189,8 +209,8 @@ impl Drop for Dest {
     /// so does `--out` when this export created it.
     fn drop(&mut self) {
         self.staging = None;
-        if self.created.take().is_some() {
-            let _ = std::fs::remove_dir_all(&self.out);
+        if let Some((_, first)) = self.created.take() {
+            let _ = std::fs::remove_dir_all(first);
         }
     }
 }
@@ -209,15 +229,24 @@ fn earlier_export(dir: &Path) -> Option<Vec<String>> {
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v.get("embgraft_version")?;
         // Exports from before the list wrote only FILES.
-        Some(match v.get("files").and_then(|f| f.as_array()) {
-            Some(a) => a.iter().filter_map(|f| f.as_str().map(String::from)).collect(),
+        // Only names an export writes count: a record naming anything else (edited, or not
+        // ours) gives no claim on it.
+        let mut listed: Vec<String> = match v.get("files").and_then(|f| f.as_array()) {
+            Some(a) => a.iter().filter_map(|f| f.as_str()).filter(|f| is_export_file(f)).map(String::from).collect(),
             None => FILES.iter().map(|f| f.to_string()).collect(),
-        })
+        };
+        listed.push(RECORD.into());
+        Some(listed)
     };
     let mut all: Vec<String> = [RECORD, PENDING].iter().filter_map(|n| read(n)).flatten().collect();
     all.sort();
     all.dedup();
     (!all.is_empty()).then_some(all)
+}
+
+/// A name an export writes (its record included).
+fn is_export_file(name: &str) -> bool {
+    name == RECORD || FILES.contains(&name)
 }
 
 /// Up to six names, then how many more.

@@ -288,6 +288,16 @@ fn reread_inputs(
         }
     };
     let corpus_path = Path::new(&info.corpus);
+    if let Some(size) = std::fs::metadata(corpus_path).ok().filter(|m| m.len() > cap).map(|m| m.len()) {
+        notes.push(format!(
+            "the corpus {} is {} now, over the run's --max-input-size of {}: it is not the run's corpus, so no test \
+             windows ({ONLY_DONOR})",
+            info.corpus,
+            bytesize::ByteSize(size),
+            bytesize::ByteSize(cap)
+        ));
+        return (Some(tokenizer), None);
+    }
     let text = match corpus::read_text(corpus_path, cap) {
         Ok(t) if then.is_some_and(|f| !f.corpus.is_empty() && f.corpus != provenance::fingerprint(t.as_bytes())) => {
             notes.push(format!("the corpus {} changed since the run: no test windows ({ONLY_DONOR})", info.corpus));
