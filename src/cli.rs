@@ -12,7 +12,6 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 
 use crate::analysis::summary::Summary;
 use crate::config::parse_letters;
-use crate::data::donor::Donor;
 use crate::experiment::Control;
 
 use crate::config::{ExperimentConfig, Preset, RESUMABLE};
@@ -45,7 +44,7 @@ pub enum Command {
     },
     /// Time a model's training step and evaluation at one shape (bench/compare.sh and
     /// bench/model5_compare.sh run the PyTorch and transformers peers beside it)
-    Bench(BenchArgs),
+    Bench(crate::bench::command::BenchArgs),
     /// Rebuild every result file of a run folder (reports, summaries, plots, metrics.csv) from
     /// the cells it holds, e.g. after sharded runs; names the cells still missing
     Report {
@@ -103,70 +102,6 @@ pub enum Command {
         #[arg(long, value_name = "SIZE")]
         max_memory: Option<crate::config::ReadCap>,
     },
-}
-
-#[derive(Args)]
-pub struct BenchArgs {
-    /// BATCHxSEQ_LEN
-    #[arg(long, default_value = "64x8")]
-    pub shape: String,
-    /// model1, or model5 (every parameter trains; --layers, --heads and --dim size it)
-    #[arg(long, value_enum, default_value = "model1")]
-    pub model: crate::config::ModelKind,
-    /// Model 5's blocks
-    #[arg(long, default_value_t = 2)]
-    pub layers: usize,
-    /// Model 5's attention heads (default: width / 64, as GPT-2)
-    #[arg(long)]
-    pub heads: Option<usize>,
-    /// Model 1: train the embedding too (default: frozen, only the unembedding trains)
-    #[arg(long)]
-    pub trainable: bool,
-    #[arg(long = "impl", value_enum, default_value = "fused")]
-    pub implementation: crate::bench::Impl,
-    #[arg(long, default_value_t = 50257)]
-    pub vocab: usize,
-    #[arg(long, default_value_t = 768)]
-    pub dim: usize,
-    /// Timed steps
-    #[arg(long, default_value_t = 10)]
-    pub steps: usize,
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// Batches shared with bench/model1_bench.py; written from --corpus (GPT-2 BPE) when missing
-    #[arg(long, required_unless_present = "gemm")]
-    pub batches: Option<PathBuf>,
-    /// Time the matrix products of both models' steps at their shapes instead (one JSON line
-    /// per shape and backend; bench/gemm_compare.sh adds numpy's and PyTorch's), --steps
-    /// timed calls each
-    #[arg(long)]
-    pub gemm: bool,
-    /// With --gemm: only the shapes whose name contains this (`head.`, `d768`, `16x64`)
-    #[arg(long, requires = "gemm")]
-    pub only: Option<String>,
-    #[arg(long)]
-    pub corpus: Option<PathBuf>,
-    /// Also write --corpus's GPT-2 token ids here (an I64 safetensors tensor `tokens`), for
-    /// bench/course_protocol.py, the lecture's loop in PyTorch
-    #[arg(long)]
-    pub tokens_out: Option<PathBuf>,
-    /// With --tokens-out: replace the regular file already there (never --corpus or --batches)
-    #[arg(long, requires = "tokens_out")]
-    pub force: bool,
-    /// cpu, cuda or cuda:N (cuda needs the CUDA build: scripts/build-cuda.sh)
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Also time each part of the fused step (Model 1: the device synchronised after each;
-    /// Model 5: milliseconds per step in each kind of kernel)
-    #[arg(long)]
-    pub profile: bool,
-    /// On CUDA, let the GEMMs use TF32 tensor cores (less exact; PyTorch's allow_tf32)
-    #[arg(long)]
-    pub tf32: bool,
-    /// Memory the bench may use (8GiB); shapes estimated to need more are refused before
-    /// anything is built [default: what the system has available]
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<crate::config::ReadCap>,
 }
 
 #[derive(Args)]
@@ -228,10 +163,11 @@ impl RunArgs {
             ids.sort_unstable();
             if let Some(id) = ids.into_iter().find(|i| !["resume", "letter"].contains(i) && !RESUMABLE.contains(i)) {
                 return Err(Error::Input(format!(
-                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only --device, \
-                     --checkpoint-every, --max-input-size, --tensorboard, --save-weights and --max-memory may change)",
+                    "--resume continues the experiment saved in {}; {} would change it, so drop it (only {} may \
+                     change)",
                     p.display(),
-                    flag_of(id)
+                    flag_of(id),
+                    crate::config::listed(&crate::config::resumable_flags())
                 )));
             }
             let text = crate::util::read_small(&p).map_err(|e| {
@@ -396,212 +332,12 @@ pub fn export(
     Ok(done)
 }
 
-fn bench(a: &BenchArgs) -> anyhow::Result<()> {
-    if a.gemm {
-        crate::bench::gemm::run(a.steps.max(1), a.only.as_deref(), |r| {
-            say(&serde_json::to_string(r).unwrap_or_default())
-        })?;
-        return Ok(());
-    }
-    let batches_path = a.batches.as_deref().context("--batches FILE is needed (or --gemm)")?;
-    let (b, t) = a
-        .shape
-        .split_once('x')
-        .and_then(|(b, t)| Some((b.parse::<usize>().ok()?, t.parse::<usize>().ok()?)))
-        .filter(|&(b, t)| b > 0 && t > 0)
-        .with_context(|| format!("--shape {} is not BATCHxSEQ_LEN, e.g. 64x8", a.shape))?;
-    let spec5 = (a.model == crate::config::ModelKind::Model5).then(|| crate::bench::model5::Spec5 {
-        batch: b,
-        seq_len: t,
-        vocab: a.vocab,
-        dim: a.dim,
-        heads: a.heads.unwrap_or((a.dim / 64).max(1)),
-        layers: a.layers,
-        imp: a.implementation,
-        warmup: a.warmup,
-        profile: a.profile,
-    });
-    bench_fits(a, (b, t), spec5.as_ref().map(|s| s.config()).as_ref())?;
-    if let Some(out) = &a.tokens_out {
-        let inputs: Vec<&std::path::Path> = [Some(batches_path), a.corpus.as_deref()].into_iter().flatten().collect();
-        crate::util::check_output_file(out, "--tokens-out", a.force, &inputs)?;
-    }
-    let tokens = match &a.corpus {
-        Some(corpus) if !batches_path.exists() || a.tokens_out.is_some() => Some(
-            crate::data::corpus::Tokenizer::gpt2()?
-                .encode(&crate::data::corpus::read_text(corpus, crate::config::Data::default().max_input_size.0)?)?,
-        ),
-        _ => None,
-    };
-    if let Some(out) = &a.tokens_out {
-        let tokens = tokens.as_ref().context("--tokens-out needs --corpus")?;
-        crate::bench::save_tokens(out, tokens, a.force)?;
-    }
-    if !batches_path.exists() {
-        let tokens = tokens.as_ref().context("--batches does not exist yet: give --corpus to make it")?;
-        let batches = crate::bench::make_batches(tokens, a.steps + a.warmup, b, t, 0)?;
-        crate::bench::save_batches(batches_path, &batches, b, t)?;
-    }
-    let (batches, fb, ft) = crate::bench::load_batches(batches_path)?;
-    if (fb, ft) != (b, t) {
-        anyhow::bail!("{} holds {fb}x{ft} batches, not {b}x{t}; use another --batches file", batches_path.display());
-    }
-    if let Some(&top) = batches.iter().flatten().max().filter(|&&top| top as usize >= a.vocab) {
-        anyhow::bail!(
-            "--vocab {} is too small for {}: it holds token id {top}; give --vocab {} or more",
-            a.vocab,
-            batches_path.display(),
-            top as u64 + 1
-        );
-    }
-    if let Some(spec) = spec5 {
-        if a.device != "cpu" {
-            anyhow::bail!("--model model5 times the CPU path; leave out --device {}", a.device);
-        }
-        spec.config().validate()?;
-        say(&serde_json::to_string(&crate::bench::model5::run(&batches, spec)?)?);
-        return Ok(());
-    }
-    let spec = crate::bench::Spec {
-        batch: b,
-        seq_len: t,
-        vocab: a.vocab,
-        dim: a.dim,
-        trainable: a.trainable,
-        imp: a.implementation,
-        warmup: a.warmup,
-        profile: a.profile,
-        tf32: a.tf32,
-    };
-    let device = crate::experiment::device(&a.device)?;
-    say(&serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
-    Ok(())
-}
-
-/// A bench whose shapes cannot fit in memory is refused before anything is built or written.
-fn bench_fits(a: &BenchArgs, (b, t): (usize, usize), m5: Option<&crate::model::model5::Model5Config>) -> Result<()> {
-    let mut sized = ExperimentConfig::default();
-    (sized.protocol.batch_size, sized.protocol.seq_len) = (b, t);
-    let (need, _) = crate::experiment::memory::training(&sized, a.vocab, a.dim, m5);
-    let what = format!("bench at vocabulary {} x width {}", a.vocab, a.dim);
-    let fix = "give a smaller --vocab, --dim or --shape";
-    crate::experiment::memory::check(need, &what, fix, a.max_memory.map(|m| m.0))
-}
-
-/// Prints the donor's tensors and what would be grafted; returns the files and the opened donor
-/// for a mapping to use.
-fn inspect(path: &str, tensor: Option<&str>) -> anyhow::Result<(crate::data::donor::DonorFiles, Donor)> {
-    let files = crate::data::donor::locate(path)?;
-    let donor = Donor::open(&files.weights)?;
-    let mut out: Vec<String> = Vec::new();
-    out.push(files.weights.display().to_string());
-    for t in donor.tensors()? {
-        out.push(format!("  {:<50} {:<5} {:?}", t.name, t.dtype, t.shape));
-    }
-    match donor.embedding_name(tensor) {
-        Ok(name) => out.push(format!("embedding: {name}")),
-        Err(e) => out.push(format!("embedding: none ({e})")),
-    }
-    match &files.tokenizer {
-        Some(t) => out.push(format!("tokenizer: {}", t.display())),
-        None => out.push("tokenizer: none (GPT-2 BPE is used)".to_string()),
-    }
-    if let Some(c) = &files.config {
-        let dc = crate::data::donor::DonorConfig::read(c)?;
-        let show = |v: Option<usize>| v.map_or("?".to_string(), |v| v.to_string());
-        out.push(format!(
-            "config: {} (width {}, heads {}, layers {}, positions {}) — Model 5 takes width and heads from it",
-            c.display(),
-            show(dc.n_embd),
-            show(dc.n_head),
-            show(dc.n_layer),
-            show(dc.n_positions)
-        ));
-    }
-    say(&out.join("\n"));
-    Ok((files, donor))
-}
-
-/// `inspect DONOR --tokenizer T`: the donor's rows mapped onto T's vocabulary, counted by class
-/// with examples, proved (exact rows bitwise, pieces rows their mean), and written if asked.
-fn inspect_mapping(
-    (path, files, donor): (&str, &crate::data::donor::DonorFiles, &Donor),
-    tensor: Option<&str>,
-    (tokenizer, max): (&str, Option<u64>),
-    how: crate::data::transplant::VocabMap,
-    (out, force): (Option<&std::path::Path>, bool),
-) -> anyhow::Result<()> {
-    use crate::data::corpus::Tokenizer;
-    use crate::data::transplant::{self, Class};
-    let cap = crate::config::Data::default().max_input_size.0;
-    let own = files.tokenizer.as_ref().with_context(|| {
-        format!("donor {path} has no tokenizer.json of its own, so its rows cannot be read as text; put the donor's tokenizer.json beside its weights")
-    })?;
-    crate::experiment::inputs::tokenizer_fits(own, max)?;
-    let donor_tok = Tokenizer::from_file(own, cap)?;
-    crate::experiment::inputs::tokenizer_fits(std::path::Path::new(tokenizer), max)?;
-    let model = Tokenizer::from_flag(tokenizer, cap)?;
-    if let Some(o) = out {
-        let mut inputs: Vec<&std::path::Path> = vec![&files.weights, own];
-        inputs.extend(files.config.as_deref());
-        if tokenizer != "gpt2" {
-            inputs.push(std::path::Path::new(tokenizer));
-        }
-        crate::util::check_output_file(o, "--write-mapped", force, &inputs)?;
-        let dir = o.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        crate::util::probe_writable(dir).map_err(|e| anyhow::anyhow!("--write-mapped {}: {e}", o.display()))?;
-    }
-    // The donor's matrix is read into f32 beside the mapping: both refused before either.
-    let name = donor.embedding_name(tensor)?;
-    let found = donor.tensors()?.into_iter().find(|t| t.name == name);
-    if let Some(&[rows, cols]) = found.as_ref().map(|t| t.shape.as_slice()) {
-        let also = crate::experiment::memory::donor((rows * cols) as u64);
-        crate::experiment::inputs::mapping_fits(&model, cols, also, max)?;
-    }
-    let emb = donor.embedding(tensor)?;
-    crate::experiment::inputs::mapping_fits(&model, emb.cols, 0, max)?;
-    let m = transplant::map(&model, &donor_tok, emb.rows, how)?;
-    let mapped = transplant::apply(&m, &emb, transplant::VocabFallback::Mean, &mut rand::rng());
-    let [exact, pieces] = transplant::verify(&m, &emb, &mapped)?;
-    let c = m.counts();
-    let share = |n: usize| 100.0 * n as f64 / m.class.len().max(1) as f64;
-    let mut lines = vec![format!(
-        "mapped onto {} ({} ids): {} exact ({:.1} %), {} pieces ({:.1} %), {} fallback ({:.1} %); proved: {exact} exact \
-         rows bit for bit, {pieces} pieces rows their mean",
-        model.name(),
-        m.class.len(),
-        c[0],
-        share(c[0]),
-        c[1],
-        share(c[1]),
-        c[2],
-        share(c[2])
-    )];
-    for (class, name) in [(Class::Exact, "exact"), (Class::Pieces, "pieces"), (Class::Fallback, "fallback")] {
-        let ids = (0..m.class.len()).filter(|&i| m.class[i] == class).take(6);
-        let shown: Vec<String> = ids.map(|i| m.describe(i, &donor_tok)).collect();
-        lines.push(format!("  {name}: {}", shown.join(", ")));
-    }
-    if let Some(o) = out {
-        transplant::write_mapped(o, &m, &mapped, force)?;
-        lines.push(format!(
-            "wrote {} (wte [{}, {}] F32, class [{}] U8)",
-            o.display(),
-            mapped.rows,
-            mapped.cols,
-            mapped.rows
-        ));
-    }
-    say(&lines.join("\n"));
-    Ok(())
-}
-
 fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
     let sub = m.subcommand().map(|(_, s)| s).context("no subcommand")?;
     match cli.cmd {
         Command::Compare(args) => run_experiment(&args, &args.config(sub)?)?,
         Command::Train { letter, args } => run_experiment(&args, &train_config(&args, sub, &letter)?)?,
-        Command::Bench(args) => bench(&args)?,
+        Command::Bench(args) => crate::bench::command::bench(&args)?,
         Command::Report { dir, complete } => report(&dir, complete)?,
         Command::Export { dir, letter, seed, out, force, donor } => {
             export(&dir, &letter, seed, (&out, force), donor.as_deref())?;
@@ -610,16 +346,11 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
             if tokenizer.is_none() && write_mapped.is_some() {
                 anyhow::bail!("--write-mapped needs --tokenizer: the vocabulary to map the donor's rows onto");
             }
-            let (files, donor) = inspect(&path, tensor.as_deref())?;
+            let found = crate::experiment::inspect::Inspection::open(&path, tensor.as_deref())?;
+            say(&found.lines().join("\n"));
             if let Some(t) = tokenizer {
-                let out = (write_mapped.as_deref(), force);
-                inspect_mapping(
-                    (&path, &files, &donor),
-                    tensor.as_deref(),
-                    (&t, max_memory.map(|m| m.0)),
-                    vocab_map,
-                    out,
-                )?;
+                let out = write_mapped.as_deref().map(|path| crate::experiment::inspect::MappedOut { path, force });
+                say(&found.map_onto(&t, vocab_map, max_memory.map(|m| m.0), out)?.join("\n"));
             }
         }
     }

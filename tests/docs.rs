@@ -152,3 +152,49 @@ fn readme_opens_with_the_two_commands() {
     assert!(lines[0].starts_with("cargo run --release -- compare") && lines[1].starts_with("cargo test --release"));
     assert!(Path::new(&root().join("assets/sweep-minilm-shakespeare.png")).is_file());
 }
+
+/// Every sentence of the docs that lists the settings a resume may change (a run of backticked
+/// flags with `--device` and `--checkpoint-every` in it) lists exactly the engine's own
+/// (`embgraft::config::RESUMABLE`), in its order.
+#[test]
+fn every_list_of_the_resumable_settings_is_the_engines() {
+    let want = embgraft::config::resumable_flags();
+    assert!(want.len() >= 5 && want.contains(&"--save-weights".to_string()), "{want:?}");
+    let mut seen = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        for run in flag_runs(&text) {
+            if !(run.contains(&"--device".to_string()) && run.contains(&"--checkpoint-every".to_string())) {
+                continue;
+            }
+            seen += 1;
+            assert_eq!(run, want, "{}: a list of the resumable settings that is not the engine's", page.display());
+        }
+    }
+    assert!(seen >= 4, "only {seen} lists of the resumable settings found in the docs");
+}
+
+/// Runs of backticked flags joined as a sentence joins them (`` `--a`, `--b` and `--c` ``).
+fn flag_runs(text: &str) -> Vec<Vec<String>> {
+    let mut runs = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("`--") {
+        let mut run = Vec::new();
+        let mut at = &rest[i..];
+        loop {
+            let Some(end) = at[1..].find('`') else { break };
+            run.push(at[1..1 + end].to_string());
+            at = &at[end + 2..];
+            let next = [", `", " and `", ", and `"]
+                .iter()
+                .find(|sep| at.starts_with(**sep) && at[sep.len()..].starts_with("--"));
+            match next {
+                Some(sep) => at = &at[sep.len() - 1..],
+                None => break,
+            }
+        }
+        rest = at;
+        runs.push(run);
+    }
+    runs
+}

@@ -183,23 +183,8 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
 /// A donor file's tensors and what would be grafted, as JSON.
 #[pyfunction]
 fn inspect(path: &str) -> PyResult<String> {
-    let files = embgraft::data::donor::locate(path).map_err(to_py)?;
-    let donor = embgraft::data::donor::Donor::open(&files.weights).map_err(to_py)?;
-    let tensors: Vec<serde_json::Value> = donor
-        .tensors()
-        .map_err(to_py)?
-        .into_iter()
-        .map(|t| serde_json::json!({"name": t.name, "dtype": t.dtype.to_string(), "shape": t.shape}))
-        .collect();
-    let embedding = donor.embedding_name(None).ok();
-    let json = serde_json::json!({
-        "weights": files.weights.display().to_string(),
-        "tensors": tensors,
-        "embedding": embedding,
-        "tokenizer": files.tokenizer.map(|t| t.display().to_string()),
-        "config": files.config.map(|t| t.display().to_string()),
-    });
-    Ok(json.to_string())
+    let found = embgraft::experiment::inspect::Inspection::open(path, None).map_err(to_py)?;
+    Ok(found.to_json().to_string())
 }
 
 /// A finished run's saved weights (`save_weights=True`): the model ("model1" or "model5"), and

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::model1::Model1;
 use crate::ops::adamw::{AdamW, AdamWConfig};
 
+pub mod command;
 pub mod gemm;
 pub mod model5;
 

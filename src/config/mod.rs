@@ -316,6 +316,25 @@ pub const FINGERPRINTS: &str = "fingerprints";
 pub const RESUMABLE: &[&str] =
     &["device", "checkpoint_every", "max_input_size", "tensorboard", "save_weights", "max_memory"];
 
+/// The flags of the [`RESUMABLE`] settings, in its order: what messages and the docs name
+/// (tests/docs.rs checks every page that lists them against this).
+pub fn resumable_flags() -> Vec<String> {
+    let all = ExperimentConfig::settings();
+    RESUMABLE
+        .iter()
+        .map(|id| all.iter().find(|(i, _)| i == id).map_or_else(|| format!("--{id}"), |(_, f)| f.clone()))
+        .collect()
+}
+
+/// Names joined as a sentence lists them: `a`, `a and b`, `a, b and c`.
+pub fn listed(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// Settings that came after run folders recorded fingerprints: recorded (and hashed) only
 /// where they differ from their default, so a folder made before them keeps its fingerprint.
 pub const SINCE_FINGERPRINTS: &[&str] = &["vocab_map", "vocab_fallback"];

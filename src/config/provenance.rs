@@ -261,6 +261,60 @@ fn plain(v: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// The settings a default experiment's fingerprint covers, and that fingerprint, pinned:
+    /// every run folder ever made records it, so a new setting or a changed default that moved
+    /// it would make every existing folder refuse to resume or report. A new setting joins
+    /// `SINCE_FINGERPRINTS` (hashed only where it differs from its default), and this list does
+    /// not change.
+    #[test]
+    fn a_default_experiments_settings_fingerprint_never_moves() {
+        let covered: Vec<String> = settings_of(&ExperimentConfig::default()).into_keys().collect();
+        let pinned = [
+            "data.tensor",
+            "data.tokenizer",
+            "graft.configs",
+            "graft.freeze",
+            "graft.freeze_base",
+            "graft.graft",
+            "graft.graft_base",
+            "graft.graft_scale",
+            "graft.lr_groups",
+            "graft.thaw_after",
+            "graft.thaw_every",
+            "model.context",
+            "model.dim",
+            "model.heads",
+            "model.kind",
+            "model.layers",
+            "model.untied",
+            "optimizer.beta1",
+            "optimizer.beta2",
+            "optimizer.eps",
+            "optimizer.lr",
+            "optimizer.weight_decay",
+            "protocol.batch_size",
+            "protocol.epochs",
+            "protocol.eval_every",
+            "protocol.eval_windows",
+            "protocol.max_steps",
+            "protocol.seq_len",
+            "protocol.split",
+            "protocol.stride",
+            "protocol.test_fraction",
+            "protocol.train_tokens",
+            "run.sample_tokens",
+            "run.seed",
+            "run.seeds",
+        ];
+        let new: Vec<&String> = covered.iter().filter(|k| !pinned.contains(&k.as_str())).collect();
+        assert!(
+            new.is_empty(),
+            "{new:?} would change every existing run folder's fingerprint: add them to SINCE_FINGERPRINTS"
+        );
+        assert_eq!(covered, pinned, "a setting left the fingerprint: every existing folder's would change");
+        assert_eq!(settings_fingerprint(&ExperimentConfig::default()), "9786f43afd9c1ea0c4bef5d97e69b2e1");
+    }
+
     fn made(cfg: &ExperimentConfig, corpus: &str) -> MadeUnder {
         let fingerprints =
             Fingerprints { settings: settings_fingerprint(cfg), corpus: corpus.into(), ..Default::default() };

@@ -1,11 +1,20 @@
 //! The whole experiment: read every input (so bad input fails before anything is written), run
 //! the grid of configurations x seeds, stream metrics, and write the report.
 
+mod device;
 pub mod export;
 pub mod folder;
 pub mod inputs;
+pub mod inspect;
 pub mod memory;
 pub mod rebuild;
+mod resume;
+mod shard;
+
+pub use device::{device, device_and_why};
+use resume::{check_folder_inputs, check_resumed_backend, prior, Prior};
+pub use shard::{assign_shards, Shard};
+use shard::{check_shared_config, inputs_json, shard_cells, write_once_or_check_config, write_once_or_check_inputs};
 
 use std::path::Path;
 use std::time::Instant;
@@ -29,83 +38,6 @@ pub use crate::train::sinks::Progress;
 use crate::train::sinks::{cell_file as run_file, checkpoint_file, metrics_rows, weights_file, FanOut};
 use crate::train::{self, Observer};
 use crate::util::say;
-
-/// The device `--device` names. `auto` takes the first CUDA device when this build has CUDA and
-/// a GPU answers, else the CPU.
-pub fn device(name: &str) -> Result<Device> {
-    device_and_why(name).map(|(d, _)| d)
-}
-
-/// [`device`], with the line that says which device `auto` chose and why (None for a device
-/// named outright).
-pub fn device_and_why(name: &str) -> Result<(Device, Option<String>)> {
-    let dev = match name {
-        "cpu" => Device::Cpu,
-        "auto" => {
-            return Ok(match cuda_or_why() {
-                Ok(dev) => (dev, Some("running on cuda:0 (--device auto: a CUDA device answered)".into())),
-                Err(why) => (Device::Cpu, Some(format!("{why}: running on the CPU"))),
-            })
-        }
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = s
-                .strip_prefix("cuda:")
-                .map_or(Ok(0), |n| n.parse::<usize>())
-                .map_err(|_| Error::Input(format!("bad --device {s}; use cpu, cuda or cuda:N")))?;
-            if !cfg!(feature = "cuda") {
-                return Err(Error::Input(format!("--device {s}: {}; use --device auto or cpu", no_cuda_build())));
-            }
-            let dev = Device::new_cuda(ordinal).map_err(|e| {
-                Error::Input(format!(
-                    "--device {s}: no usable CUDA device ({}); check the driver with nvidia-smi, or use --device \
-                     auto or cpu",
-                    crate::error::one_line(&e.to_string())
-                ))
-            })?;
-            // Every tensor and kernel of a run lives on this device's one stream, so the
-            // cross-stream events candle records around each op are pure cost here.
-            #[cfg(feature = "cuda")]
-            if let Ok(d) = dev.as_cuda_device() {
-                // SAFETY: one stream only: nothing is used on another stream, so no ordering
-                // between streams needs to be enforced.
-                unsafe { d.disable_event_tracking() };
-            }
-            #[cfg(feature = "cuda")]
-            crate::ops::cuda::keep_freed_memory(&dev);
-            dev
-        }
-        s => return Err(Error::Input(format!("unknown --device {s}; use auto, cpu, cuda or cuda:N"))),
-    };
-    Ok((dev, None))
-}
-
-/// Why a build without CUDA cannot use the GPU. The Python package's `embgraft` command runs this
-/// CPU engine when its CUDA engine cannot load, and says why in EMBGRAFT_NO_CUDA_ENGINE (say, no
-/// driver), which is truer there than "built without CUDA" with its advice to install what is
-/// installed.
-fn no_cuda_build() -> String {
-    match std::env::var("EMBGRAFT_NO_CUDA_ENGINE") {
-        Ok(why) if !why.trim().is_empty() => crate::error::one_line(&why),
-        _ => "this embgraft was built without CUDA; on a GPU machine pip install 'embgraft[cuda13]', or build with \
-              scripts/build-cuda.sh"
-            .into(),
-    }
-}
-
-/// The first CUDA device, or why there is none, in words for `auto`'s line.
-fn cuda_or_why() -> std::result::Result<Device, String> {
-    if !cfg!(feature = "cuda") {
-        return Err(no_cuda_build());
-    }
-    // A driver without a device, or a device that cannot be opened, is an error from cuInit or
-    // the context; a library that misbehaves could panic inside the CUDA bindings, so that is
-    // caught too and reported as a reason, never as a crash.
-    match std::panic::catch_unwind(|| device("cuda")) {
-        Ok(Ok(dev)) => Ok(dev),
-        Ok(Err(e)) => Err(format!("no usable CUDA device: {e}")),
-        Err(_) => Err("the CUDA libraries failed to start".into()),
-    }
-}
 
 /// Refuses an existing non-empty folder unless `force`. Creates nothing.
 pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
@@ -213,71 +145,6 @@ fn take_up(
         ));
     }
     Ok((priors, claims))
-}
-
-/// What was already done in a folder being resumed, in the grid's order.
-enum Prior {
-    Finished(Box<RunResult>),
-    Checkpoint(Box<crate::train::checkpoint::Checkpoint>),
-    Nothing,
-}
-
-/// What a folder holds of one cell, checked against what this experiment makes it under.
-/// `legacy` is set when the cell's file has no fingerprints (an older embgraft's).
-fn prior(out: &Path, letter: Letter, seed: u64, expected: &rebuild::Expected, legacy: &mut bool) -> Result<Prior> {
-    let done = run_file(out, letter, seed);
-    if done.exists() {
-        let r = expected.run_file(&done, letter, seed, legacy)?;
-        let w = weights_file(out, letter, seed);
-        if w.exists() {
-            expected.weights(&w, letter, seed)?;
-        }
-        return Ok(Prior::Finished(Box::new(r)));
-    }
-    let ckpt = checkpoint_file(out, letter, seed);
-    if ckpt.exists() {
-        return Ok(Prior::Checkpoint(Box::new(expected.checkpoint(&ckpt, letter, seed, legacy)?)));
-    }
-    Ok(Prior::Nothing)
-}
-
-/// A cell interrupted under one matrix-product backend is not continued under another: its
-/// numbers would equal neither uninterrupted run's, and the run file could record only one.
-fn check_resumed_backend(out: &Path, grid: &[(u64, Letter)], priors: &[Prior], now: &str) -> Result<()> {
-    for (&(seed, letter), prior) in grid.iter().zip(priors) {
-        let Prior::Checkpoint(c) = prior else { continue };
-        match &c.matmul {
-            Some(then) if then != now => {
-                return Err(Error::Input(format!(
-                    "{letter} seed {seed} in {} was interrupted with its matrix products computed by {then}, and \
-                     would continue with {now}: its numbers would equal neither uninterrupted run's. Resume it \
-                     under the same backend (EMBGRAFT_GEMM, EMBGRAFT_BLAS and --device as then), or delete {} \
-                     to train that cell again from step 0",
-                    out.display(),
-                    checkpoint_file(out, letter, seed).display()
-                )))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// A resumed or shared group folder: the inputs read now must be the ones its inputs.json
-/// recorded when it started (for a `shard`, the ones the shards before it read).
-fn check_folder_inputs(out: &Path, info: &InputSummary, shard: bool) -> Result<()> {
-    let path = out.join("inputs.json");
-    if !path.exists() {
-        return Ok(());
-    }
-    let text =
-        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let then: InputSummary = serde_json::from_str(&text)
-        .map_err(|e| Error::Input(format!("{} is damaged ({e}); delete it and run again", path.display())))?;
-    match (&then.fingerprints, &info.fingerprints) {
-        (Some(a), Some(b)) => provenance::check_inputs(a, b, [&info.corpus, &info.donor, &info.tokenizer], shard),
-        _ => Ok(()),
-    }
 }
 
 /// Runs every configuration and seed of `cfg` and writes the run folder `out`. Stopped by
@@ -520,86 +387,6 @@ fn open_sinks<'a>(
     Ok(FanOut(sinks))
 }
 
-/// The K-th of N slices of an experiment's cells (K from 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub k: usize,
-    pub n: usize,
-}
-
-impl Shard {
-    /// `K/N`, or `slurm`: K and N from the Slurm job array this runs in (`SLURM_ARRAY_TASK_ID`
-    /// and `SLURM_ARRAY_TASK_COUNT`, or MIN/MAX/STEP), read through `env`.
-    pub fn parse(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
-        if s.trim() == "slurm" {
-            return Self::from_slurm(env);
-        }
-        let bad = || Error::Input(format!("--shard {s} is not K/N with 1 <= K <= N (e.g. 2/4), or slurm"));
-        let (k, n) = s.split_once('/').ok_or_else(bad)?;
-        let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-        if k == 0 || n == 0 || k > n {
-            return Err(bad());
-        }
-        Ok(Shard { k, n })
-    }
-
-    fn from_slurm(env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
-        let num = |name: &str| -> Result<Option<usize>> {
-            env(name)
-                .map(|v| {
-                    v.trim()
-                        .parse::<usize>()
-                        .map_err(|_| Error::Input(format!("--shard slurm: {name}={v} is not a number")))
-                })
-                .transpose()
-        };
-        let id = num("SLURM_ARRAY_TASK_ID")?.ok_or_else(|| {
-            Error::Input(
-                "--shard slurm needs SLURM_ARRAY_TASK_ID: run it in an sbatch --array job, or give --shard K/N".into(),
-            )
-        })?;
-        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-        let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
-        let n =
-            match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
-                (Some(c), _) => c,
-                (None, Some(max)) if max >= min => (max - min) / step + 1,
-                _ => return Err(Error::Input(
-                    "--shard slurm: neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is set; give --shard K/N"
-                        .into(),
-                )),
-            };
-        if id < min || (id - min) % step != 0 || (id - min) / step >= n {
-            return Err(Error::Input(format!(
-                "--shard slurm: task {id} is not in the array ({n} tasks from {min} by {step}); give --shard K/N"
-            )));
-        }
-        Ok(Shard { k: (id - min) / step + 1, n })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.k, self.n)
-    }
-}
-
-/// Which shard (from 0) runs each cell, given each cell's planned steps: the longest cells
-/// first (ties in grid order), each to the shard with the fewest steps so far (ties: the
-/// lowest). Deterministic, so every shard computes the same assignment on its own.
-pub fn assign_shards(steps: &[usize], n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..steps.len()).collect();
-    order.sort_by(|&a, &b| steps[b].cmp(&steps[a]).then(a.cmp(&b)));
-    let mut load = vec![0usize; n.max(1)];
-    let mut shard = vec![0; steps.len()];
-    for i in order {
-        let least = (0..load.len()).min_by_key(|&s| (load[s], s)).unwrap_or(0);
-        shard[i] = least;
-        load[least] = load[least].saturating_add(steps[i]);
-    }
-    shard
-}
-
 /// Runs the experiment for every group (each (donor, corpus) pair at each swept value), each
 /// into its own subfolder of `out` (see [`groups`]), then writes a top-level report that puts
 /// the verdicts side by side (and a sweep's answers against size). One group is a plain
@@ -616,36 +403,12 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
     if dev.is_cpu() {
         crate::ops::gemm::blas()?;
     }
-    if ctl.resume && !out.join("config.toml").is_file() {
-        return Err(Error::Input(format!(
-            "--resume {}: no config.toml there; give the folder of an earlier compare",
-            out.display()
-        )));
-    }
-    if ctl.resume {
-        rebuild::check_saved_settings(out, cfg)?;
-    }
-    if !ctl.resume && ctl.shard.is_none() {
-        check_out_dir(out, ctl.force)?;
-    }
+    check_out_before_reading(cfg, out, ctl)?;
     // The array stands in for every group's donor: one donor, any number of swept values.
     if all.iter().any(|g| !g.pair.is_empty()) && ctl.donor.is_some() {
         return Err(Error::Input("an in-memory donor runs alone; give one donor".into()));
     }
-    // Every donor and corpus is read and cut before anything is written: bad input leaves no files.
-    let all_inputs = all
-        .iter()
-        .map(|p| {
-            // A sweep's group is named unless the message starts with the flag and value.
-            load_inputs_with(&p.cfg, ctl.donor).map_err(|e| {
-                if p.point.is_empty() || e.to_string().starts_with("--") {
-                    e
-                } else {
-                    e.within(&p.name)
-                }
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let all_inputs = read_every_group(&all, ctl.donor)?;
     check_before_writing(cfg, out, &all, &all_inputs)?;
     if let Some(line) = chosen {
         say(&line);
@@ -706,6 +469,41 @@ pub fn compare_groups(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Resu
         crate::report::write_overview(out, cfg, &done)?;
     }
     Ok(done)
+}
+
+/// `--out` checked for what this invocation does with it, before any input is read: a resume
+/// needs an earlier compare's folder with the same settings, a new run an empty folder (or
+/// `--force`); shards share theirs.
+fn check_out_before_reading(cfg: &ExperimentConfig, out: &Path, ctl: &Control) -> Result<()> {
+    if ctl.resume && !out.join("config.toml").is_file() {
+        return Err(Error::Input(format!(
+            "--resume {}: no config.toml there; give the folder of an earlier compare",
+            out.display()
+        )));
+    }
+    if ctl.resume {
+        rebuild::check_saved_settings(out, cfg)?;
+    }
+    if !ctl.resume && ctl.shard.is_none() {
+        check_out_dir(out, ctl.force)?;
+    }
+    Ok(())
+}
+
+/// Every group's donor and corpus read and cut before anything is written: bad input leaves no
+/// files. A sweep's group is named in the error unless the message starts with its flag.
+fn read_every_group(all: &[Group], donor: Option<&Embedding>) -> Result<Vec<Inputs>> {
+    all.iter()
+        .map(|p| {
+            load_inputs_with(&p.cfg, donor).map_err(|e| {
+                if p.point.is_empty() || e.to_string().starts_with("--") {
+                    e
+                } else {
+                    e.within(&p.name)
+                }
+            })
+        })
+        .collect()
 }
 
 /// What can still be refused after the inputs are read and before anything is written: a
@@ -793,98 +591,6 @@ fn with_absolute_paths(cfg: &ExperimentConfig) -> ExperimentConfig {
     c
 }
 
-/// Each group's cells that shard `sh` runs.
-fn shard_cells(groups: &[Group], inputs: &[Inputs], sh: Shard) -> Vec<Vec<(u64, Letter)>> {
-    let cells: Vec<(usize, (u64, Letter))> =
-        groups.iter().enumerate().flat_map(|(i, p)| grid(&p.cfg).into_iter().map(move |c| (i, c))).collect();
-    let steps: Vec<usize> =
-        cells.iter().map(|(i, _)| train::planned_steps(&groups[*i].cfg, inputs[*i].data.train.len())).collect();
-    let owner = assign_shards(&steps, sh.n);
-    let mut mine = vec![Vec::new(); groups.len()];
-    for ((i, cell), o) in cells.into_iter().zip(owner) {
-        if o + 1 == sh.k {
-            mine[i].push(cell);
-        }
-    }
-    mine
-}
-
-/// config.toml in a folder shards share: written by the first shard (create-new, atomic), and
-/// every other shard's settings checked equal to it (where it runs, how often it saves and the
-/// input paths may differ: the inputs are checked by content), so a shard with other settings
-/// stops before it trains.
-fn write_once_or_check_config(out: &Path, cfg: &ExperimentConfig, info: &InputSummary) -> Result<()> {
-    let prints = info.fingerprints.clone().unwrap_or_default();
-    check_shared_config(out, cfg, &provenance::config_toml(cfg, &prints))
-}
-
-fn check_shared_config(out: &Path, cfg: &ExperimentConfig, text: &str) -> Result<()> {
-    let path = out.join("config.toml");
-    if crate::util::write_new(&path, text.as_bytes())? {
-        return Ok(());
-    }
-    let text =
-        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let theirs = ExperimentConfig::from_toml(&text)
-        .map_err(|e| Error::Input(format!("{} is not an embgraft config ({e}); use another --out", path.display())))?;
-    provenance::check_config_toml(&text, &theirs, &path)?;
-    let names = |c: &ExperimentConfig| groups(c).into_iter().map(|g| g.name).collect::<Vec<_>>();
-    let (a, b) = (provenance::settings_of(&theirs), provenance::settings_of(cfg));
-    if a == b && names(&theirs) == names(cfg) {
-        return Ok(());
-    }
-    let diff = a.iter().find(|(k, v)| b.get(*k) != Some(v)).map_or_else(
-        || "its donors or corpora".to_string(),
-        |(k, v)| {
-            let name = k.rsplit_once('.').map_or(k.as_str(), |(_, n)| n);
-            format!("`{name} = {v}` there, `{name} = {}` here", b.get(k).map_or("absent", String::as_str))
-        },
-    );
-    Err(Error::Input(format!(
-        "{} holds another experiment's settings ({diff}); give every shard the same settings, or another --out",
-        path.display()
-    )))
-}
-
-/// inputs.json beside it: what every shard read (tokens, windows, vocabulary) must agree.
-fn write_once_or_check_inputs(out: &Path, info: &InputSummary) -> Result<()> {
-    let path = out.join("inputs.json");
-    let text = inputs_json(info)?;
-    if crate::util::write_new(&path, text.as_bytes())? {
-        return Ok(());
-    }
-    let old =
-        crate::util::read_small(&path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let (a, b): (serde_json::Value, serde_json::Value) = match (serde_json::from_str(&old), serde_json::from_str(&text))
-    {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => return Err(Error::Input(format!("{} is unreadable; delete it and rerun", path.display()))),
-    };
-    // Where the files were read from may differ between machines; what was read may not.
-    let key = |v: &serde_json::Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("corpus");
-            o.remove("donor_weights");
-        }
-        v
-    };
-    match key(&a) == key(&b) {
-        true => Ok(()),
-        false => Err(Error::Input(format!(
-            "{}: this shard read other inputs than the shards before it ({} tokens, vocabulary {} here); every shard \
-             must read the same donor and corpus",
-            path.display(),
-            info.corpus_tokens,
-            info.vocab
-        ))),
-    }
-}
-
-fn inputs_json(info: &InputSummary) -> Result<String> {
-    serde_json::to_string_pretty(info).map_err(|e| Error::Output(e.to_string()))
-}
-
 /// Two sentences (at most `cfg.run.sample_tokens` tokens) from the trained model, after "The".
 fn sample_text(
     model: &dyn crate::model::LanguageModel,
@@ -907,6 +613,7 @@ fn sample_text(
 
 #[cfg(test)]
 mod tests {
+    use super::device::cuda_or_why;
     use super::*;
 
     /// `auto` falls back to the CPU in a build without CUDA (the line says why); `cuda` there is

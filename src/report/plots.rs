@@ -93,18 +93,7 @@ where
     let longest = curves.keys().map(|&l| format!("{l}: {}", cfg.describe(l)).chars().count()).max().unwrap_or(0);
     let legend_width = (60 + 8 * longest as u32).clamp(330, 460);
     let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - legend_width);
-    // The y-range fits the curves drawn; a reference outside it is named in the legend instead
-    // of stretching the axis until the curves are flat lines.
-    let finite = curves
-        .values()
-        .flatten()
-        .flat_map(|p| {
-            let te = p.train_eval.map_or([f64::NAN; 2], |e| [e.low(), e.high()]);
-            [p.train.low(), p.train.high(), p.test.low(), p.test.high(), te[0], te[1]]
-        })
-        .filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let (lo, hi) = y_range(curves);
     let pad = ((hi - lo) * 0.08).max(0.05);
     let max_step = curves.values().flatten().map(|p| p.step).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&plot_area)
@@ -187,6 +176,25 @@ where
     draw_legend(&legend_area, curves, cfg, thaws, [place(refs.train_entropy), place(refs.test_loss)])?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// The y-range that fits the curves drawn (bands included); a reference outside it is named in
+/// the legend instead of stretching the axis until the curves are flat lines.
+fn y_range(curves: &Curves) -> (f64, f64) {
+    let finite = curves
+        .values()
+        .flatten()
+        .flat_map(|p| {
+            let te = p.train_eval.map_or([f64::NAN; 2], |e| [e.low(), e.high()]);
+            [p.train.low(), p.train.high(), p.test.low(), p.test.high(), te[0], te[1]]
+        })
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    }
 }
 
 /// The legend column: a line per configuration, then what each line style and band means.
