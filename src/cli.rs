@@ -319,10 +319,7 @@ pub fn export(
     for n in &done.notes {
         say(&format!("note: {n}"));
     }
-    let load = match done.model {
-        crate::config::ModelKind::Model5 => "transformers.GPT2LMHeadModel.from_pretrained",
-        crate::config::ModelKind::Model1 => "embgraft.torch_model1",
-    };
+    let load = done.model.row().loader;
     let loss = done.final_test_loss.map_or(String::new(), |l| format!("; the run's final test loss was {l:.4}"));
     say(&format!(
         "exported {letter} seed {seed} to {} ({}): load it with {load}{loss}",

@@ -231,20 +231,24 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Trains `configs` for `steps` steps with `donor` on the fixture's corpus, weights kept, into `out`.
+fn train_kept(f: &common::Fixture, donor: &Path, configs: &str, steps: &str, out: &Path) {
+    let (corpus, donor, o) = (f.corpus.to_str().unwrap(), donor.to_str().unwrap(), out.to_str().unwrap());
+    let run = ["compare", "--corpus", corpus, "--donor", donor, "--seeds", "1", "--batch-size", "16"];
+    ok(&embgraft(&[&run[..], &["--configs", configs, "--max-steps", steps, "--save-weights", "--out", o]].concat()));
+}
+
 /// A finished A,B experiment with its weights kept, in `root/run`.
-fn finished(f: &common::Fixture, more: &[&str]) -> std::path::PathBuf {
+fn finished(f: &common::Fixture) -> std::path::PathBuf {
     let out = f.root.join("run");
-    let (corpus, donor) = (f.corpus.to_str().unwrap(), f.donor.to_str().unwrap());
-    let base = ["compare", "--corpus", corpus, "--donor", donor, "--seeds", "1", "--batch-size", "16"];
-    let more = [&["--configs", "A,B", "--max-steps", "2", "--save-weights", "--out", out.to_str().unwrap()], more];
-    ok(&embgraft(&[&base[..], &more.concat()].concat()));
+    train_kept(f, &f.donor, "A,B", "2", &out);
     out
 }
 
 #[test]
 fn force_replaces_only_an_earlier_exports_own_files() {
     let f = fixture();
-    let run = finished(&f, &[]);
+    let run = finished(&f);
     let r = run.to_str().unwrap();
     let export = |letter: &str, out: &Path, force: bool| {
         let mut a = vec!["export", r, "--config", letter, "--out", out.to_str().unwrap()];
@@ -330,25 +334,7 @@ fn force_replaces_only_an_earlier_exports_own_files() {
     ok(&export("A", &donor_like, false));
     std::fs::copy(f.donor.join("model.safetensors"), donor_like.join("model.safetensors")).unwrap();
     let other = f.root.join("run2");
-    let args = [
-        "compare",
-        "--corpus",
-        f.corpus.to_str().unwrap(),
-        "--donor",
-        donor_like.to_str().unwrap(),
-        "--seeds",
-        "1",
-        "--batch-size",
-        "16",
-        "--configs",
-        "B",
-        "--max-steps",
-        "2",
-        "--save-weights",
-        "--out",
-        other.to_str().unwrap(),
-    ];
-    ok(&embgraft(&args));
+    train_kept(&f, &donor_like, "B", "2", &other);
     let before = snapshot(&donor_like);
     let o = embgraft(&[
         "export",
@@ -366,7 +352,7 @@ fn force_replaces_only_an_earlier_exports_own_files() {
 #[test]
 fn two_exports_at_once_never_leave_a_mixed_folder() {
     let f = fixture();
-    let run = finished(&f, &[]);
+    let run = finished(&f);
     let r = run.to_str().unwrap();
     let spawn = |letter: &str, out: &Path, force: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_embgraft"));
@@ -419,25 +405,7 @@ fn wide_run(f: &common::Fixture) -> std::path::PathBuf {
     std::fs::create_dir(&donor).unwrap();
     embgraft::fixtures::write_gpt2_layout(&donor.join("model.safetensors"), 192, 0.5, 2).unwrap();
     let out = f.root.join("wide-run");
-    let args = [
-        "compare",
-        "--corpus",
-        f.corpus.to_str().unwrap(),
-        "--donor",
-        donor.to_str().unwrap(),
-        "--seeds",
-        "1",
-        "--batch-size",
-        "16",
-        "--configs",
-        "A",
-        "--max-steps",
-        "1",
-        "--save-weights",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    ok(&embgraft(&args));
+    train_kept(f, &donor, "A", "1", &out);
     out
 }
 
@@ -487,7 +455,7 @@ fn an_interrupted_or_killed_export_leaves_nothing_behind() {
 fn weights_files_altered_and_resealed_are_refused_by_shape() {
     use embgraft::train::weights;
     let f = fixture();
-    let run = finished(&f, &[]);
+    let run = finished(&f);
     let path = run.join("weights-A-0.safetensors");
     let (saved, stamp) = weights::open(&path).unwrap();
     let n = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
@@ -556,7 +524,7 @@ fn every_group_of_a_multi_group_experiment_exports() {
 #[test]
 fn an_export_needs_the_donor_not_the_corpus_and_says_what_is_missing() {
     let f = fixture();
-    let run = finished(&f, &[]);
+    let run = finished(&f);
     let r = run.to_str().unwrap();
     let export = |letter: &str, out: &str, more: &[&str]| {
         embgraft(&[&["export", r, "--config", letter, "--out", out][..], more].concat())

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::util::say;
 
@@ -158,9 +157,11 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
 
 /// A bench whose shapes cannot fit in memory is refused before anything is built or written.
 fn bench_fits(a: &BenchArgs, (b, t): (usize, usize), m5: Option<&crate::model::model5::Model5Config>) -> Result<()> {
-    let mut sized = ExperimentConfig::default();
-    (sized.protocol.batch_size, sized.protocol.seq_len) = (b, t);
-    let (need, _) = crate::experiment::memory::training(&sized, a.vocab, a.dim, m5);
+    let spec = match m5 {
+        Some(c) => crate::model::spec::ModelSpec::Model5(c.clone()),
+        None => crate::model::spec::ModelSpec::Model1 { vocab: a.vocab, dim: a.dim },
+    };
+    let (need, _) = spec.training_memory(b, t);
     let what = format!("bench at vocabulary {} x width {}", a.vocab, a.dim);
     let fix = "give a smaller --vocab, --dim or --shape";
     crate::experiment::memory::check(need, &what, fix, a.max_memory.map(|m| m.0))

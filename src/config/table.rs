@@ -202,6 +202,8 @@ pub struct ModelRow {
     pub grafts_by_name: bool,
     /// It runs the controls E-H (permuted and rescaled donors).
     pub controls: bool,
+    /// What loads its `embgraft export` folder in Python.
+    pub loader: &'static str,
     /// How the report states the H(next | current) floor; `{:.4}` stands for its value.
     pub floor: &'static str,
 }
@@ -215,6 +217,7 @@ pub const MODELS: [ModelRow; 2] = [
         sized: false,
         grafts_by_name: false,
         controls: true,
+        loader: "embgraft.torch_model1",
         floor: "no Model 1 can get below H(next | current) = {:.4} on the training pairs \
                 (the *floor*; Model 1 sees only the current token)",
     },
@@ -226,6 +229,7 @@ pub const MODELS: [ModelRow; 2] = [
         sized: true,
         grafts_by_name: true,
         controls: false,
+        loader: "transformers.GPT2LMHeadModel.from_pretrained",
         floor: "H(next | current) = {:.4} on the training pairs bounds models that see only the current token; \
                 Model 5 attends to the window, so it can go below this *floor*",
     },

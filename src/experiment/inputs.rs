@@ -13,6 +13,7 @@ use crate::data::counts::TokenCounts;
 use crate::data::donor::{self, Donor, Embedding};
 use crate::data::transplant::{self, Class, Mapping};
 use crate::error::{Error, Result};
+use crate::model::spec::ModelSpec;
 use crate::rng::{stream, Stream};
 use crate::train;
 use crate::train::results::{InputSummary, TextBytes, VocabMapSummary};
@@ -28,8 +29,8 @@ pub struct Inputs {
     /// donor handed over in memory (the Python front's array), which holds the embedding only.
     pub donor: Option<Donor>,
     pub embedding: Embedding,
-    /// Model 5's sizes, resolved against the donor (None for Model 1).
-    pub model5: Option<crate::model::model5::Model5Config>,
+    /// The model, its sizes resolved against the settings and the donor.
+    pub spec: ModelSpec,
     pub data: Dataset,
     pub test_counts: TokenCounts,
     /// The fixed training subset evaluated like the test set, and its (input, target) counts.
@@ -63,10 +64,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     let (tokenizer, donor_tokenizer) = tokenizer_for(cfg, &donor_files, own_embedding.rows)?;
     let donor_print = donor_fingerprint(cfg, donor.as_ref(), &own_embedding, donor_tokenizer.as_ref());
     let (embedding, mapping) = graft_matrix(cfg, &tokenizer, donor_tokenizer.as_ref(), own_embedding)?;
-    let model5 = match cfg.model.kind.row().sized {
-        true => Some(model5_sizes(cfg, &donor_files, &embedding)?),
-        false => None,
-    };
+    let spec = ModelSpec::resolve(cfg, &donor_files, &embedding)?;
 
     let cap = cfg.data.max_input_size.0;
     let ids = tokenizer.vocab_size();
@@ -113,7 +111,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
     for &w in &data.train {
         data.inputs(w).iter().for_each(|&t| input_freq[t as usize] += 1);
     }
-    check_plan(cfg, donor.as_ref(), &embedding, model5.as_ref())?;
+    check_plan(cfg, donor.as_ref(), &embedding, &spec)?;
     let (train_positions, train_bytes) = data.target_bytes(&data.train).unwrap_or_default();
     let (test_positions, test_bytes) = data.target_bytes(&data.test).unwrap_or_default();
     let text_bytes =
@@ -131,7 +129,7 @@ pub fn load_inputs_with(cfg: &ExperimentConfig, memory: Option<&Embedding>) -> R
         donor_files,
         donor,
         embedding,
-        model5,
+        spec,
         data,
         test_counts,
         train_eval_windows,
@@ -411,29 +409,8 @@ pub fn mapping_fits(tokenizer: &Tokenizer, cols: usize, also: u64, max: Option<u
 
 /// Every pattern of every configuration names something, and every graft fits: found in the
 /// donor with the right shape. Checked on a throwaway model before anything is written.
-fn check_plan(
-    cfg: &ExperimentConfig,
-    donor: Option<&Donor>,
-    emb: &Embedding,
-    m5: Option<&crate::model::model5::Model5Config>,
-) -> Result<()> {
-    let probe = match m5 {
-        Some(c) => {
-            let mut r = stream(0, Stream::InitHead);
-            Some(crate::model::model5::Model5::random(c.clone(), &mut r.clone(), &mut r, &Device::Cpu)?)
-        }
-        None => None,
-    };
-    let params = match &probe {
-        Some(m) => m.params.clone(),
-        None => {
-            let mut p = crate::model::params::Params::default();
-            let tiny = || candle_core::Var::zeros(1, candle_core::DType::F32, &Device::Cpu);
-            p.insert("wte", tiny()?);
-            p.insert("lm_head", tiny()?);
-            p
-        }
-    };
+fn check_plan(cfg: &ExperimentConfig, donor: Option<&Donor>, emb: &Embedding, spec: &ModelSpec) -> Result<()> {
+    let params = spec.probe_params()?;
     // A donor whose values are all equal has no spread to rescale to another standard
     // deviation: the configurations that rescale it are refused by name.
     let rescales = |l: crate::config::Letter| {
@@ -461,55 +438,10 @@ fn check_plan(
     for g in &cfg.graft.lr_groups {
         params.select(&g.pattern, "--lr-group")?;
     }
-    if probe.is_some() && !union.is_empty() {
+    if spec.probe_grafts() && !union.is_empty() {
         crate::model::graft::graft_by_name(&params, donor, emb, &union)?;
     }
     Ok(())
-}
-
-/// Model 5's sizes: flags first, then the donor's `config.json` (width and heads), then the
-/// embedding's width; the context defaults to the window length.
-fn model5_sizes(
-    cfg: &ExperimentConfig,
-    files: &donor::DonorFiles,
-    emb: &Embedding,
-) -> Result<crate::model::model5::Model5Config> {
-    use crate::model::model5::{Activation, Model5Config};
-    let dc = match &files.config {
-        Some(p) => donor::DonorConfig::read(p)?,
-        None => donor::DonorConfig::default(),
-    };
-    let s = &cfg.model;
-    let dim = s.dim.as_ref().map(Sweep::first).or(dc.n_embd).unwrap_or(emb.cols);
-    let heads = match (s.heads, dc.n_head) {
-        (Some(h), _) => h,
-        (None, Some(h)) if dc.n_embd == Some(dim) => h,
-        _ => {
-            // About 64 wide per head, as GPT-2, and dividing the width (at most 1024 heads, so
-            // the search is short whatever the width).
-            let mut h = (dim / 64).clamp(1, 1024);
-            while !dim.is_multiple_of(h) {
-                h -= 1;
-            }
-            h
-        }
-    };
-    let activation = match dc.activation_function.as_deref() {
-        Some("gelu") => Activation::Gelu,
-        _ => Activation::GeluNew,
-    };
-    let c = Model5Config {
-        vocab: emb.rows,
-        dim,
-        heads,
-        layers: s.layers.first(),
-        context: s.context.unwrap_or(cfg.protocol.seq_len),
-        tied: !s.untied,
-        activation,
-        layer_norm_eps: dc.layer_norm_epsilon.unwrap_or(1e-5),
-    };
-    c.validate()?;
-    Ok(c)
 }
 
 impl Inputs {
@@ -524,7 +456,7 @@ impl Inputs {
             donor: &self.embedding,
             device,
             donor_file: self.donor.as_ref(),
-            model5: self.model5.as_ref(),
+            spec: &self.spec,
             init: &self.init,
         }
     }
@@ -549,7 +481,7 @@ impl Inputs {
             test_positions_seen_in_training: self.data.leakage(),
             bigram: self.bigram.clone(),
             steps_per_run: train::planned_steps(cfg, self.data.train.len()),
-            model: crate::model::label(self.model5.as_ref()),
+            model: self.spec.describe(),
             train_tokens_limit: cfg.protocol.train_tokens.as_ref().map(Sweep::first),
             train_tokens: self.data.train_part_tokens(),
             words: self.words,

@@ -6,7 +6,6 @@
 //! before it writes anything, instead of being killed hours later or aborting mid-allocation.
 //! The estimates count the large buffers only, so they err low: a refused run would not fit.
 
-use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 
 /// What a run may use: `--max-memory`, else what the system says is available now.
@@ -72,54 +71,14 @@ pub fn donor(elements: u64) -> u64 {
     elements.saturating_mul(4)
 }
 
-/// One run's training, on inputs already read: its largest part and the flag that shrinks it.
-/// Model 1 (vocabulary V, width d): its two V x d matrices, their gradients and moments and
-/// the copies a run keeps (initial values, the frozen check), and the logits of a batch's
-/// distinct tokens. Model 5: every parameter four times (value, gradient, two moments), the
-/// activations a batch keeps for its backward pass (about 16 floats per position, layer and
-/// width, and the attention's T x T per head), and the head's logits 1024 rows at a time.
-pub fn training(
-    cfg: &ExperimentConfig,
-    vocab: usize,
-    dim: usize,
-    m5: Option<&crate::model::model5::Model5Config>,
-) -> (u64, &'static str) {
-    let (b, t) = (cfg.protocol.batch_size as u64, cfg.protocol.seq_len as u64);
-    let (v, d) = (vocab as u64, dim as u64);
-    let f = |x: u64| x.saturating_mul(4);
-    match m5 {
-        None => {
-            let params = f(v.saturating_mul(d).saturating_mul(8));
-            let logits = f(b.saturating_mul(t).min(v).saturating_mul(v).saturating_mul(2));
-            match params >= logits {
-                true => (params.saturating_add(logits), "a donor with fewer rows or a narrower one"),
-                false => (params.saturating_add(logits), "a smaller --batch-size or --seq-len"),
-            }
-        }
-        Some(c) => {
-            let (l, h, d) = (c.layers as u64, c.heads as u64, c.dim as u64);
-            let params = f(c.parameter_count().map_or(u64::MAX / 8, |n| n as u64).saturating_mul(4));
-            let positions = b.saturating_mul(t);
-            let attention = f(positions.saturating_mul(t).saturating_mul(h).saturating_mul(2));
-            let acts = f(positions.saturating_mul(d).saturating_mul(16)).saturating_add(attention).saturating_mul(l);
-            let logits = f(positions.min(1024).saturating_mul(v).saturating_mul(2));
-            let need = params.saturating_add(acts).saturating_add(logits);
-            match params >= acts {
-                true => (need, "a smaller --dim or fewer --layers"),
-                false => (need, "a smaller --batch-size or --seq-len"),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn estimates_grow_with_what_they_count_and_refusals_name_the_fix() {
-        let cfg = ExperimentConfig::default();
-        let (gpt2, fix) = training(&cfg, 50257, 768, None);
+        let model1 = crate::model::spec::ModelSpec::Model1 { vocab: 50257, dim: 768 };
+        let (gpt2, fix) = model1.training_memory(64, 8);
         // GPT-2's matrix is 154 MB; a run keeps several of it (measured peak 1.86 GB).
         assert!((1_000_000_000..2_000_000_000).contains(&gpt2), "{gpt2}");
         assert!(fix.contains("donor"));

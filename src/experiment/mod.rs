@@ -325,11 +325,7 @@ fn run_cell(
         let params = model.params();
         let trained = crate::train::weights::Trained {
             params: &params,
-            model: crate::train::weights::ModelRecord {
-                kind: cfg.model.kind,
-                describe: model.describe(),
-                model5: shared.model5.cloned(),
-            },
+            model: crate::train::weights::ModelRecord::of(shared.spec, model.describe()),
             donor: shared.donor_file.map(|d| (d, shared.donor.tensor.as_str())),
         };
         sinks.on_trained((letter, seed), &trained)?;
@@ -510,10 +506,9 @@ fn read_every_group(all: &[Group], donor: Option<&Embedding>) -> Result<Vec<Inpu
 /// group's training that cannot fit in memory, a `tensorboard` place that cannot be a folder.
 fn check_before_writing(cfg: &ExperimentConfig, out: &Path, all: &[Group], inputs: &[Inputs]) -> Result<()> {
     for (p, inputs) in all.iter().zip(inputs) {
-        let (need, fix) =
-            memory::training(&p.cfg, inputs.embedding.rows, inputs.embedding.cols, inputs.model5.as_ref());
+        let (need, fix) = inputs.spec.training_memory(p.cfg.protocol.batch_size, p.cfg.protocol.seq_len);
         let what = match p.name.is_empty() {
-            true => format!("training ({})", inputs.model5.as_ref().map_or("model1".into(), |m| m.describe())),
+            true => format!("training ({})", inputs.spec.describe()),
             false => format!("{}: training", p.name),
         };
         memory::check(need, &what, &format!("try {fix}"), p.cfg.run.max_memory.map(|m| m.0))?;

@@ -1,26 +1,26 @@
 //! The models: Model 1 ([`model1`]) and Model 5 ([`model5`]) behind one trait,
 //! [`LanguageModel`]; their parameters by checkpoint name ([`params`]); the graft that copies a
-//! donor into them ([`graft`]). [`build`] is the one place a configured kind becomes a type.
+//! donor into them ([`graft`]). [`spec::ModelSpec`] is the one place a configured kind becomes a type.
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Tensor, Var, D};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{GraftScale, ModelKind, Source};
+use crate::config::{GraftScale, Source};
 use crate::data::corpus::Dataset;
 use crate::data::counts::TokenCounts;
 use crate::data::donor::{Donor, Embedding};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::params::{Names, Params};
 use crate::ops::Grad;
-use crate::rng::{stream, Stream};
 
 pub mod graft;
 pub mod model1;
 pub mod model5;
 pub mod params;
+pub mod spec;
 
 /// What a run needs of a network: its parameters by name, the loss and gradients of the live
 /// ones, evaluation, next-token logits, the graft, and a description.
@@ -72,37 +72,6 @@ pub struct GraftDonor<'a> {
     pub source: Source,
     pub scale: GraftScale,
     pub permute: &'a mut ChaCha8Rng,
-}
-
-/// What a model is built from: its kind, the donor's shape, Model 5's resolved sizes.
-pub struct Blueprint<'a> {
-    pub kind: ModelKind,
-    pub vocab: usize,
-    pub dim: usize,
-    pub model5: Option<&'a model5::Model5Config>,
-}
-
-/// Builds the configured network from the seed's init streams. Every configuration draws both
-/// streams, so what a configuration does not graft starts identical across configurations (the
-/// random embedding of A and D, the head, Model 5's blocks).
-pub fn build(b: &Blueprint, seed: u64, cache: &model1::InitCache, device: &Device) -> Result<Box<dyn LanguageModel>> {
-    let (emb, rest) = (&mut stream(seed, Stream::InitEmbedding), &mut stream(seed, Stream::InitHead));
-    Ok(match b.kind {
-        ModelKind::Model1 => {
-            let (v, d) = (b.vocab, b.dim);
-            let values = cache.get_or_draw((seed, v, d), || model1::Model1::random_values(v, d, emb, rest))?;
-            Box::new(model1::Model1::from_values(values.0.clone(), values.1.clone(), v, d, device)?)
-        }
-        ModelKind::Model5 => {
-            let c = b.model5.ok_or_else(|| Error::Input("Model 5's sizes were not resolved".into()))?;
-            Box::new(model5::Model5::random(c.clone(), emb, rest, device)?)
-        }
-    })
-}
-
-/// The one-line description of a model before it is built: Model 5's sizes, or Model 1.
-pub fn label(model5: Option<&model5::Model5Config>) -> String {
-    model5.map_or_else(|| model1::LABEL.to_string(), model5::Model5Config::describe)
 }
 
 /// Draws up to `max_tokens` ids after `prompt` (an empty prompt starts from id 0), each from

@@ -73,8 +73,6 @@ impl Model5Config {
         embeddings.checked_add(block.checked_mul(l)?)?.checked_add(2 * d)
     }
 
-    /// Sizes that make a model, named by their flags, and one that fits this machine's memory
-    /// (parameters, gradients and AdamW's two moments: 16 bytes per parameter).
     /// Every parameter in GPT-2's names and order, with its shape and how it starts.
     pub fn param_shapes(&self) -> Vec<(String, Vec<usize>, Init)> {
         let cfg = self;
@@ -109,6 +107,8 @@ impl Model5Config {
         specs
     }
 
+    /// Sizes that make a model, named by their flags, and one that fits this machine's memory
+    /// (parameters, gradients and AdamW's two moments: 16 bytes per parameter).
     pub fn validate(&self) -> Result<()> {
         for (flag, v) in
             [("--layers", self.layers), ("--context", self.context), ("--dim", self.dim), ("--heads", self.heads)]

@@ -23,9 +23,9 @@ use crate::data::donor::{Donor, Embedding};
 use crate::error::{Error, Result};
 use crate::model::graft::{FrozenCheck, Grafted};
 use crate::model::model1::InitCache;
-use crate::model::model5::Model5Config;
 use crate::model::params::{Names, Params};
-use crate::model::{Blueprint, GraftDonor, LanguageModel};
+use crate::model::spec::ModelSpec;
+use crate::model::{GraftDonor, LanguageModel};
 use crate::ops::adamw::AdamW;
 use crate::rng::{stream, Stream};
 use crate::train::checkpoint::Checkpoint;
@@ -122,8 +122,8 @@ pub struct Shared<'a> {
     pub device: &'a Device,
     /// The donor file, for grafting parts other than the embedding (Model 5).
     pub donor_file: Option<&'a Donor>,
-    /// Model 5's sizes, resolved against the donor.
-    pub model5: Option<&'a Model5Config>,
+    /// The model, its sizes resolved against the donor.
+    pub spec: &'a ModelSpec,
     pub init: &'a InitCache,
 }
 
@@ -137,9 +137,7 @@ pub fn run(
     obs: &mut dyn Observer,
 ) -> Result<(RunResult, Box<dyn LanguageModel>)> {
     let started = Instant::now();
-    let blueprint =
-        Blueprint { kind: cfg.model.kind, vocab: shared.donor.rows, dim: shared.donor.cols, model5: shared.model5 };
-    let net = crate::model::build(&blueprint, seed, shared.init, shared.device)?;
+    let net = shared.spec.build(seed, shared.init, shared.device)?;
     let params = net.params();
     let plan = Plan::new(cfg, letter, &params, shared.data.train.len())?;
     let mut donor = GraftDonor {

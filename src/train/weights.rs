@@ -32,6 +32,24 @@ pub struct ModelRecord {
     pub model5: Option<Model5Config>,
 }
 
+impl ModelRecord {
+    /// The record of a model built from `spec`, as it describes itself.
+    pub fn of(spec: &crate::model::spec::ModelSpec, describe: String) -> ModelRecord {
+        ModelRecord { kind: spec.kind(), describe, model5: spec.model5().cloned() }
+    }
+
+    /// The model this record is of; Model 1's sizes are not recorded (its file's tensors
+    /// are them), so they come from the run (`vocab`, `dim`). None where Model 5's sizes are
+    /// missing.
+    pub fn spec(&self, vocab: usize, dim: usize) -> Option<crate::model::spec::ModelSpec> {
+        use crate::model::spec::ModelSpec;
+        match self.kind {
+            ModelKind::Model1 => Some(ModelSpec::Model1 { vocab, dim }),
+            ModelKind::Model5 => self.model5.clone().map(ModelSpec::Model5),
+        }
+    }
+}
+
 /// A tensor taken from the donor instead of stored: its name there and the hash of its bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DonorRef {

@@ -124,27 +124,19 @@ pub fn open_cell(dir: &Path, letter: Letter, seed: u64) -> Result<Cell> {
 /// (a header edited and its checksum recomputed passes the checksum, which proves integrity, not
 /// origin). Nothing is exported or computed from a file that fails.
 fn check_shapes(saved: &Saved, info: &InputSummary, path: &Path) -> Result<()> {
-    let (vocab, dim) = (info.vocab, info.dim);
-    let want: Vec<(String, Vec<usize>)> = match (saved.model.kind, &saved.model.model5) {
-        (ModelKind::Model1, _) => vec![("wte".into(), vec![vocab, dim]), ("lm_head".into(), vec![vocab, dim])],
-        (ModelKind::Model5, Some(cfg)) if cfg.vocab == vocab => {
-            cfg.param_shapes().into_iter().map(|(n, s, _)| (n, s)).collect()
-        }
-        (ModelKind::Model5, Some(cfg)) => {
-            return Err(Error::Input(format!(
-                "{} records Model 5 with a vocabulary of {}, but the run's is {vocab}: the file was altered; delete \
-                 it and run that cell again",
-                path.display(),
-                cfg.vocab
-            )))
-        }
-        (ModelKind::Model5, None) => {
-            return Err(Error::Input(format!(
-                "{} does not record Model 5's sizes; delete it and run that cell again",
-                path.display()
-            )))
-        }
-    };
+    let spec = saved.model.spec(info.vocab, info.dim).ok_or_else(|| {
+        Error::Input(format!("{} does not record Model 5's sizes; delete it and run that cell again", path.display()))
+    })?;
+    if spec.vocab() != info.vocab {
+        return Err(Error::Input(format!(
+            "{} records a model with a vocabulary of {}, but the run's is {}: the file was altered; delete it and \
+             run that cell again",
+            path.display(),
+            spec.vocab(),
+            info.vocab
+        )));
+    }
+    let want = spec.param_shapes();
     let have: Vec<(&str, &[usize])> = saved.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
     for (name, shape) in &want {
         match have.iter().find(|(n, _)| n == name) {
