@@ -15,9 +15,9 @@ def settings():
     return _embgraft.settings()
 
 
-# Settings given once per value; every other list is one comma-separated value
-# (``train_tokens=[20_000, 200_000]`` -> ``--train-tokens 20000,200000``, ``configs=["A", "C"]``).
-_REPEATED = {"corpus", "donor", "lr_group"}
+# Settings given once per value, as the engine declares them; every other list is one
+# comma-separated value (``train_tokens=[20_000, 200_000]`` -> ``--train-tokens 20000,200000``).
+_REPEATED = set(_embgraft.repeated())
 
 
 def _argv(command, kwargs):

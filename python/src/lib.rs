@@ -265,6 +265,13 @@ fn export(
     .map_err(to_py)
 }
 
+/// The keywords of the settings given once per value (`corpus`, `donor`, `lr_group`); a list for
+/// any other is one comma-separated value.
+#[pyfunction]
+fn repeated() -> Vec<String> {
+    embgraft::config::ExperimentConfig::repeated()
+}
+
 /// Every setting: (keyword, flag, default, help), from the engine's settings types.
 #[pyfunction]
 fn settings() -> Vec<(String, String, String, String)> {
@@ -277,6 +284,7 @@ fn _embgraft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
+    m.add_function(wrap_pyfunction!(repeated, m)?)?;
     m.add_function(wrap_pyfunction!(weights, m)?)?;
     m.add_function(wrap_pyfunction!(export, m)?)?;
     m.add_function(wrap_pyfunction!(logits, m)?)?;

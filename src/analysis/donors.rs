@@ -14,13 +14,15 @@ use crate::analysis::summary::Summary;
 use crate::config::Letter;
 
 /// The grafting configurations a donor question asks about, each with the configuration its
-/// benefit is measured against, in report order.
-pub const GRAFTS: [(Letter, Letter, &str); 4] = [
-    (Letter::C, Letter::A, "trainable"),
-    (Letter::B, Letter::D, "frozen"),
-    (Letter::H, Letter::A, "at matched scale, trainable"),
-    (Letter::G, Letter::D, "at matched scale, frozen"),
-];
+/// benefit is measured against: the question table's graft-benefit rows (A − C, D − B, A − H,
+/// D − G), in its order.
+pub fn grafts() -> Vec<(Letter, Letter)> {
+    crate::analysis::questions::QUESTIONS
+        .iter()
+        .filter(|q| q.key.starts_with("graft_benefit_"))
+        .map(|q| (q.subtrahend, q.minuend))
+        .collect()
+}
 
 /// One donor question: does `first`'s graft in `config` help more than `second`'s?
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,7 +77,7 @@ pub fn analyse(done: &[(String, Summary)]) -> DonorQuestions {
             if stream_key(sx).is_none() || stream_key(sx) != stream_key(sy) {
                 continue;
             }
-            for (l, r, _) in GRAFTS {
+            for (l, r) in grafts() {
                 let ran = |s: &Summary, k: Letter| s.runs.iter().any(|run| run.config == k);
                 if !(ran(sx, l) && ran(sx, r) && ran(sy, l) && ran(sy, r)) {
                     continue;

@@ -391,6 +391,17 @@ impl ExperimentConfig {
             .collect()
     }
 
+    /// The keywords of the settings given once per value (`--corpus a --corpus b`): a list for
+    /// any other setting is one comma-separated value. The Python front asks this instead of
+    /// keeping its own list.
+    pub fn repeated() -> Vec<String> {
+        let cmd = ExperimentConfig::augment_args(clap::Command::new("settings"));
+        cmd.get_arguments()
+            .filter(|a| matches!(a.get_action(), clap::ArgAction::Append) && a.get_value_delimiter().is_none())
+            .map(|a| a.get_long().unwrap_or(a.get_id().as_str()).replace('-', "_"))
+            .collect()
+    }
+
     /// Every setting as (clap id = config.toml key, flag), in declaration order.
     pub fn settings() -> Vec<(String, String)> {
         let cmd = ExperimentConfig::augment_args(clap::Command::new("settings"));
@@ -653,6 +664,13 @@ pub mod tests_support {
 mod tests {
     use super::tests_support::{non_default_value, parse_settings};
     use super::*;
+
+    #[test]
+    fn the_settings_given_once_per_value_are_the_repeatable_flags() {
+        let mut r = ExperimentConfig::repeated();
+        r.sort();
+        assert_eq!(r, ["corpus", "donor", "lr_group"]);
+    }
 
     #[test]
     fn config_round_trips_through_toml() {

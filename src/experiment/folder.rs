@@ -341,8 +341,7 @@ pub fn remove_leftovers(dir: &Path, owned: &dyn Fn(&str) -> bool) -> u64 {
 
 /// Result files a cell writes (its run file, checkpoint and weights); shards write only these.
 pub fn is_cell_file(name: &str) -> bool {
-    (name.starts_with("run-") && name.ends_with(".json"))
-        || ((name.starts_with("checkpoint-") || name.starts_with("weights-")) && name.ends_with(".safetensors"))
+    crate::train::sinks::CellFile::ALL.iter().any(|f| f.matches(name))
 }
 
 /// The report files an experiment writes into a folder (a group's or the overview), by name.
@@ -432,12 +431,8 @@ fn clear_folder(dir: &Path, prefix: &str, cells: &[(u64, Letter)], cleared: &mut
     let names: Vec<String> = cells
         .iter()
         .flat_map(|&(seed, l)| {
-            [
-                format!("run-{l}-{seed}.json"),
-                format!("checkpoint-{l}-{seed}.safetensors"),
-                format!("weights-{l}-{seed}.safetensors"),
-                format!(".cell-{l}-{seed}.lock"),
-            ]
+            let files = crate::train::sinks::CellFile::ALL.map(|f| f.name(l, seed));
+            files.into_iter().chain([format!(".cell-{l}-{seed}.lock")])
         })
         .collect();
     let ours = |name: &str| is_report_file(name) || names.iter().any(|n| n == name);

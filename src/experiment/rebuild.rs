@@ -229,7 +229,7 @@ fn rebuild_group(dir: &Path, p: &Group) -> Result<(Option<Summary>, Vec<String>)
         let done: Vec<String> = grid
             .iter()
             .filter(|&&(s, l)| run_file(&sub, l, s).exists())
-            .map(|&(s, l)| format!("run-{l}-{s}.json"))
+            .map(|&(s, l)| crate::train::sinks::CellFile::Run.name(l, s))
             .collect();
         if !done.is_empty() {
             return Err(Error::Input(format!(

@@ -92,16 +92,52 @@ impl Observer for FanOut<'_> {
     }
 }
 
+/// The files a cell writes, each `<stem>-<configuration>-<seed>.<extension>`: the one table the
+/// sinks that write them, `--force`, shards and the report's rebuild all name them from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellFile {
+    /// The finished run: `run-C-0.json`.
+    Run,
+    /// An unfinished run's state: `checkpoint-C-0.safetensors`.
+    Checkpoint,
+    /// A finished run's parameters (`--save-weights`): `weights-C-0.safetensors`.
+    Weights,
+}
+
+impl CellFile {
+    pub const ALL: [CellFile; 3] = [CellFile::Run, CellFile::Checkpoint, CellFile::Weights];
+
+    fn parts(self) -> (&'static str, &'static str) {
+        match self {
+            CellFile::Run => ("run-", ".json"),
+            CellFile::Checkpoint => ("checkpoint-", ".safetensors"),
+            CellFile::Weights => ("weights-", ".safetensors"),
+        }
+    }
+
+    /// Its name for cell `letter`-`seed`.
+    pub fn name(self, letter: Letter, seed: u64) -> String {
+        let (stem, ext) = self.parts();
+        format!("{stem}{letter}-{seed}{ext}")
+    }
+
+    /// Whether `name` is a file of this kind (of any cell).
+    pub fn matches(self, name: &str) -> bool {
+        let (stem, ext) = self.parts();
+        name.starts_with(stem) && name.ends_with(ext)
+    }
+}
+
 pub fn cell_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
-    out.join(format!("run-{letter}-{seed}.json"))
+    out.join(CellFile::Run.name(letter, seed))
 }
 
 pub fn checkpoint_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
-    out.join(format!("checkpoint-{letter}-{seed}.safetensors"))
+    out.join(CellFile::Checkpoint.name(letter, seed))
 }
 
 pub fn weights_file(out: &Path, letter: Letter, seed: u64) -> PathBuf {
-    out.join(format!("weights-{letter}-{seed}.safetensors"))
+    out.join(CellFile::Weights.name(letter, seed))
 }
 
 /// `loss` in nats per token; `bpb` the same loss in bits per byte where it is measured (the
