@@ -28,6 +28,13 @@ from ._errors import DonorError, DownloadError, Error, InputError, OutputError  
 from ._api import Result, compare, inspect, report, settings, train  # noqa: E402
 from ._torch import read_safetensors, torch_model1  # noqa: E402
 
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("embgraft")
+except Exception:  # noqa: BLE001 (not installed as a distribution: a source tree)
+    __version__ = "0.1.0"
+
 __all__ = [
     "compare",
     "train",

@@ -215,6 +215,26 @@ def train(config, **kwargs):
     return _run("train", {"config": config, **kwargs})
 
 
+def _settings_signature(fn, leading=()):
+    """Gives ``fn`` (which takes ``**kwargs``) a signature that names every setting as a keyword,
+    and a docstring section listing each with its default and meaning, both from the engine's one
+    settings table, so ``help()``, Jupyter's ``?`` and editors show them and they cannot drift.
+    Other run keywords (``out``, ``resume``, ``shard``, ``progress``, ``callback``, presets) still
+    pass through ``**kwargs``. A setting left at ``None`` takes the engine's default."""
+    kw = _inspect.Parameter.KEYWORD_ONLY
+    rows = _embgraft.settings()
+    params = list(leading) + [_inspect.Parameter(k, kw, default=None) for k, _, _, _ in rows]
+    params.append(_inspect.Parameter("kwargs", _inspect.Parameter.VAR_KEYWORD))
+    fn.__signature__ = _inspect.Signature(params)
+    lines = [f"    {k} (``{flag}``, default {d or 'none'}): {' '.join(h.split())}" for k, flag, d, h in rows]
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n    Settings (the engine's, with their defaults):\n\n" + "\n".join(lines) + "\n"
+    return fn
+
+
+_settings_signature(compare)
+_settings_signature(train, leading=[_inspect.Parameter("config", _inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+
 def inspect(path):
     """A donor's tensors, the embedding that would be grafted, its tokenizer and config, as a dict."""
     return json.loads(_embgraft.inspect(str(path)))

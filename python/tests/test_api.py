@@ -170,3 +170,18 @@ def test_a_sweep_from_python(inputs, tmp_path):
     assert (tmp_path / "sweep" / "sweep-tokens.png").is_file()
     with pytest.raises(embgraft.InputError, match="--train-tokens 1M: the training part"):
         embgraft.compare(out=str(tmp_path / "bad"), train_tokens=["1k", "1M"], **kw)
+
+
+def test_compare_and_train_show_every_setting_as_a_keyword():
+    """help(embgraft.compare) names every setting, with its default, from the engine's table."""
+    import inspect
+
+    names = [row[0] for row in embgraft.settings()]
+    params = inspect.signature(embgraft.compare).parameters
+    assert [p for p in params if p != "kwargs"] == names
+    assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in names)
+    assert list(inspect.signature(embgraft.train).parameters)[0] == "config"
+    for keyword, flag, default, _ in embgraft.settings():
+        assert f"{keyword} (``{flag}``, default " in embgraft.compare.__doc__
+    assert "max_steps" in embgraft.train.__doc__
+    assert embgraft.__version__ == "0.1.0"
