@@ -215,15 +215,8 @@ impl RunArgs {
     }
 }
 
+use crate::util::print_result;
 pub use crate::util::utc_timestamp;
-
-/// Prints a line to stdout; a reader that went away (`embgraft inspect M | head`) ends the
-/// output quietly instead of a panic.
-fn say(text: &str) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{text}").and_then(|_| o.flush());
-}
 
 /// Set by the first Ctrl-C (or SIGTERM): the current step finishes, results are written.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -277,8 +270,8 @@ fn run_experiment(args: &RunArgs, cfg: &ExperimentConfig) -> anyhow::Result<()> 
     let runs: usize = done.iter().map(|(_, s)| s.runs.len()).sum();
     let secs: f64 = done.iter().map(|(_, s)| s.wall_seconds).sum();
     match shard {
-        Some(sh) => say(&format!("shard {sh}: {runs} runs in {} ({secs:.1} s)", out.display())),
-        None => say(&format!(
+        Some(sh) => print_result(&format!("shard {sh}: {runs} runs in {} ({secs:.1} s)", out.display())),
+        None => print_result(&format!(
             "wrote {} ({runs} runs{}, {secs:.1} s): open report.md there",
             out.display(),
             if done.len() > 1 { format!(" in {} groups", done.len()) } else { String::new() }
@@ -296,7 +289,7 @@ fn report(dir: &std::path::Path, complete: bool) -> anyhow::Result<()> {
         }
         crate::util::to_stderr(&format!("report: {msg}; the report covers the rest"));
     }
-    say(&format!(
+    print_result(&format!(
         "wrote the report of {} ({} of {} cells): open report.md there",
         dir.display(),
         r.cells - r.missing.len(),
@@ -317,11 +310,11 @@ pub fn export(
     let req = crate::experiment::export::Request { dir, letter, seed, out, force, donor };
     let done = crate::experiment::export::export(&req)?;
     for n in &done.notes {
-        say(&format!("note: {n}"));
+        print_result(&format!("note: {n}"));
     }
     let load = done.model.row().loader;
     let loss = done.final_test_loss.map_or(String::new(), |l| format!("; the run's final test loss was {l:.4}"));
-    say(&format!(
+    print_result(&format!(
         "exported {letter} seed {seed} to {} ({}): load it with {load}{loss}",
         out.display(),
         done.files.join(", ")
@@ -344,10 +337,10 @@ fn run(cli: Cli, m: &clap::ArgMatches) -> anyhow::Result<()> {
                 anyhow::bail!("--write-mapped needs --tokenizer: the vocabulary to map the donor's rows onto");
             }
             let found = crate::experiment::inspect::Inspection::open(&path, tensor.as_deref())?;
-            say(&found.lines().join("\n"));
+            print_result(&found.lines().join("\n"));
             if let Some(t) = tokenizer {
                 let out = write_mapped.as_deref().map(|path| crate::experiment::inspect::MappedOut { path, force });
-                say(&found.map_onto(&t, vocab_map, max_memory.map(|m| m.0), out)?.join("\n"));
+                print_result(&found.map_onto(&t, vocab_map, max_memory.map(|m| m.0), out)?.join("\n"));
             }
         }
     }

@@ -486,6 +486,14 @@ pub fn say(line: &str) {
     }
 }
 
+/// Prints a command's result (a JSON line, an inspection, "wrote …") to stdout, where scripts
+/// read it; a reader that went away (`embgraft inspect M | head`) ends the output quietly
+/// instead of a panic. Messages about the run go through [`say`] instead.
+pub fn print_result(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{text}").and_then(|_| o.flush());
+}
+
 /// Writes a line to stderr, if it can: a closed or full stderr (`2>&1 | head -1`,
 /// `2>/dev/full`) loses the message, never the run (`eprintln!` would panic there).
 pub fn to_stderr(line: &str) {

@@ -426,6 +426,23 @@ fn mapped_and_token_files_go_only_where_they_may() {
     assert!(!places.join("batches.safetensors").exists());
     let (code, e) = bench(&p("existing.safetensors"), true);
     assert_eq!(code, Some(0), "{e}");
+    // Its result is a JSON line on stdout, where bench/*.sh read it.
+    let args = [
+        "bench",
+        "--batches",
+        "places/batches.safetensors",
+        "--dim",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--shape",
+        "4x8",
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_embgraft")).current_dir(r).args(args).output().unwrap();
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && serde_json::from_str::<serde_json::Value>(line.trim()).is_ok(), "{line}");
     let bytes = std::fs::read(places.join("existing.safetensors")).unwrap();
     assert!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("tokens").is_ok());
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::error::Result;
-use crate::util::say;
+use crate::util::print_result;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -76,7 +76,7 @@ pub struct BenchArgs {
 pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     if a.gemm {
         crate::bench::gemm::run(a.steps.max(1), a.only.as_deref(), |r| {
-            say(&serde_json::to_string(r).unwrap_or_default())
+            print_result(&serde_json::to_string(r).unwrap_or_default())
         })?;
         return Ok(());
     }
@@ -136,7 +136,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
             anyhow::bail!("--model model5 times the CPU path; leave out --device {}", a.device);
         }
         spec.config().validate()?;
-        say(&serde_json::to_string(&crate::bench::model5::run(&batches, spec)?)?);
+        print_result(&serde_json::to_string(&crate::bench::model5::run(&batches, spec)?)?);
         return Ok(());
     }
     let spec = crate::bench::Spec {
@@ -151,7 +151,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         tf32: a.tf32,
     };
     let device = crate::experiment::device(&a.device)?;
-    say(&serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
+    print_result(&serde_json::to_string(&crate::bench::run(&batches, spec, &device)?)?);
     Ok(())
 }
 
