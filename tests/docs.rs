@@ -181,8 +181,7 @@ fn flag_runs(text: &str) -> Vec<Vec<String>> {
     while let Some(i) = rest.find("`--") {
         let mut run = Vec::new();
         let mut at = &rest[i..];
-        loop {
-            let Some(end) = at[1..].find('`') else { break };
+        while let Some(end) = at[1..].find('`') {
             run.push(at[1..1 + end].to_string());
             at = &at[end + 2..];
             let next = [", `", " and `", ", and `"]

@@ -383,24 +383,10 @@ fn mapped_and_token_files_go_only_where_they_may() {
 
     // bench --tokens-out: the same rules, its inputs being --corpus and --batches.
     let corpus = s.corpus.to_str().unwrap();
+    let small = ["--dim", "8", "--steps", "1", "--warmup", "0", "--shape", "4x8"];
     let bench = |out: &str, force: bool| {
-        let mut a = vec![
-            "bench",
-            "--batches",
-            "places/batches.safetensors",
-            "--corpus",
-            corpus,
-            "--tokens-out",
-            out,
-            "--dim",
-            "8",
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-            "--shape",
-            "4x8",
-        ];
+        let mut a = vec!["bench", "--batches", "places/batches.safetensors", "--corpus", corpus, "--tokens-out", out];
+        a.extend(small);
         if force {
             a.push("--force");
         }
@@ -427,19 +413,7 @@ fn mapped_and_token_files_go_only_where_they_may() {
     let (code, e) = bench(&p("existing.safetensors"), true);
     assert_eq!(code, Some(0), "{e}");
     // Its result is a JSON line on stdout, where bench/*.sh read it.
-    let args = [
-        "bench",
-        "--batches",
-        "places/batches.safetensors",
-        "--dim",
-        "8",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--shape",
-        "4x8",
-    ];
+    let args = [&["bench", "--batches", "places/batches.safetensors"][..], &small].concat();
     let o = Command::new(env!("CARGO_BIN_EXE_embgraft")).current_dir(r).args(args).output().unwrap();
     let line = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success() && serde_json::from_str::<serde_json::Value>(line.trim()).is_ok(), "{line}");
