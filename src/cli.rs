@@ -167,7 +167,7 @@ impl RunArgs {
                      change)",
                     p.display(),
                     flag_of(id),
-                    crate::config::listed(&crate::config::resumable_flags())
+                    crate::util::listed(&crate::config::resumable_flags())
                 )));
             }
             let text = crate::util::read_small(&p).map_err(|e| {

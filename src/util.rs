@@ -10,14 +10,7 @@ use crate::error::{Error, Result};
 /// exactly one wins and no reader sees it half-written. Ok(false) when it already existed.
 pub fn write_new(path: &Path, data: &[u8]) -> Result<bool> {
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
-    let mut tmp = temp_beside(path).map_err(fail)?;
-    tmp.write_all(data).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    match tmp.persist_noclobber(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(fail(e.error)),
-    }
+    place_through_temp(path, false, |tmp| tmp.as_file_mut().write_all(data).map_err(fail))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, fsynced, then
@@ -32,13 +25,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// path (a PNG encoder writes by path; the temporary name keeps `path`'s extension for it).
 /// Whatever `fill` wrote is fsynced before the rename; if it fails, the temporary file goes.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>) -> Result<()> {
+    place_through_temp(path, true, fill).map(|_| ())
+}
+
+/// The one way every file is written: a temporary file beside `path` filled by `fill`, fsynced,
+/// then renamed over `path` (`replace`) or linked into place only if the name is free. Ok(false)
+/// when not replacing and `path` already existed (the temporary file then goes).
+fn place_through_temp(
+    path: &Path,
+    replace: bool,
+    fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>,
+) -> Result<bool> {
     let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
     let mut tmp = temp_beside(path).map_err(fail)?;
     fill(&mut tmp)?;
     // fsync is per file, not per descriptor: it also flushes what was written by path.
     tmp.as_file().sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    let placed = match replace {
+        true => tmp.persist(path).map(|_| ()),
+        false => tmp.persist_noclobber(path).map(|_| ()),
+    };
+    match placed {
+        Ok(()) => Ok(true),
+        Err(e) if !replace && e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(fail(e.error)),
+    }
 }
 
 /// A hidden temporary file in `path`'s folder, named after it and keeping its extension. Its
@@ -102,15 +113,23 @@ pub fn read_input(path: &Path, what: &str, cap: u64, raise: &str) -> Result<Vec<
 pub fn check_output_file(path: &Path, flag: &str, force: bool, inputs: &[&Path]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let shown = path.display();
-    // An input the command writes first (bench's --batches when missing) is the same place
-    // under another spelling (`./b`, `dir/../b`) as surely as the same inode.
-    if let Some(input) = inputs.iter().find(|i| same_place(path, i)) {
+    let found = std::fs::symlink_metadata(path);
+    let meta = found.as_ref().ok();
+    // An input, by inode where both exist (a hard link, a linked folder), or as the same place
+    // under another spelling (`./b`, `dir/../b`: bench's --batches, written first when missing).
+    let same_file = |i: &Path| {
+        meta.as_ref().is_some_and(|m| {
+            m.is_file() && std::fs::metadata(i).is_ok_and(|n| (n.dev(), n.ino()) == (m.dev(), m.ino()))
+        })
+    };
+    if let Some(input) = inputs.iter().find(|i| same_place(path, i) || same_file(i)) {
         return Err(Error::Output(format!(
             "{flag} {shown} is {}, which this command reads; give another file path",
             input.display()
         )));
     }
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match found {
+        Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !dir.is_dir() {
@@ -122,7 +141,6 @@ pub fn check_output_file(path: &Path, flag: &str, force: bool, inputs: &[&Path])
             return Ok(());
         }
         Err(e) => return Err(Error::Output(format!("{flag} {shown}: {e}; give a new file path"))),
-        Ok(m) => m,
     };
     let t = meta.file_type();
     if !t.is_file() {
@@ -133,13 +151,6 @@ pub fn check_output_file(path: &Path, flag: &str, force: bool, inputs: &[&Path])
         };
         return Err(Error::Output(format!(
             "{flag} {shown} is {kind}; embgraft writes only a new regular file there: give a new file path"
-        )));
-    }
-    let same = |p: &&&Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
-    if let Some(input) = inputs.iter().find(same) {
-        return Err(Error::Output(format!(
-            "{flag} {shown} is {}, which this command reads; give another file path",
-            input.display()
         )));
     }
     if !force {
@@ -176,21 +187,12 @@ pub fn write_output_with(
     force: bool,
     fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>,
 ) -> Result<()> {
-    let fail = |e: std::io::Error| Error::Output(format!("cannot write {}: {e}", path.display()));
-    let mut tmp = temp_beside(path).map_err(fail)?;
-    fill(&mut tmp)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    let placed = match force {
-        true => tmp.persist(path).map(|_| ()),
-        false => tmp.persist_noclobber(path).map(|_| ()),
-    };
-    match placed {
-        Ok(()) => Ok(()),
-        Err(e) if !force && e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Output(format!(
+    match place_through_temp(path, force, fill)? {
+        true => Ok(()),
+        false => Err(Error::Output(format!(
             "{flag} {} appeared while this command ran; nothing was written over it: give a new file path",
             path.display()
         ))),
-        Err(e) => Err(fail(e.error)),
     }
 }
 
@@ -483,6 +485,15 @@ pub fn say(line: &str) {
     match MESSAGES.with(|m| m.borrow().clone()) {
         Some(hook) => hook(line),
         None => to_stderr(line),
+    }
+}
+
+/// Names joined as a sentence lists them: `a`, `a and b`, `a, b and c`.
+pub fn listed(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 

@@ -238,6 +238,15 @@ fn train_kept(f: &common::Fixture, donor: &Path, configs: &str, steps: &str, out
     ok(&embgraft(&[&run[..], &["--configs", configs, "--max-steps", steps, "--save-weights", "--out", o]].concat()));
 }
 
+/// `embgraft export RUN --config LETTER --out OUT`, with `--force` where asked.
+fn export_args<'a>(run: &'a str, letter: &'a str, out: &'a Path, force: bool) -> Vec<&'a str> {
+    let mut a = vec!["export", run, "--config", letter, "--out", out.to_str().unwrap()];
+    if force {
+        a.push("--force");
+    }
+    a
+}
+
 /// A finished A,B experiment with its weights kept, in `root/run`.
 fn finished(f: &common::Fixture) -> std::path::PathBuf {
     let out = f.root.join("run");
@@ -250,13 +259,7 @@ fn force_replaces_only_an_earlier_exports_own_files() {
     let f = fixture();
     let run = finished(&f);
     let r = run.to_str().unwrap();
-    let export = |letter: &str, out: &Path, force: bool| {
-        let mut a = vec!["export", r, "--config", letter, "--out", out.to_str().unwrap()];
-        if force {
-            a.push("--force");
-        }
-        embgraft(&a)
-    };
+    let export = |letter: &str, out: &Path, force: bool| embgraft(&export_args(r, letter, out, force));
     // The run's own donor folder, and a Hugging Face model folder: nothing there is an export's.
     let before = snapshot(&f.donor);
     refused(
@@ -336,15 +339,7 @@ fn force_replaces_only_an_earlier_exports_own_files() {
     let other = f.root.join("run2");
     train_kept(&f, &donor_like, "B", "2", &other);
     let before = snapshot(&donor_like);
-    let o = embgraft(&[
-        "export",
-        other.to_str().unwrap(),
-        "--config",
-        "B",
-        "--out",
-        donor_like.to_str().unwrap(),
-        "--force",
-    ]);
+    let o = embgraft(&export_args(other.to_str().unwrap(), "B", &donor_like, true));
     refused(&o, &["model.safetensors there is a file the run read"]);
     assert_eq!(snapshot(&donor_like), before);
 }
@@ -356,10 +351,7 @@ fn two_exports_at_once_never_leave_a_mixed_folder() {
     let r = run.to_str().unwrap();
     let spawn = |letter: &str, out: &Path, force: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_embgraft"));
-        c.args(["export", r, "--config", letter, "--out", out.to_str().unwrap()]);
-        if force {
-            c.arg("--force");
-        }
+        c.args(export_args(r, letter, out, force));
         c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
     };
     // Each of A's and B's files, exported alone, to tell whose a file is.

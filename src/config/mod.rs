@@ -326,15 +326,6 @@ pub fn resumable_flags() -> Vec<String> {
         .collect()
 }
 
-/// Names joined as a sentence lists them: `a`, `a and b`, `a, b and c`.
-pub fn listed(names: &[String]) -> String {
-    match names {
-        [] => String::new(),
-        [one] => one.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
-    }
-}
-
 /// Settings that came after run folders recorded fingerprints: recorded (and hashed) only
 /// where they differ from their default, so a folder made before them keeps its fingerprint.
 pub const SINCE_FINGERPRINTS: &[&str] = &["vocab_map", "vocab_fallback"];

@@ -117,13 +117,20 @@ impl Inspection {
             crate::util::probe_writable(dir)
                 .map_err(|e| Error::Output(format!("--write-mapped {}: {e}", o.path.display())))?;
         }
-        // The donor's matrix is read into f32 beside the mapping: both refused before either.
+        // The donor's matrix is read into f32 beside the mapping: both refused before either,
+        // from the header's shape (checked after the read only where the header gave none).
         let shape = self.embedding.as_ref().ok().and_then(|n| self.tensors.iter().find(|t| &t.name == n));
-        if let Some(&[rows, cols]) = shape.map(|t| t.shape.as_slice()) {
+        let planned = match shape.map(|t| t.shape.as_slice()) {
+            Some(&[rows, cols]) => Some((rows, cols)),
+            _ => None,
+        };
+        if let Some((rows, cols)) = planned {
             mapping_fits(&model, cols, crate::experiment::memory::donor((rows * cols) as u64), max)?;
         }
         let emb = self.donor.embedding(self.tensor.as_deref())?;
-        mapping_fits(&model, emb.cols, 0, max)?;
+        if planned.is_none() {
+            mapping_fits(&model, emb.cols, 0, max)?;
+        }
         let m = transplant::map(&model, &donor_tok, emb.rows, how)?;
         let mapped = transplant::apply(&m, &emb, transplant::VocabFallback::Mean, &mut rand::rng());
         let [exact, pieces] = transplant::verify(&m, &emb, &mapped)?;

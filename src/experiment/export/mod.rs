@@ -127,11 +127,13 @@ fn check_shapes(saved: &Saved, info: &InputSummary, path: &Path) -> Result<()> {
     let spec = saved.model.spec(info.vocab, info.dim).ok_or_else(|| {
         Error::Input(format!("{} does not record Model 5's sizes; delete it and run that cell again", path.display()))
     })?;
+    // Every mismatch is the same finding: the file says something the run's model is not.
+    let altered = |what: String| {
+        Error::Input(format!("{} {what}: the file was altered; delete it and run that cell again", path.display()))
+    };
     if spec.vocab() != info.vocab {
-        return Err(Error::Input(format!(
-            "{} records a model with a vocabulary of {}, but the run's is {}: the file was altered; delete it and \
-             run that cell again",
-            path.display(),
+        return Err(altered(format!(
+            "records a model with a vocabulary of {}, but the run's is {}",
             spec.vocab(),
             info.vocab
         )));
@@ -142,27 +144,13 @@ fn check_shapes(saved: &Saved, info: &InputSummary, path: &Path) -> Result<()> {
         match have.iter().find(|(n, _)| n == name) {
             Some((_, s)) if s == shape => {}
             Some((_, s)) => {
-                return Err(Error::Input(format!(
-                    "{} holds {name} of shape {s:?}, but the run's model has {shape:?}: the file was altered; delete \
-                     it and run that cell again",
-                    path.display()
-                )))
+                return Err(altered(format!("holds {name} of shape {s:?}, but the run's model has {shape:?}")))
             }
-            None => {
-                return Err(Error::Input(format!(
-                    "{} has no {name}, which the run's model has: the file was altered; delete it and run that cell \
-                     again",
-                    path.display()
-                )))
-            }
+            None => return Err(altered(format!("has no {name}, which the run's model has"))),
         }
     }
     if let Some((extra, _)) = have.iter().find(|(n, _)| !want.iter().any(|(w, _)| w == n)) {
-        return Err(Error::Input(format!(
-            "{} holds {extra}, which the run's model does not have: the file was altered; delete it and run that \
-             cell again",
-            path.display()
-        )));
+        return Err(altered(format!("holds {extra}, which the run's model does not have")));
     }
     Ok(())
 }
